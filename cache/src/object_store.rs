@@ -1,0 +1,93 @@
+//! The object-store trait every cache backend implements.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::local::LocalDirStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object {path} not found in {store}")]
+    NotFound { store: String, path: String },
+    #[error("invalid object path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+    #[error("{op} {path} in {store}: {source}")]
+    Io {
+        op: &'static str,
+        store: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unsupported cache location {0:?}: {1}")]
+    Unsupported(String, &'static str),
+}
+
+/// An object listed by [`ObjectStore::list`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Path relative to the store root, `/`-separated.
+    pub path: String,
+    pub size: u64,
+}
+
+/// A flat namespace of immutable objects addressed by `/`-separated paths.
+///
+/// `put` must be atomic: a reader sees the whole object or none of it, even
+/// if the writer is killed midway. That is what makes a segment written
+/// before a crash safe to index afterwards.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + Debug {
+    async fn put(&self, path: &str, data: Bytes) -> Result<(), StoreError>;
+    async fn get(&self, path: &str) -> Result<Bytes, StoreError>;
+    /// Every object whose path starts with `prefix`, sorted by path.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
+    async fn delete(&self, path: &str) -> Result<(), StoreError>;
+    /// Where the store lives, for messages (never includes credentials).
+    fn describe(&self) -> String;
+}
+
+/// Opens a cache location: a directory path (or `file://` URL). `s3://`
+/// locations are answered with a clear error until the S3 store exists.
+pub fn open_store(location: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    if location.starts_with("s3://") {
+        return Err(StoreError::Unsupported(
+            location.to_string(),
+            "this build has no S3 store yet; use a local directory",
+        ));
+    }
+    let path = location.strip_prefix("file://").unwrap_or(location);
+    if path.is_empty() {
+        return Err(StoreError::Unsupported(
+            location.to_string(),
+            "empty cache location",
+        ));
+    }
+    Ok(Arc::new(LocalDirStore::new(PathBuf::from(path))))
+}
+
+/// Rejects paths that could escape the store root or are not portable to S3.
+pub(crate) fn check_path(path: &str) -> Result<(), StoreError> {
+    let bad = |reason| {
+        Err(StoreError::InvalidPath {
+            path: path.to_string(),
+            reason,
+        })
+    };
+    if path.is_empty() {
+        return bad("empty");
+    }
+    if path.starts_with('/') {
+        return bad("must be relative");
+    }
+    if path.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return bad("empty, '.' or '..' component");
+    }
+    if path.contains('\\') || path.contains('\0') {
+        return bad("backslash or NUL");
+    }
+    Ok(())
+}

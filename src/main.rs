@@ -1,0 +1,2 @@
+//! The `shardline` command line.
+fn main() {}
