@@ -216,3 +216,6 @@ pub struct ReleaseRequest {
 pub struct ReleaseResponse {
     pub accepted: bool,
 }
+
+/// Body of `GET /v1/jobs/{id}/results`: the job's `metrics.json`.
+pub type ResultsResponse = crate::results::MetricsReport;

@@ -1,8 +1,8 @@
 //! The job spec: what a user writes in `job.toml` (or posts as JSON).
 //!
 //! Parsing is strict: unknown fields and wrong values are rejected with the
-//! field path and, for enumerations, the accepted values. `JobSpec::parse_toml`
-//! then validates what serde cannot (templates compile, regexes compile,
+//! field path and, for enumerations, the accepted values. `JobSpec::from_toml_file`
+//! (spec_load.rs) then validates what serde cannot (templates compile, regexes compile,
 //! metrics fit the task kind) so that a bad spec fails before any work starts.
 
 use serde::{Deserialize, Serialize};
