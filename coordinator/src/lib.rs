@@ -1,1 +1,16 @@
-//! placeholder
+//! The Shardline coordinator: job store, planner, lease protocol, HTTP API
+//! and rescoring from the cache.
+
+mod coordinator;
+mod docstream;
+mod error;
+pub mod http;
+mod planner;
+mod rescore;
+pub mod store;
+
+pub use coordinator::{spec_hash, Coordinator, CoordinatorConfig, IndexStats, RecoveryStats};
+pub use error::CoordinatorError;
+pub use http::{router, serve};
+pub use rescore::{rescore_spec, MissingRequest, RescoreOutcome, DEFAULT_BOOTSTRAP_SEED};
+pub use store::{SqliteStore, Store, StoreError};

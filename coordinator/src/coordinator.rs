@@ -1,0 +1,699 @@
+//! The `Coordinator`: job submission, the lease protocol (with claim-time
+//! cache filtering), crash recovery and cache-index maintenance. The HTTP
+//! layer and the embedded CLI both call these methods.
+
+use chrono::{DateTime, Utc};
+use jobs::protocol::{
+    ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, FailRequest, FailResponse,
+    HeartbeatRequest, HeartbeatResponse, JobStatus, Lease, ReleaseRequest, ReleaseResponse,
+};
+use jobs::request::{canonical_json, sha256_hex};
+use jobs::spec::ModelSpec;
+use jobs::{InferenceRequest, JobSpec, RequestKey};
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::error::CoordinatorError;
+use crate::store::{Completion, LeaseFence, NewJob, Partial, RequestFailure, SegmentEntry, Store};
+
+/// Most shards one claim hands out, whatever the worker asks for.
+const MAX_SHARDS_PER_CLAIM: u32 = 64;
+/// Claim rounds when every claimed shard turns out to be cached already.
+const MAX_CLAIM_ROUNDS: usize = 8;
+/// First retry delay of a failed shard; doubles per attempt up to the cap.
+const RETRY_BASE: Duration = Duration::from_secs(1);
+const RETRY_CAP: Duration = Duration::from_secs(120);
+
+#[derive(Clone, Debug)]
+pub struct CoordinatorConfig {
+    /// Bearer token for job routes (submit, list, cancel, results).
+    pub admin_token: String,
+    /// Bearer token for lease routes (claim, heartbeat, complete, fail).
+    pub worker_token: String,
+    /// Length of a lease; a worker that misses heartbeats this long loses it.
+    pub lease_secs: u64,
+    /// Heartbeat period told to workers (keep it well under `lease_secs`).
+    pub heartbeat_interval_secs: u64,
+    /// How often the reaper returns expired leases.
+    pub reaper_interval: Duration,
+}
+
+impl CoordinatorConfig {
+    /// Defaults for everything but the tokens: 60 s leases, heartbeats every
+    /// 15 s, a reaper pass every 5 s.
+    pub fn with_tokens(admin_token: impl Into<String>, worker_token: impl Into<String>) -> Self {
+        CoordinatorConfig {
+            admin_token: admin_token.into(),
+            worker_token: worker_token.into(),
+            lease_secs: 60,
+            heartbeat_interval_secs: 15,
+            reaper_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Monotonic counters exported on `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub claims: AtomicU64,
+    pub leases_granted: AtomicU64,
+    pub completions: AtomicU64,
+    pub completions_fenced: AtomicU64,
+    pub shard_failures: AtomicU64,
+    pub releases: AtomicU64,
+    pub leases_reaped: AtomicU64,
+    pub requests_cached_at_claim: AtomicU64,
+}
+
+/// What [`Coordinator::recover_after_crash`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryStats {
+    /// Running leases of the previous process made available again.
+    pub leases_returned: u64,
+    /// Segments written before the crash and indexed now.
+    pub index: IndexStats,
+}
+
+/// What an index catch-up or rebuild did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexStats {
+    pub segments: u64,
+    /// Successful records read.
+    pub records: u64,
+    /// Keys added to the index (a key already indexed is not counted).
+    pub keys_indexed: u64,
+    /// Segments that could not be read, with the reason.
+    pub bad_segments: Vec<(String, String)>,
+}
+
+pub(crate) struct Inner {
+    pub store: Arc<dyn Store>,
+    pub objects: Arc<dyn cache::ObjectStore>,
+    pub config: CoordinatorConfig,
+    pub counters: Counters,
+    /// Wakes the planner loop when a job is submitted.
+    pub plan_wakeup: Notify,
+    /// One planning pass at a time in this process: two passes over the same
+    /// job would delete each other's shards.
+    pub planning: tokio::sync::Mutex<()>,
+    /// Parsed model sections of jobs, for leases.
+    models: Mutex<HashMap<Uuid, ModelSpec>>,
+}
+
+/// Cheap to clone; all clones share one state.
+#[derive(Clone)]
+pub struct Coordinator {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Tokens are secrets: never printed.
+        f.debug_struct("Coordinator")
+            .field("store", &self.inner.store)
+            .field("objects", &self.inner.objects.describe())
+            .field("lease_secs", &self.inner.config.lease_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// sha256 of the spec's canonical JSON: equal specs, equal hashes.
+pub fn spec_hash(spec: &JobSpec) -> Result<String, CoordinatorError> {
+    let value = serde_json::to_value(spec)
+        .map_err(|e| CoordinatorError::Internal(format!("cannot encode the job spec: {e}")))?;
+    Ok(sha256_hex(&canonical_json(&value)))
+}
+
+/// Capped exponential backoff with full jitter in its upper half, so that
+/// many shards failing together do not retry in lockstep.
+pub(crate) fn retry_delay(attempt: u32) -> Duration {
+    let exp = attempt.saturating_sub(1).min(16);
+    let base = RETRY_BASE.saturating_mul(1u32 << exp).min(RETRY_CAP);
+    let jitter = rand::rng().random_range(0.5..=1.0);
+    base.mul_f64(jitter)
+}
+
+fn chrono_after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Splits a segment path written by `cache::segment_path` into job, shard
+/// and attempt; `None` for segments named otherwise.
+pub(crate) fn parse_segment_path(path: &str) -> Option<(Uuid, Uuid, u32)> {
+    let rest = path
+        .strip_prefix(cache::SEGMENT_PREFIX)?
+        .strip_suffix(".jsonl.zst")?;
+    let (job, file) = rest.split_once('/')?;
+    let (shard, attempt) = file.rsplit_once('-')?;
+    Some((
+        Uuid::parse_str(job).ok()?,
+        Uuid::parse_str(shard).ok()?,
+        attempt.parse().ok()?,
+    ))
+}
+
+impl Coordinator {
+    pub fn new(
+        store: Arc<dyn Store>,
+        objects: Arc<dyn cache::ObjectStore>,
+        config: CoordinatorConfig,
+    ) -> Self {
+        Coordinator {
+            inner: Arc::new(Inner {
+                store,
+                objects,
+                config,
+                counters: Counters::default(),
+                plan_wakeup: Notify::new(),
+                planning: tokio::sync::Mutex::new(()),
+                models: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn objects(&self) -> &Arc<dyn cache::ObjectStore> {
+        &self.inner.objects
+    }
+
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.inner.config
+    }
+
+    fn lease_length(&self) -> Duration {
+        Duration::from_secs(self.inner.config.lease_secs.max(1))
+    }
+
+    /// Validates and records a job; planning happens in the background (see
+    /// [`Coordinator::plan_pending`]). Idempotent: while a job with the same
+    /// spec is planning or running, that job is returned.
+    pub async fn submit(&self, spec: JobSpec) -> Result<JobStatus, CoordinatorError> {
+        spec.validate()?;
+        let hash = spec_hash(&spec)?;
+        let spec_json = serde_json::to_string(&spec)
+            .map_err(|e| CoordinatorError::Internal(format!("cannot encode the job spec: {e}")))?;
+        let (job, created) = self
+            .inner
+            .store
+            .create_job(NewJob {
+                id: Uuid::now_v7(),
+                name: spec.name.clone(),
+                spec_json,
+                spec_hash: hash,
+                backend: spec.model.backend,
+                created_at: Utc::now(),
+            })
+            .await?;
+        if created {
+            tracing::info!(job_id = %job.id, name = %job.name, "job submitted");
+            self.inner.plan_wakeup.notify_one();
+        } else {
+            tracing::info!(job_id = %job.id, name = %job.name, "same spec already live; reusing job");
+        }
+        Ok(job.status())
+    }
+
+    pub async fn job_status(&self, id: Uuid) -> Result<JobStatus, CoordinatorError> {
+        Ok(self.inner.store.get_job(id).await?.status())
+    }
+
+    /// Every job, newest first.
+    pub async fn list_jobs(&self) -> Result<Vec<JobStatus>, CoordinatorError> {
+        Ok(self
+            .inner
+            .store
+            .list_jobs()
+            .await?
+            .iter()
+            .map(|j| j.status())
+            .collect())
+    }
+
+    /// Cancels a job: no shard of it is handed out again, and workers on its
+    /// running shards are told to stop at their next heartbeat.
+    pub async fn cancel(&self, id: Uuid) -> Result<JobStatus, CoordinatorError> {
+        let job = self.inner.store.cancel_job(id, Utc::now()).await?;
+        tracing::info!(job_id = %id, state = ?job.state, "job cancel requested");
+        Ok(job.status())
+    }
+
+    /// The job's spec as submitted.
+    pub async fn job_spec(&self, id: Uuid) -> Result<JobSpec, CoordinatorError> {
+        let json = self.inner.store.job_spec_json(id).await?;
+        serde_json::from_str(&json).map_err(|e| {
+            CoordinatorError::Internal(format!("stored spec of job {id} cannot be read: {e}"))
+        })
+    }
+
+    /// Requests of the job that failed after the worker's retries.
+    pub async fn failures(
+        &self,
+        id: Uuid,
+        limit: u64,
+    ) -> Result<Vec<RequestFailure>, CoordinatorError> {
+        // Distinguish "no failures" from "no such job".
+        self.inner.store.get_job(id).await?;
+        Ok(self.inner.store.job_failures(id, limit).await?)
+    }
+
+    async fn model_of(&self, job_id: Uuid) -> Result<ModelSpec, CoordinatorError> {
+        if let Ok(models) = self.inner.models.lock() {
+            if let Some(model) = models.get(&job_id) {
+                return Ok(model.clone());
+            }
+        }
+        let model = self.job_spec(job_id).await?.model;
+        if let Ok(mut models) = self.inner.models.lock() {
+            models.insert(job_id, model.clone());
+        }
+        Ok(model)
+    }
+
+    /// Leases shards to a worker. Requests whose output is already in the
+    /// cache index (written by another job, or by an attempt that crashed
+    /// after writing its segment) are dropped from the lease; a shard left
+    /// with nothing to do is completed on the spot and another is claimed.
+    pub async fn claim(&self, req: &ClaimRequest) -> Result<ClaimResponse, CoordinatorError> {
+        let counters = &self.inner.counters;
+        counters.claims.fetch_add(1, Ordering::Relaxed);
+        let wanted = req.max_shards.clamp(1, MAX_SHARDS_PER_CLAIM) as usize;
+        let mut leases = Vec::new();
+        for _ in 0..MAX_CLAIM_ROUNDS {
+            if leases.len() >= wanted {
+                break;
+            }
+            let now = Utc::now();
+            let claimed = self
+                .inner
+                .store
+                .claim(
+                    &req.worker_id,
+                    &req.capabilities.backends,
+                    (wanted - leases.len()) as u32,
+                    self.lease_length(),
+                    now,
+                )
+                .await?;
+            if claimed.is_empty() {
+                break;
+            }
+            for shard in claimed {
+                let fence = shard.fence(&req.worker_id);
+                let requests: Vec<InferenceRequest> =
+                    match serde_json::from_str(&shard.requests_json) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            // Cannot happen unless the row was edited; fail the
+                            // shard rather than hand out garbage.
+                            let error = format!("shard requests cannot be read: {e}");
+                            tracing::error!(shard_id = %shard.shard_id, %error);
+                            self.inner.store.fail(&fence, &error, now, now).await?;
+                            continue;
+                        }
+                    };
+                let keys: Vec<RequestKey> = requests.iter().map(|r| r.key.clone()).collect();
+                let cached = self.inner.store.lookup_keys(&keys).await?;
+                let before = requests.len();
+                let remaining: Vec<InferenceRequest> = requests
+                    .into_iter()
+                    .filter(|r| !cached.contains_key(&r.key))
+                    .collect();
+                let skipped = (before - remaining.len()) as u64;
+                counters
+                    .requests_cached_at_claim
+                    .fetch_add(skipped, Ordering::Relaxed);
+                if remaining.is_empty() {
+                    tracing::info!(shard_id = %shard.shard_id, attempt = shard.attempt,
+                        "every request of the shard is cached; completing it without a worker");
+                    self.inner
+                        .store
+                        .complete(&fence, &Completion::default(), Utc::now())
+                        .await?;
+                    counters.completions.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let model = self.model_of(shard.job_id).await?;
+                tracing::debug!(shard_id = %shard.shard_id, attempt = shard.attempt,
+                    worker_id = %req.worker_id, requests = remaining.len(), skipped, "lease granted");
+                leases.push(Lease {
+                    shard_id: shard.shard_id,
+                    job_id: shard.job_id,
+                    attempt: shard.attempt,
+                    lease_expires_at: shard.lease_expires_at.to_rfc3339(),
+                    heartbeat_interval_secs: self.inner.config.heartbeat_interval_secs,
+                    model,
+                    requests: remaining,
+                });
+            }
+        }
+        counters
+            .leases_granted
+            .fetch_add(leases.len() as u64, Ordering::Relaxed);
+        Ok(ClaimResponse { leases })
+    }
+
+    pub async fn heartbeat(
+        &self,
+        req: &HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, CoordinatorError> {
+        let fence = LeaseFence {
+            shard_id: req.shard_id,
+            attempt: req.attempt,
+            worker_id: req.worker_id.clone(),
+        };
+        let outcome = self
+            .inner
+            .store
+            .heartbeat(&fence, req.done, self.lease_length(), Utc::now())
+            .await?;
+        Ok(HeartbeatResponse {
+            keep_going: outcome.keep_going,
+            lease_expires_at: outcome.lease_expires_at.map(|t| t.to_rfc3339()),
+            cancelled: outcome.cancelled,
+        })
+    }
+
+    /// Fenced completion. `accepted: false` means the lease was no longer the
+    /// caller's and nothing changed (the HTTP layer answers 409).
+    pub async fn complete(
+        &self,
+        req: &CompleteRequest,
+    ) -> Result<CompleteResponse, CoordinatorError> {
+        let fence = LeaseFence {
+            shard_id: req.shard_id,
+            attempt: req.attempt,
+            worker_id: req.worker_id.clone(),
+        };
+        let segment = if req.segment.is_empty() {
+            if !req.written.is_empty() {
+                return Err(CoordinatorError::BadRequest(
+                    "completion lists written keys but names no segment".into(),
+                ));
+            }
+            None
+        } else {
+            Some(req.segment.clone())
+        };
+        let completion = Completion {
+            segment,
+            written: req.written.clone(),
+            failed: req.failed.clone(),
+            usage: req.usage,
+        };
+        let accepted = self
+            .inner
+            .store
+            .complete(&fence, &completion, Utc::now())
+            .await?;
+        let counters = &self.inner.counters;
+        if accepted {
+            counters.completions.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(shard_id = %req.shard_id, attempt = req.attempt, worker_id = %req.worker_id,
+                written = req.written.len(), failed = req.failed.len(), "shard completed");
+        } else {
+            counters.completions_fenced.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(shard_id = %req.shard_id, attempt = req.attempt, worker_id = %req.worker_id,
+                "late completion refused (lease no longer held)");
+        }
+        Ok(CompleteResponse { accepted })
+    }
+
+    /// Fenced failure of a whole shard attempt; `None` when fenced.
+    pub async fn fail(&self, req: &FailRequest) -> Result<Option<FailResponse>, CoordinatorError> {
+        let fence = LeaseFence {
+            shard_id: req.shard_id,
+            attempt: req.attempt,
+            worker_id: req.worker_id.clone(),
+        };
+        let now = Utc::now();
+        let retry_at = chrono_after(now, retry_delay(req.attempt));
+        let state = self
+            .inner
+            .store
+            .fail(&fence, &req.error, retry_at, now)
+            .await?;
+        if let Some(state) = state {
+            self.inner
+                .counters
+                .shard_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(shard_id = %req.shard_id, attempt = req.attempt, ?state,
+                error = %req.error, "shard attempt failed");
+        }
+        Ok(state.map(|state| FailResponse { state }))
+    }
+
+    /// Fenced hand-back of an unfinished shard (worker shutting down).
+    pub async fn release(&self, req: &ReleaseRequest) -> Result<ReleaseResponse, CoordinatorError> {
+        let fence = LeaseFence {
+            shard_id: req.shard_id,
+            attempt: req.attempt,
+            worker_id: req.worker_id.clone(),
+        };
+        let partial = req.partial.as_ref().map(|p| Partial {
+            segment: p.segment.clone(),
+            written: p.written.clone(),
+            usage: p.usage,
+        });
+        let accepted = self
+            .inner
+            .store
+            .release(&fence, partial.as_ref(), Utc::now())
+            .await?;
+        if accepted {
+            self.inner.counters.releases.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(ReleaseResponse { accepted })
+    }
+
+    /// One reaper pass: expired leases go back to `available` (spending the
+    /// attempt) or die.
+    pub async fn reap_expired(&self) -> Result<crate::store::ReapOutcome, CoordinatorError> {
+        let outcome = self.inner.store.reap_expired(Utc::now()).await?;
+        let total = outcome.returned + outcome.dead + outcome.cancelled;
+        if total > 0 {
+            self.inner
+                .counters
+                .leases_reaped
+                .fetch_add(total, Ordering::Relaxed);
+            tracing::warn!(
+                returned = outcome.returned,
+                dead = outcome.dead,
+                cancelled = outcome.cancelled,
+                "expired leases reaped"
+            );
+        }
+        Ok(outcome)
+    }
+
+    /// For the embedded single-process mode after a restart: no worker of the
+    /// previous process survives, so every running lease is returned without
+    /// spending an attempt, and segments written just before the crash are
+    /// indexed so that their requests are not sent again.
+    pub async fn recover_after_crash(&self) -> Result<RecoveryStats, CoordinatorError> {
+        let leases_returned = self.inner.store.recover_orphaned(Utc::now()).await?;
+        if leases_returned > 0 {
+            tracing::info!(leases_returned, "leases of the previous process returned");
+        }
+        let index = self.index_new_segments().await?;
+        Ok(RecoveryStats {
+            leases_returned,
+            index,
+        })
+    }
+
+    /// Indexes segments present in the object store but not yet in the index
+    /// (a worker crashed between writing a segment and completing its shard).
+    pub async fn index_new_segments(&self) -> Result<IndexStats, CoordinatorError> {
+        let known = self.inner.store.indexed_segments().await?;
+        let all = cache::list_segments(self.inner.objects.as_ref()).await?;
+        let fresh: Vec<String> = all.into_iter().filter(|p| !known.contains(p)).collect();
+        self.index_segments(fresh).await
+    }
+
+    /// Rebuilds the cache index from the object store alone.
+    pub async fn reindex(&self) -> Result<IndexStats, CoordinatorError> {
+        let all = cache::list_segments(self.inner.objects.as_ref()).await?;
+        self.inner.store.clear_cache_index().await?;
+        self.index_segments(all).await
+    }
+
+    async fn index_segments(&self, paths: Vec<String>) -> Result<IndexStats, CoordinatorError> {
+        let mut stats = IndexStats::default();
+        for path in paths {
+            let records = match cache::read_segment(self.inner.objects.as_ref(), &path).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(segment = %path, error = %e, "skipping unreadable segment");
+                    stats.bad_segments.push((path, e.to_string()));
+                    continue;
+                }
+            };
+            let keys: Vec<RequestKey> = records
+                .into_iter()
+                .filter(|r| r.is_success())
+                .map(|r| r.key)
+                .collect();
+            let (job_id, shard_id, attempt) = match parse_segment_path(&path) {
+                Some((j, s, a)) => (Some(j), Some(s), Some(a)),
+                None => (None, None, None),
+            };
+            stats.segments += 1;
+            stats.records += keys.len() as u64;
+            stats.keys_indexed += self
+                .inner
+                .store
+                .index_segment(
+                    &SegmentEntry {
+                        path,
+                        job_id,
+                        shard_id,
+                        attempt,
+                        keys,
+                    },
+                    Utc::now(),
+                )
+                .await?;
+        }
+        Ok(stats)
+    }
+
+    /// Prometheus text exposition of job/shard/request gauges and the
+    /// protocol counters.
+    pub async fn metrics_text(&self) -> Result<String, CoordinatorError> {
+        use std::fmt::Write as _;
+        let m = self.inner.store.metrics().await?;
+        let c = &self.inner.counters;
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP shardline_jobs Jobs by state.");
+        let _ = writeln!(out, "# TYPE shardline_jobs gauge");
+        for state in ["planning", "running", "completed", "failed", "cancelled"] {
+            let n = m
+                .jobs_by_state
+                .iter()
+                .find(|(s, _)| s == state)
+                .map_or(0, |(_, n)| *n);
+            let _ = writeln!(out, "shardline_jobs{{state=\"{state}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP shardline_shards Shards by state.");
+        let _ = writeln!(out, "# TYPE shardline_shards gauge");
+        for state in [
+            "available",
+            "running",
+            "completed",
+            "failed",
+            "dead",
+            "cancelled",
+        ] {
+            let n = m
+                .shards_by_state
+                .iter()
+                .find(|(s, _)| s == state)
+                .map_or(0, |(_, n)| *n);
+            let _ = writeln!(out, "shardline_shards{{state=\"{state}\"}} {n}");
+        }
+        let gauges = [
+            (
+                "shardline_requests_completed",
+                "Requests completed by shards.",
+                m.requests_completed,
+            ),
+            (
+                "shardline_requests_failed",
+                "Requests that failed after retries.",
+                m.requests_failed,
+            ),
+            (
+                "shardline_requests_cached",
+                "Requests found in the cache at planning.",
+                m.requests_cached,
+            ),
+            (
+                "shardline_cache_index_keys",
+                "Keys in the cache index.",
+                m.cache_index_keys,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        let counters = [
+            ("shardline_claims_total", "Claim calls.", &c.claims),
+            (
+                "shardline_leases_granted_total",
+                "Leases handed to workers.",
+                &c.leases_granted,
+            ),
+            (
+                "shardline_completions_total",
+                "Shard completions accepted.",
+                &c.completions,
+            ),
+            (
+                "shardline_completions_fenced_total",
+                "Late completions refused.",
+                &c.completions_fenced,
+            ),
+            (
+                "shardline_shard_failures_total",
+                "Shard attempts failed.",
+                &c.shard_failures,
+            ),
+            (
+                "shardline_releases_total",
+                "Shards handed back.",
+                &c.releases,
+            ),
+            (
+                "shardline_leases_reaped_total",
+                "Expired leases reaped.",
+                &c.leases_reaped,
+            ),
+            (
+                "shardline_requests_cached_at_claim_total",
+                "Requests dropped from leases as already cached.",
+                &c.requests_cached_at_claim,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_paths_round_trip() {
+        let (j, s) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(
+            parse_segment_path(&cache::segment_path(j, s, 7)),
+            Some((j, s, 7))
+        );
+        assert_eq!(parse_segment_path("segments/other.jsonl.zst"), None);
+    }
+
+    #[test]
+    fn retry_delay_grows_and_is_capped() {
+        let d1 = retry_delay(1);
+        assert!(d1 >= RETRY_BASE / 2 && d1 <= RETRY_BASE, "{d1:?}");
+        let d4 = retry_delay(4);
+        assert!(d4 >= RETRY_BASE * 4 && d4 <= RETRY_BASE * 8, "{d4:?}");
+        assert!(retry_delay(60) <= RETRY_CAP);
+    }
+}

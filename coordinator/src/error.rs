@@ -1,0 +1,53 @@
+//! Errors of the coordinator's operations, each mapped to an HTTP status by
+//! the API layer.
+
+use uuid::Uuid;
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// The job spec is invalid (field path and accepted values in the text).
+    #[error("invalid job spec: {0}")]
+    Spec(#[from] jobs::SpecError),
+    #[error("job {0} not found; `shardline status` lists the known jobs")]
+    JobNotFound(Uuid),
+    /// A request the API cannot act on (bad body, bad id).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A lease operation whose fence no longer matches: the lease expired and
+    /// was re-claimed, or the shard was completed or cancelled.
+    #[error("lease of shard {shard_id} attempt {attempt} is no longer held by {worker_id}")]
+    Fenced {
+        shard_id: Uuid,
+        attempt: u32,
+        worker_id: String,
+    },
+    #[error(transparent)]
+    Store(StoreError),
+    /// Reading or rendering the dataset failed; the text names the file,
+    /// line and field.
+    #[error("{0}")]
+    Planning(String),
+    #[error(transparent)]
+    Dataset(#[from] jobs::DatasetError),
+    #[error(transparent)]
+    Render(#[from] jobs::RenderError),
+    #[error(transparent)]
+    Segment(#[from] cache::SegmentError),
+    #[error(transparent)]
+    ObjectStore(#[from] cache::StoreError),
+    #[error("cannot write samples: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for CoordinatorError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::JobNotFound(id) => CoordinatorError::JobNotFound(id),
+            other => CoordinatorError::Store(other),
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! The coordinator's HTTP API (axum): job routes for admins, lease routes for
+//! workers, `/healthz` and Prometheus `/metrics`. Routes and bodies are the
+//! ones `jobs::protocol` defines; every error is a JSON `ErrorBody`.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use jobs::protocol::{
+    ClaimRequest, CompleteRequest, ErrorBody, FailRequest, HeartbeatRequest, ReleaseRequest,
+    SubmitJobRequest,
+};
+use jobs::{MetricsReport, RequestKey};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::coordinator::Coordinator;
+use crate::error::CoordinatorError;
+use crate::rescore::MissingRequest;
+use crate::store::StoreError;
+
+/// Completions carry every written key; leave room for large shards.
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
+const DEFAULT_FAILURES_LIMIT: u64 = 1000;
+
+/// Body of `GET /v1/jobs/{id}/results`: the metrics report (so it parses as
+/// `jobs::protocol::ResultsResponse`) plus what is missing from the cache.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ResultsBody {
+    #[serde(flatten)]
+    pub report: MetricsReport,
+    pub missing_requests: u64,
+    pub missing_examples: Vec<MissingRequest>,
+    pub failed_requests: u64,
+}
+
+/// One element of `GET /v1/jobs/{id}/failures`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct FailureBody {
+    pub key: RequestKey,
+    pub shard_id: Uuid,
+    pub error: String,
+}
+
+#[derive(Deserialize)]
+struct FailuresQuery {
+    limit: Option<u64>,
+}
+
+/// An error answer: status plus `ErrorBody`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status == StatusCode::CONFLICT {
+            // A fenced completion: the worker may read either `ErrorBody` or
+            // `CompleteResponse`/`ReleaseResponse` from it.
+            let body = serde_json::json!({ "error": self.message, "accepted": false });
+            return (self.status, Json(body)).into_response();
+        }
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl From<CoordinatorError> for ApiError {
+    fn from(err: CoordinatorError) -> Self {
+        let status = match &err {
+            CoordinatorError::Spec(_) | CoordinatorError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            CoordinatorError::JobNotFound(_) => StatusCode::NOT_FOUND,
+            CoordinatorError::Fenced { .. } => StatusCode::CONFLICT,
+            CoordinatorError::Planning(_)
+            | CoordinatorError::Dataset(_)
+            | CoordinatorError::Render(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            CoordinatorError::Store(StoreError::Busy(_) | StoreError::Unavailable(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %err, "request failed");
+        }
+        ApiError::new(status, err.to_string())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Admin,
+    Worker,
+}
+
+/// Compares without stopping at the first differing byte.
+fn token_matches(given: &str, expected: &str) -> bool {
+    if expected.is_empty() || given.len() != expected.len() {
+        return false;
+    }
+    given
+        .bytes()
+        .zip(expected.bytes())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
+/// Admin routes take the admin token; worker routes take either token.
+fn authorize(c: &Coordinator, headers: &HeaderMap, role: Role) -> ApiResult<()> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(given) = given else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing bearer token: send `Authorization: Bearer <token>`",
+        ));
+    };
+    let config = c.config();
+    let ok = token_matches(given, &config.admin_token)
+        || (role == Role::Worker && token_matches(given, &config.worker_token));
+    if ok {
+        Ok(())
+    } else {
+        let which = match role {
+            Role::Admin => "the admin token",
+            Role::Worker => "the worker or admin token",
+        };
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!("invalid bearer token: this route needs {which}"),
+        ))
+    }
+}
+
+/// Parses a JSON body, naming the offending field on error.
+fn parse_body<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if path.is_empty() || path == "." {
+            format!("invalid request body: {inner}")
+        } else {
+            format!("invalid request body at `{path}`: {inner}")
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    })
+}
+
+fn parse_id(raw: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(raw).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{raw:?} is not a job id (expected a UUID): {e}"),
+        )
+    })
+}
+
+async fn submit_job(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Admin)?;
+    let req: SubmitJobRequest = parse_body(&body)?;
+    let status = c.submit(req.spec).await?;
+    Ok((StatusCode::CREATED, Json(status)).into_response())
+}
+
+async fn list_jobs(State(c): State<Coordinator>, headers: HeaderMap) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Admin)?;
+    Ok(Json(c.list_jobs().await?).into_response())
+}
+
+async fn get_job(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Admin)?;
+    Ok(Json(c.job_status(parse_id(&id)?).await?).into_response())
+}
+
+async fn cancel_job(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Admin)?;
+    Ok(Json(c.cancel(parse_id(&id)?).await?).into_response())
+}
+
+async fn job_results(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Admin)?;
+    let outcome = c.rescore(parse_id(&id)?, None).await?;
+    Ok(Json(ResultsBody {
+        report: outcome.report,
+        missing_requests: outcome.missing_requests,
+        missing_examples: outcome.missing_examples,
+        failed_requests: outcome.failed_requests,
+    })
+    .into_response())
+}
+
+async fn job_samples(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Admin)?;
+    // Resolve the job before the stream starts, so a bad id is a clean 404.
+    let spec = c.job_spec(parse_id(&id)?).await?;
+    let rx = c.stream_samples(spec);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn job_failures(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<FailuresQuery>,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Admin)?;
+    let limit = query.limit.unwrap_or(DEFAULT_FAILURES_LIMIT);
+    let failures: Vec<FailureBody> = c
+        .failures(parse_id(&id)?, limit)
+        .await?
+        .into_iter()
+        .map(|f| FailureBody {
+            key: f.key,
+            shard_id: f.shard_id,
+            error: f.error,
+        })
+        .collect();
+    Ok(Json(failures).into_response())
+}
+
+async fn claim(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Worker)?;
+    let req: ClaimRequest = parse_body(&body)?;
+    Ok(Json(c.claim(&req).await?).into_response())
+}
+
+async fn heartbeat(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Worker)?;
+    let req: HeartbeatRequest = parse_body(&body)?;
+    Ok(Json(c.heartbeat(&req).await?).into_response())
+}
+
+fn fenced(shard_id: Uuid, attempt: u32, worker_id: &str) -> ApiError {
+    CoordinatorError::Fenced {
+        shard_id,
+        attempt,
+        worker_id: worker_id.to_string(),
+    }
+    .into()
+}
+
+async fn complete(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Worker)?;
+    let req: CompleteRequest = parse_body(&body)?;
+    let answer = c.complete(&req).await?;
+    if !answer.accepted {
+        return Err(fenced(req.shard_id, req.attempt, &req.worker_id));
+    }
+    Ok(Json(answer).into_response())
+}
+
+async fn fail(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Worker)?;
+    let req: FailRequest = parse_body(&body)?;
+    match c.fail(&req).await? {
+        Some(answer) => Ok(Json(answer).into_response()),
+        None => Err(fenced(req.shard_id, req.attempt, &req.worker_id)),
+    }
+}
+
+async fn release(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Worker)?;
+    let req: ReleaseRequest = parse_body(&body)?;
+    let answer = c.release(&req).await?;
+    if !answer.accepted {
+        return Err(fenced(req.shard_id, req.attempt, &req.worker_id));
+    }
+    Ok(Json(answer).into_response())
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(c): State<Coordinator>) -> ApiResult<Response> {
+    let text = c.metrics_text().await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such route")
+}
+
+/// The API's routes, without background tasks (see [`serve`]).
+pub fn router(coordinator: Coordinator) -> Router {
+    Router::new()
+        .route("/v1/jobs", post(submit_job).get(list_jobs))
+        .route("/v1/jobs/{id}", get(get_job))
+        .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/v1/jobs/{id}/results", get(job_results))
+        .route("/v1/jobs/{id}/samples", get(job_samples))
+        .route("/v1/jobs/{id}/failures", get(job_failures))
+        .route("/v1/leases/claim", post(claim))
+        .route("/v1/leases/heartbeat", post(heartbeat))
+        .route("/v1/leases/complete", post(complete))
+        .route("/v1/leases/fail", post(fail))
+        .route("/v1/leases/release", post(release))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(coordinator)
+}
+
+async fn run_reaper(c: Coordinator, stop: CancellationToken) {
+    let period = c.config().reaper_interval.max(Duration::from_millis(50));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {
+                if let Err(e) = c.reap_expired().await {
+                    tracing::error!(error = %e, "reaper pass failed");
+                }
+            }
+        }
+    }
+}
+
+/// Serves the API on `listener` and runs the planner and the lease reaper
+/// until `shutdown` resolves; then stops accepting, lets requests in flight
+/// finish, and stops the background tasks.
+pub async fn serve(
+    listener: TcpListener,
+    coordinator: Coordinator,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let stop = CancellationToken::new();
+    let planner = {
+        let c = coordinator.clone();
+        let stop = stop.child_token();
+        tokio::spawn(async move { c.run_planner(stop).await })
+    };
+    let reaper = tokio::spawn(run_reaper(coordinator.clone(), stop.child_token()));
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "coordinator listening");
+    }
+    let stop_on_shutdown = stop.clone();
+    let served = axum::serve(listener, router(coordinator))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stop_on_shutdown.cancel();
+        })
+        .await;
+    stop.cancel();
+    let _ = planner.await;
+    let _ = reaper.await;
+    served
+}

@@ -1,0 +1,234 @@
+//! Job planning: stream the dataset, render and key every request, drop the
+//! ones already in the cache index and put the rest into shards.
+//!
+//! Memory stays flat in the dataset's size: documents come in chunks of
+//! `CHUNK_DOCS`, shards are written as they fill up, and the only state kept
+//! across the whole job is a 16-byte id per distinct request key (for
+//! de-duplication within the job).
+
+use chrono::Utc;
+use jobs::protocol::JobState;
+use jobs::spec::BackendKind;
+use jobs::{InferenceRequest, JobSpec, RequestKey};
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::coordinator::Coordinator;
+use crate::docstream::{key_id, spawn_doc_stream, DocMsg};
+use crate::error::CoordinatorError;
+use crate::store::{NewShard, PlanTotals};
+
+/// Shards written per store transaction.
+const SHARD_BATCH: usize = 50;
+/// Missing requests named in a `backend = "none"` failure.
+const MISSING_EXAMPLES: usize = 5;
+/// How often the planner loop looks for jobs even without a wake-up.
+const PLAN_POLL: Duration = Duration::from_secs(5);
+
+/// Why planning stopped early: the job's own fault (recorded on the job) or
+/// the store's.
+enum PlanStop {
+    Job(String),
+    Store(CoordinatorError),
+}
+
+impl From<CoordinatorError> for PlanStop {
+    fn from(e: CoordinatorError) -> Self {
+        PlanStop::Store(e)
+    }
+}
+
+impl From<crate::store::StoreError> for PlanStop {
+    fn from(e: crate::store::StoreError) -> Self {
+        PlanStop::Store(e.into())
+    }
+}
+
+struct ShardBuilder {
+    job_id: Uuid,
+    shard_size: usize,
+    max_attempts: u32,
+    current: Vec<InferenceRequest>,
+    ready: Vec<NewShard>,
+    next_seq: u64,
+}
+
+impl ShardBuilder {
+    fn push(&mut self, request: InferenceRequest) -> Result<(), PlanStop> {
+        self.current.push(request);
+        if self.current.len() >= self.shard_size {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    fn seal(&mut self) -> Result<(), PlanStop> {
+        if self.current.is_empty() {
+            return Ok(());
+        }
+        let requests = std::mem::take(&mut self.current);
+        let requests_json = serde_json::to_string(&requests).map_err(|e| {
+            PlanStop::Store(CoordinatorError::Internal(format!(
+                "cannot encode the requests of job {}: {e}",
+                self.job_id
+            )))
+        })?;
+        self.ready.push(NewShard {
+            id: Uuid::now_v7(),
+            seq: self.next_seq,
+            requests_json,
+            request_count: requests.len() as u64,
+            max_attempts: self.max_attempts,
+        });
+        self.next_seq += 1;
+        Ok(())
+    }
+}
+
+impl Coordinator {
+    /// Plans every job waiting in `planning` (oldest first).
+    pub async fn plan_pending(&self) -> Result<(), CoordinatorError> {
+        for id in self.inner.store.jobs_in_state(JobState::Planning).await? {
+            self.plan_job(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Plans one job and returns its state afterwards: `running`, or
+    /// `completed` when everything was cached, or `failed` with the reason
+    /// recorded on the job (bad row, template error, missing outputs for
+    /// `backend = "none"`). A job no longer in `planning` is left alone.
+    pub async fn plan_job(&self, id: Uuid) -> Result<JobState, CoordinatorError> {
+        let store = &self.inner.store;
+        let _planning = self.inner.planning.lock().await;
+        let job = store.get_job(id).await?;
+        if job.state != JobState::Planning {
+            return Ok(job.state);
+        }
+        // Shards from a planning pass cut short by a crash are redone.
+        store.reset_planning(id).await?;
+        let spec = match self.job_spec(id).await {
+            Ok(spec) => spec,
+            Err(e) => return self.fail_planning(id, e.to_string()).await,
+        };
+        tracing::info!(job_id = %id, name = %spec.name, "planning job");
+        match self.plan_into_shards(id, &spec).await {
+            Ok(state) => {
+                tracing::info!(job_id = %id, ?state, "planning done");
+                Ok(state)
+            }
+            Err(PlanStop::Job(message)) => self.fail_planning(id, message).await,
+            Err(PlanStop::Store(e)) => {
+                // The job cannot go on without its store; say why on the job.
+                let message = format!("planning stopped: {e}");
+                let _ = store.fail_job(id, &message, Utc::now()).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn fail_planning(&self, id: Uuid, message: String) -> Result<JobState, CoordinatorError> {
+        tracing::warn!(job_id = %id, error = %message, "planning failed");
+        self.inner.store.fail_job(id, &message, Utc::now()).await?;
+        Ok(self.inner.store.get_job(id).await?.state)
+    }
+
+    async fn plan_into_shards(&self, id: Uuid, spec: &JobSpec) -> Result<JobState, PlanStop> {
+        let store = &self.inner.store;
+        let no_inference = spec.model.backend == BackendKind::None;
+        let mut seen: HashSet<u128> = HashSet::new();
+        let mut totals = PlanTotals::default();
+        let mut missing = 0u64;
+        let mut missing_examples: Vec<String> = Vec::new();
+        let mut shards = ShardBuilder {
+            job_id: id,
+            shard_size: spec.sharding.shard_size.max(1) as usize,
+            max_attempts: spec.sharding.max_attempts.max(1),
+            current: Vec::new(),
+            ready: Vec::new(),
+            next_seq: 0,
+        };
+        let mut docs = spawn_doc_stream(spec.clone());
+        loop {
+            let msg = docs.recv().await.ok_or_else(|| {
+                PlanStop::Job("the dataset reader stopped unexpectedly".to_string())
+            })?;
+            let chunk = match msg {
+                DocMsg::Chunk(chunk) => chunk,
+                DocMsg::Done { docs: n, bad_rows } => {
+                    totals.docs = n;
+                    totals.bad_rows = bad_rows;
+                    break;
+                }
+                DocMsg::Failed(message) => return Err(PlanStop::Job(message)),
+            };
+            // Distinct new requests of this chunk, in document order.
+            let mut fresh: Vec<(String, InferenceRequest)> = Vec::new();
+            for (doc, plan) in chunk {
+                for request in plan.requests {
+                    if seen.insert(key_id(&request.key)) {
+                        fresh.push((doc.id.clone(), request));
+                    }
+                }
+            }
+            totals.requests += fresh.len() as u64;
+            let keys: Vec<RequestKey> = fresh.iter().map(|(_, r)| r.key.clone()).collect();
+            let cached = store.lookup_keys(&keys).await?;
+            for (doc_id, request) in fresh {
+                if cached.contains_key(&request.key) {
+                    totals.cached += 1;
+                } else if no_inference {
+                    missing += 1;
+                    if missing_examples.len() < MISSING_EXAMPLES {
+                        missing_examples.push(format!("doc {doc_id} (key {})", request.key));
+                    }
+                } else {
+                    shards.push(request)?;
+                }
+            }
+            if shards.ready.len() >= SHARD_BATCH {
+                store
+                    .insert_shards(id, &std::mem::take(&mut shards.ready), Utc::now())
+                    .await?;
+            }
+        }
+        shards.seal()?;
+        if !shards.ready.is_empty() {
+            store
+                .insert_shards(id, &std::mem::take(&mut shards.ready), Utc::now())
+                .await?;
+        }
+        if missing > 0 {
+            return Err(PlanStop::Job(format!(
+                "backend = \"none\" runs no inference, but {missing} of {} requests are missing \
+                 from the cache (first: {}); run the job with a real backend first, or check \
+                 that the model and generation settings match the run that filled the cache",
+                totals.requests,
+                missing_examples.join(", ")
+            )));
+        }
+        let state = store.finish_planning(id, totals, Utc::now()).await?;
+        Ok(state)
+    }
+
+    /// Background loop: plans submitted jobs until `stop` is cancelled.
+    pub(crate) async fn run_planner(&self, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                result = self.plan_pending() => {
+                    if let Err(e) = result {
+                        tracing::error!(error = %e, "planner pass failed");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.inner.plan_wakeup.notified() => {}
+                _ = tokio::time::sleep(PLAN_POLL) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Scores a job from the cache alone: re-plan the dataset (planning is
+//! deterministic, so the keys are the same), look each output up through the
+//! cache index, score, aggregate. Never calls a backend.
+//!
+//! Memory is bounded: documents come in chunks, only the outputs of the
+//! current chunk are held, and decoded segments sit in a small LRU.
+
+use bytes::Bytes;
+use jobs::{InferenceOutput, JobSpec, MetricsReport, RequestKey, SampleRecord, Scorer};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Write;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::coordinator::Coordinator;
+use crate::docstream::{key_id, spawn_doc_stream, DocMsg};
+use crate::error::CoordinatorError;
+use crate::store::Store;
+
+/// Missing requests listed by name in the outcome.
+const MISSING_EXAMPLES: usize = 20;
+/// Decoded segments kept between chunks.
+const SEGMENT_LRU: usize = 8;
+/// Seed of the bootstrap when the spec sets none, so reports are stable.
+pub const DEFAULT_BOOTSTRAP_SEED: u64 = 1234;
+
+/// A request whose output is not in the cache.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct MissingRequest {
+    pub doc_id: String,
+    pub key: RequestKey,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RescoreOutcome {
+    pub report: MetricsReport,
+    /// Distinct requests with no output in the cache.
+    pub missing_requests: u64,
+    /// The first few of them.
+    pub missing_examples: Vec<MissingRequest>,
+    /// Of the missing ones, those a worker recorded as failed.
+    pub failed_requests: u64,
+}
+
+impl RescoreOutcome {
+    pub fn is_complete(&self) -> bool {
+        self.missing_requests == 0
+    }
+}
+
+/// Where sample lines go.
+pub(crate) enum SampleSink<'a> {
+    Discard,
+    Writer(&'a mut (dyn Write + Send)),
+    /// Streamed to an HTTP response; a closed channel stops the rescore.
+    Channel(mpsc::Sender<Result<Bytes, std::io::Error>>),
+}
+
+impl SampleSink<'_> {
+    fn wants_samples(&self) -> bool {
+        !matches!(self, SampleSink::Discard)
+    }
+
+    async fn write(&mut self, buf: Vec<u8>) -> Result<(), CoordinatorError> {
+        match self {
+            SampleSink::Discard => Ok(()),
+            SampleSink::Writer(w) => Ok(w.write_all(&buf)?),
+            SampleSink::Channel(tx) => tx.send(Ok(Bytes::from(buf))).await.map_err(|_| {
+                CoordinatorError::Io(std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "the samples reader went away",
+                ))
+            }),
+        }
+    }
+}
+
+type DecodedSegment = Arc<HashMap<RequestKey, InferenceOutput>>;
+
+/// A tiny LRU of decoded segments (successful outputs only).
+struct SegmentCache {
+    entries: VecDeque<(String, DecodedSegment)>,
+}
+
+impl SegmentCache {
+    async fn get(
+        &mut self,
+        objects: &dyn cache::ObjectStore,
+        path: &str,
+    ) -> Result<DecodedSegment, cache::SegmentError> {
+        if let Some(pos) = self.entries.iter().position(|(p, _)| p == path) {
+            if let Some(entry) = self.entries.remove(pos) {
+                let decoded = entry.1.clone();
+                self.entries.push_front(entry);
+                return Ok(decoded);
+            }
+        }
+        let records = cache::read_segment(objects, path).await?;
+        let decoded: DecodedSegment = Arc::new(
+            records
+                .into_iter()
+                .filter_map(|r| match (r.output, r.error) {
+                    (Some(output), None) => Some((r.key, output)),
+                    _ => None,
+                })
+                .collect(),
+        );
+        self.entries.push_front((path.to_string(), decoded.clone()));
+        self.entries.truncate(SEGMENT_LRU);
+        Ok(decoded)
+    }
+}
+
+/// Scores `spec` from the cache with zero inference. Sample lines (one JSON
+/// [`SampleRecord`] per document) go to `samples_out` when given. Works for a
+/// spec that was never submitted.
+pub async fn rescore_spec(
+    store: &dyn Store,
+    objects: &dyn cache::ObjectStore,
+    spec: &JobSpec,
+    samples_out: Option<&mut (dyn Write + Send)>,
+) -> Result<RescoreOutcome, CoordinatorError> {
+    let sink = match samples_out {
+        Some(w) => SampleSink::Writer(w),
+        None => SampleSink::Discard,
+    };
+    rescore_into(store, objects, spec, sink).await
+}
+
+pub(crate) async fn rescore_into(
+    store: &dyn Store,
+    objects: &dyn cache::ObjectStore,
+    spec: &JobSpec,
+    mut sink: SampleSink<'_>,
+) -> Result<RescoreOutcome, CoordinatorError> {
+    let scorer = Scorer::new(spec)?;
+    let mut aggregator = jobs::Aggregator::new(spec);
+    let mut segments = SegmentCache {
+        entries: VecDeque::new(),
+    };
+    let mut missing_seen: HashSet<u128> = HashSet::new();
+    let mut missing_examples = Vec::new();
+    let mut failed_requests = 0u64;
+    let mut docs = spawn_doc_stream(spec.clone());
+    let bad_rows = loop {
+        let msg = docs.recv().await.ok_or_else(|| {
+            CoordinatorError::Planning("the dataset reader stopped unexpectedly".into())
+        })?;
+        let chunk = match msg {
+            DocMsg::Chunk(chunk) => chunk,
+            DocMsg::Done { bad_rows, .. } => break bad_rows,
+            DocMsg::Failed(message) => return Err(CoordinatorError::Planning(message)),
+        };
+        // Outputs of this chunk only.
+        let mut keys: Vec<RequestKey> = chunk
+            .iter()
+            .flat_map(|(_, plan)| plan.requests.iter().map(|r| r.key.clone()))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let index = store.lookup_keys(&keys).await?;
+        let mut by_segment: HashMap<&str, Vec<&RequestKey>> = HashMap::new();
+        for (key, segment) in &index {
+            by_segment.entry(segment.as_str()).or_default().push(key);
+        }
+        let mut outputs: HashMap<RequestKey, InferenceOutput> = HashMap::new();
+        for (segment, wanted) in by_segment {
+            match segments.get(objects, segment).await {
+                Ok(decoded) => {
+                    for key in wanted {
+                        if let Some(output) = decoded.get(key) {
+                            outputs.insert(key.clone(), output.clone());
+                        }
+                    }
+                }
+                // The index points at a segment that is gone or corrupt: its
+                // outputs count as missing (`cache reindex` repairs the index).
+                Err(e) => tracing::warn!(segment, error = %e, "cannot read indexed segment"),
+            }
+        }
+        let missing_keys: Vec<RequestKey> = keys
+            .iter()
+            .filter(|k| !outputs.contains_key(*k))
+            .cloned()
+            .collect();
+        let failures = if missing_keys.is_empty() {
+            HashMap::new()
+        } else {
+            store.failures_for_keys(&missing_keys).await?
+        };
+        let mut lines = Vec::new();
+        for (doc, plan) in &chunk {
+            let found: Vec<Option<&InferenceOutput>> =
+                plan.requests.iter().map(|r| outputs.get(&r.key)).collect();
+            for (request, output) in plan.requests.iter().zip(&found) {
+                if output.is_none() && missing_seen.insert(key_id(&request.key)) {
+                    if failures.contains_key(&request.key) {
+                        failed_requests += 1;
+                    }
+                    if missing_examples.len() < MISSING_EXAMPLES {
+                        missing_examples.push(MissingRequest {
+                            doc_id: plan.doc_id.clone(),
+                            key: request.key.clone(),
+                        });
+                    }
+                }
+            }
+            let sample: SampleRecord = scorer.score_doc(plan, doc, &found);
+            aggregator.add(&sample);
+            if sink.wants_samples() {
+                serde_json::to_writer(&mut lines, &sample).map_err(|e| {
+                    CoordinatorError::Internal(format!("cannot encode a sample: {e}"))
+                })?;
+                lines.push(b'\n');
+            }
+        }
+        if !lines.is_empty() {
+            sink.write(lines).await?;
+        }
+    };
+    let seed = spec.task.generation.seed.unwrap_or(DEFAULT_BOOTSTRAP_SEED);
+    let mut report = aggregator.finish(seed);
+    report.bad_rows = bad_rows;
+    Ok(RescoreOutcome {
+        report,
+        missing_requests: missing_seen.len() as u64,
+        missing_examples,
+        failed_requests,
+    })
+}
+
+impl Coordinator {
+    /// Rescores a submitted job from the cache (see [`rescore_spec`]).
+    pub async fn rescore(
+        &self,
+        job_id: Uuid,
+        samples_out: Option<&mut (dyn Write + Send)>,
+    ) -> Result<RescoreOutcome, CoordinatorError> {
+        let spec = self.job_spec(job_id).await?;
+        self.rescore_spec(&spec, samples_out).await
+    }
+
+    /// Rescores a spec that may never have been submitted: zero inference.
+    pub async fn rescore_spec(
+        &self,
+        spec: &JobSpec,
+        samples_out: Option<&mut (dyn Write + Send)>,
+    ) -> Result<RescoreOutcome, CoordinatorError> {
+        rescore_spec(
+            self.inner.store.as_ref(),
+            self.inner.objects.as_ref(),
+            spec,
+            samples_out,
+        )
+        .await
+    }
+
+    /// Streams `samples.jsonl` of a spec through a channel (for HTTP).
+    pub(crate) fn stream_samples(
+        &self,
+        spec: JobSpec,
+    ) -> mpsc::Receiver<Result<Bytes, std::io::Error>> {
+        let (tx, rx) = mpsc::channel(4);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let sink = SampleSink::Channel(tx.clone());
+            let result = rescore_into(
+                this.inner.store.as_ref(),
+                this.inner.objects.as_ref(),
+                &spec,
+                sink,
+            )
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "samples stream stopped");
+                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+            }
+        });
+        rx
+    }
+}

@@ -1,0 +1,2 @@
+UPDATE jobs SET prompt_tokens = prompt_tokens + ?2, completion_tokens = completion_tokens + ?3, updated_at = ?4
+WHERE id = ?1

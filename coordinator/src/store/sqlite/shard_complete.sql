@@ -1,0 +1,5 @@
+UPDATE shards
+SET state = 'completed', completed_count = MAX(request_count - ?4, 0), failed_count = ?4,
+    lease_owner = NULL, lease_expires_at = NULL, progress = 0, last_error = NULL, updated_at = ?5
+WHERE id = ?1 AND attempt = ?2 AND lease_owner = ?3 AND state = 'running'
+RETURNING job_id

@@ -1,0 +1,751 @@
+//! End-to-end tests of the coordinator over a real SQLite store and a local
+//! cache directory: planning, claim-time cache filtering, crash recovery,
+//! rescoring, and the HTTP API on 127.0.0.1:0.
+
+use coordinator::store::{SqliteStore, Store};
+use coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
+use jobs::protocol::{
+    ClaimRequest, ClaimResponse, CompleteRequest, ErrorBody, FailRequest, FailedRequest,
+    HeartbeatRequest, JobState, JobStatus, Lease, ShardState, SubmitJobRequest, WorkerCapabilities,
+};
+use jobs::spec::BackendKind;
+use jobs::{InferenceOutput, InferenceRequest, JobSpec, SegmentRecord, Usage};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+const ADMIN: &str = "admin-secret";
+const WORKER_TOKEN: &str = "worker-secret";
+
+/// Questions and answers; rows 1 and 3 are identical so they share a key.
+const ROWS: &[(&str, &str, &str)] = &[
+    ("d0", "2+2?", "4"),
+    ("d1", "Capital of France?", "Paris"),
+    ("d2", "Colour of the sky?", "blue"),
+    ("d3", "Capital of France?", "Paris"),
+    ("d4", "3*3?", "9"),
+];
+
+struct Env {
+    dir: tempfile::TempDir,
+    coordinator: Coordinator,
+    store: Arc<dyn Store>,
+    objects: Arc<dyn cache::ObjectStore>,
+}
+
+fn spec_text(backend: &str, shard_size: u32) -> String {
+    format!(
+        r#"
+name = "flow"
+[model]
+backend = "{backend}"
+model = "m"
+base_url = "http://127.0.0.1:9/v1"
+[dataset]
+path = "data.jsonl"
+id_field = "id"
+[task]
+kind = "generate"
+prompt = "Q: {{{{ q }}}}\nA:"
+target = "{{{{ a }}}}"
+[[metrics]]
+type = "exact_match"
+normalize = ["strip", "lowercase"]
+[sharding]
+shard_size = {shard_size}
+max_attempts = 2
+"#
+    )
+}
+
+async fn env() -> Env {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut data = std::fs::File::create(dir.path().join("data.jsonl")).expect("dataset");
+    for (id, q, a) in ROWS {
+        writeln!(data, "{}", serde_json::json!({"id": id, "q": q, "a": a})).expect("write");
+    }
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&dir.path().join("state.db"))
+            .await
+            .expect("sqlite"),
+    );
+    let objects: Arc<dyn cache::ObjectStore> =
+        Arc::new(cache::LocalDirStore::new(dir.path().join("cache")));
+    let mut config = CoordinatorConfig::with_tokens(ADMIN, WORKER_TOKEN);
+    config.lease_secs = 2;
+    config.heartbeat_interval_secs = 1;
+    config.reaper_interval = Duration::from_millis(200);
+    let coordinator = Coordinator::new(store.clone(), objects.clone(), config);
+    Env {
+        dir,
+        coordinator,
+        store,
+        objects,
+    }
+}
+
+fn spec(dir: &Path, backend: &str, shard_size: u32) -> JobSpec {
+    JobSpec::from_toml_str(&spec_text(backend, shard_size), "job.toml", Some(dir))
+        .expect("valid spec")
+}
+
+/// Every request of the spec, in document order (duplicates included).
+fn planned_requests(spec: &JobSpec) -> Vec<InferenceRequest> {
+    let planner = jobs::Planner::new(spec).expect("planner");
+    jobs::DatasetReader::open(&spec.dataset)
+        .expect("dataset")
+        .flat_map(|doc| planner.plan_doc(&doc.expect("doc")).expect("plan").requests)
+        .collect()
+}
+
+/// A correct answer for a request (the worker side, faked).
+fn answer(req: &InferenceRequest) -> SegmentRecord {
+    let text = ROWS[req.doc_index as usize].2;
+    SegmentRecord {
+        key: req.key.clone(),
+        model: jobs::ModelFingerprint::api("openai", "m"),
+        request_type: req.request_type,
+        sample_index: req.sample_index,
+        output: Some(InferenceOutput {
+            text: Some(format!(" {text}")),
+            finish_reason: Some("stop".into()),
+            loglikelihood: None,
+            usage: Usage {
+                prompt_tokens: 5,
+                completion_tokens: 1,
+            },
+            latency_ms: 3,
+            attempts: 1,
+        }),
+        error: None,
+        created_at: "2026-01-01T00:00:00Z".into(),
+    }
+}
+
+async fn write_answers(env: &Env, lease: &Lease, reqs: &[InferenceRequest]) -> String {
+    let path = cache::segment_path(lease.job_id, lease.shard_id, lease.attempt);
+    let records: Vec<_> = reqs.iter().map(answer).collect();
+    cache::write_segment(env.objects.as_ref(), &path, &records)
+        .await
+        .expect("write segment");
+    path
+}
+
+fn claim_req(worker: &str, max: u32) -> ClaimRequest {
+    ClaimRequest {
+        worker_id: worker.into(),
+        capabilities: WorkerCapabilities {
+            backends: vec![BackendKind::Openai],
+        },
+        max_shards: max,
+    }
+}
+
+fn completion(worker: &str, lease: &Lease, segment: String) -> CompleteRequest {
+    CompleteRequest {
+        worker_id: worker.into(),
+        shard_id: lease.shard_id,
+        attempt: lease.attempt,
+        segment,
+        written: lease.requests.iter().map(|r| r.key.clone()).collect(),
+        failed: vec![],
+        usage: Usage {
+            prompt_tokens: 5,
+            completion_tokens: 1,
+        },
+    }
+}
+
+#[tokio::test]
+async fn planner_dedupes_and_skips_cached_keys() {
+    let env = env().await;
+    let spec = spec(env.dir.path(), "openai", 2);
+    let all = planned_requests(&spec);
+    assert_eq!(all.len(), 5);
+    // Pre-cache the request of d0.
+    env.store
+        .index_segment(
+            &coordinator::store::SegmentEntry {
+                path: "segments/earlier.jsonl.zst".into(),
+                job_id: None,
+                shard_id: None,
+                attempt: None,
+                keys: vec![all[0].key.clone()],
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let submitted = env.coordinator.submit(spec.clone()).await.unwrap();
+    assert_eq!(submitted.state, JobState::Planning);
+    let again = env.coordinator.submit(spec.clone()).await.unwrap();
+    assert_eq!(again.id, submitted.id, "submission is idempotent");
+    assert_eq!(
+        env.coordinator.plan_job(submitted.id).await.unwrap(),
+        JobState::Running
+    );
+    let status = env.coordinator.job_status(submitted.id).await.unwrap();
+    assert_eq!(status.counts.docs, 5);
+    assert_eq!(status.counts.requests, 4, "d1 and d3 share a key");
+    assert_eq!(status.counts.cached, 1);
+    assert_eq!(status.counts.shards_total, 2);
+    let shards = env.store.list_shards(submitted.id).await.unwrap();
+    let counts: Vec<u64> = shards.iter().map(|s| s.request_count).collect();
+    assert_eq!(counts, vec![2, 1]);
+    // The cached request is in no shard.
+    let lease = env.coordinator.claim(&claim_req("w", 8)).await.unwrap();
+    let leased: Vec<_> = lease
+        .leases
+        .iter()
+        .flat_map(|l| l.requests.iter().map(|r| r.key.clone()))
+        .collect();
+    assert_eq!(leased.len(), 3);
+    assert!(!leased.contains(&all[0].key));
+}
+
+#[tokio::test]
+async fn invalid_spec_and_bad_rows_are_reported() {
+    let env = env().await;
+    let mut bad = spec(env.dir.path(), "openai", 2);
+    bad.name = String::new();
+    assert!(matches!(
+        env.coordinator.submit(bad).await,
+        Err(CoordinatorError::Spec(_))
+    ));
+
+    std::fs::write(
+        env.dir.path().join("broken.jsonl"),
+        "{\"id\": \"a\", \"q\": \"x\", \"a\": \"y\"}\n{not json\n",
+    )
+    .unwrap();
+    let mut broken = spec(env.dir.path(), "openai", 2);
+    broken.dataset.path = env.dir.path().join("broken.jsonl");
+    let job = env.coordinator.submit(broken).await.unwrap();
+    assert_eq!(
+        env.coordinator.plan_job(job.id).await.unwrap(),
+        JobState::Failed
+    );
+    let status = env.coordinator.job_status(job.id).await.unwrap();
+    let error = status.error.unwrap_or_default();
+    assert!(error.contains("broken.jsonl:2"), "{error}");
+}
+
+#[tokio::test]
+async fn crash_resume_never_resends_written_outputs() {
+    let env = env().await;
+    let spec = spec(env.dir.path(), "openai", 10);
+    let job = env.coordinator.submit(spec.clone()).await.unwrap();
+    env.coordinator.plan_job(job.id).await.unwrap();
+    let first = env.coordinator.claim(&claim_req("w1", 1)).await.unwrap();
+    let lease = &first.leases[0];
+    assert_eq!(lease.requests.len(), 4);
+    // Two outputs reach the cache, then the process dies before completing.
+    write_answers(&env, lease, &lease.requests[..2]).await;
+
+    let stats = env.coordinator.recover_after_crash().await.unwrap();
+    assert_eq!(stats.leases_returned, 1);
+    assert_eq!(stats.index.segments, 1);
+    assert_eq!(stats.index.keys_indexed, 2);
+    let shard = &env.store.list_shards(job.id).await.unwrap()[0];
+    assert_eq!(shard.state, ShardState::Available);
+    assert_eq!(shard.attempts_used, 0);
+
+    let second = env.coordinator.claim(&claim_req("w2", 1)).await.unwrap();
+    let lease2 = &second.leases[0];
+    assert_eq!(lease2.attempt, 2);
+    assert_eq!(lease2.requests, lease.requests[2..].to_vec());
+    let segment = write_answers(&env, lease2, &lease2.requests).await;
+    let done = env
+        .coordinator
+        .complete(&completion("w2", lease2, segment))
+        .await
+        .unwrap();
+    assert!(done.accepted);
+    // The first worker's late completion is refused.
+    let late = env
+        .coordinator
+        .complete(&completion("w1", lease, "segments/late.jsonl.zst".into()))
+        .await
+        .unwrap();
+    assert!(!late.accepted);
+    let status = env.coordinator.job_status(job.id).await.unwrap();
+    assert_eq!(status.state, JobState::Completed);
+    assert_eq!(status.counts.completed, 4);
+
+    let mut samples = Vec::new();
+    let outcome = env
+        .coordinator
+        .rescore(job.id, Some(&mut samples))
+        .await
+        .unwrap();
+    assert_eq!(outcome.missing_requests, 0);
+    assert_eq!(outcome.report.docs_scored, 5);
+    assert_eq!(outcome.report.metrics[0].mean, Some(1.0));
+    let lines: Vec<jobs::SampleRecord> = String::from_utf8(samples)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[3].doc_id, "d3");
+    assert_eq!(lines[3].scores["exact_match"], 1.0);
+
+    // A second run of the same spec finds everything cached.
+    let rerun = env.coordinator.submit(spec).await.unwrap();
+    assert_ne!(rerun.id, job.id);
+    assert_eq!(
+        env.coordinator.plan_job(rerun.id).await.unwrap(),
+        JobState::Completed
+    );
+}
+
+#[tokio::test]
+async fn fully_cached_shard_completes_at_claim() {
+    let env = env().await;
+    let spec = spec(env.dir.path(), "openai", 10);
+    let job = env.coordinator.submit(spec.clone()).await.unwrap();
+    env.coordinator.plan_job(job.id).await.unwrap();
+    let lease = env
+        .coordinator
+        .claim(&claim_req("w", 1))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    // Another process wrote all outputs and crashed.
+    write_answers(&env, &lease, &lease.requests).await;
+    env.coordinator.recover_after_crash().await.unwrap();
+    let again = env.coordinator.claim(&claim_req("w", 1)).await.unwrap();
+    assert!(again.leases.is_empty());
+    let status = env.coordinator.job_status(job.id).await.unwrap();
+    assert_eq!(status.state, JobState::Completed);
+}
+
+#[tokio::test]
+async fn backend_none_and_rescore_report_missing() {
+    let env = env().await;
+    let none_spec = spec(env.dir.path(), "none", 10);
+    let job = env.coordinator.submit(none_spec.clone()).await.unwrap();
+    assert_eq!(
+        env.coordinator.plan_job(job.id).await.unwrap(),
+        JobState::Failed
+    );
+    let error = env
+        .coordinator
+        .job_status(job.id)
+        .await
+        .unwrap()
+        .error
+        .unwrap_or_default();
+    assert!(error.contains("4 of 4 requests are missing"), "{error}");
+    assert!(error.contains("doc d0"), "{error}");
+
+    // Fill part of the cache through an openai job, with one failed request.
+    let spec = spec(env.dir.path(), "openai", 10);
+    let run = env.coordinator.submit(spec.clone()).await.unwrap();
+    env.coordinator.plan_job(run.id).await.unwrap();
+    let lease = env
+        .coordinator
+        .claim(&claim_req("w", 1))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let segment = write_answers(&env, &lease, &lease.requests[..3]).await;
+    let mut done = completion("w", &lease, segment);
+    done.written.truncate(3);
+    done.failed = vec![FailedRequest {
+        key: lease.requests[3].key.clone(),
+        error: "HTTP 400: bad request".into(),
+    }];
+    assert!(env.coordinator.complete(&done).await.unwrap().accepted);
+    let failures = env.coordinator.failures(run.id, 10).await.unwrap();
+    assert_eq!(failures.len(), 1);
+
+    let outcome = env
+        .coordinator
+        .rescore_spec(&none_spec, None)
+        .await
+        .unwrap();
+    assert_eq!(outcome.missing_requests, 1);
+    assert_eq!(outcome.failed_requests, 1);
+    assert_eq!(outcome.missing_examples[0].doc_id, "d4");
+    assert_eq!(outcome.report.docs_scored, 4);
+    assert_eq!(outcome.report.docs_missing, 1);
+
+    // Reindex rebuilds the same index from the segments alone, and skips a
+    // corrupt segment with its reason.
+    env.objects
+        .put(
+            "segments/x/bad-1.jsonl.zst",
+            bytes::Bytes::from_static(b"not zstd"),
+        )
+        .await
+        .unwrap();
+    let stats = env.coordinator.reindex().await.unwrap();
+    assert_eq!(stats.segments, 1);
+    assert_eq!(stats.keys_indexed, 3);
+    assert_eq!(stats.bad_segments.len(), 1);
+    let after = env
+        .coordinator
+        .rescore_spec(&none_spec, None)
+        .await
+        .unwrap();
+    assert_eq!(after.missing_requests, 1);
+}
+
+// ---- HTTP ----
+
+struct Server {
+    base: String,
+    client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    env: Env,
+}
+
+async fn server() -> Server {
+    let env = env().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(coordinator::serve(
+        listener,
+        env.coordinator.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    Server {
+        base,
+        client: reqwest::Client::new(),
+        stop: Some(tx),
+        task,
+        env,
+    }
+}
+
+impl Server {
+    fn post(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+    }
+    fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+    }
+    async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("server stops")
+            .expect("join")
+            .expect("serve ok");
+    }
+}
+
+#[tokio::test]
+async fn http_auth_and_errors() {
+    let s = server().await;
+    let no_token = s
+        .client
+        .get(format!("{}/v1/jobs", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), 401);
+    let body: ErrorBody = no_token.json().await.unwrap();
+    assert!(body.error.contains("bearer"), "{}", body.error);
+    assert_eq!(
+        s.get("/v1/jobs", "wrong").send().await.unwrap().status(),
+        401
+    );
+    assert_eq!(
+        s.get("/v1/jobs", WORKER_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "the worker token is not an admin token"
+    );
+    assert_eq!(s.get("/v1/jobs", ADMIN).send().await.unwrap().status(), 200);
+    let claim = s
+        .post("/v1/leases/claim", "wrong")
+        .json(&claim_req("w", 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(claim.status(), 401);
+    let claim = s
+        .post("/v1/leases/claim", ADMIN)
+        .json(&claim_req("w", 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(claim.status(), 200, "admin token works on lease routes");
+
+    let unknown = s
+        .get(&format!("/v1/jobs/{}", uuid::Uuid::new_v4()), ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        s.get("/v1/jobs/not-a-uuid", ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let bad_body = s
+        .post("/v1/jobs", ADMIN)
+        .json(&serde_json::json!({"spec": {"name": "x", "bogus": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_body.status(), 400);
+    let body: ErrorBody = bad_body.json().await.unwrap();
+    assert!(body.error.contains("spec"), "{}", body.error);
+
+    let health = s
+        .client
+        .get(format!("{}/healthz", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = s
+        .client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("shardline_claims_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("shardline_jobs{state=\"running\"} 0"),
+        "{metrics}"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn http_submit_claim_complete_results() {
+    let s = server().await;
+    let spec = spec(s.env.dir.path(), "openai", 10);
+    let submitted = s
+        .post("/v1/jobs", ADMIN)
+        .json(&SubmitJobRequest { spec: spec.clone() })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(submitted.status(), 201);
+    let job: JobStatus = submitted.json().await.unwrap();
+
+    // The background planner picks the job up.
+    let mut state = job.state;
+    for _ in 0..100 {
+        let status: JobStatus = s
+            .get(&format!("/v1/jobs/{}", job.id), ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        state = status.state;
+        if state != JobState::Planning {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(state, JobState::Running);
+
+    let claimed: ClaimResponse = s
+        .post("/v1/leases/claim", WORKER_TOKEN)
+        .json(&claim_req("w", 4))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(claimed.leases.len(), 1);
+    let lease = &claimed.leases[0];
+    assert_eq!(lease.model.model, "m");
+    assert_eq!(lease.heartbeat_interval_secs, 1);
+
+    let hb = s
+        .post("/v1/leases/heartbeat", WORKER_TOKEN)
+        .json(&HeartbeatRequest {
+            worker_id: "w".into(),
+            shard_id: lease.shard_id,
+            attempt: lease.attempt,
+            done: 2,
+        })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hb.status(), 200);
+    let hb: jobs::protocol::HeartbeatResponse = hb.json().await.unwrap();
+    assert!(hb.keep_going);
+
+    let segment = write_answers(&s.env, lease, &lease.requests).await;
+    let done = s
+        .post("/v1/leases/complete", WORKER_TOKEN)
+        .json(&completion("w", lease, segment.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+
+    // The same completion again is fenced: 409, nothing changes.
+    let again = s
+        .post("/v1/leases/complete", WORKER_TOKEN)
+        .json(&completion("w", lease, segment))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    let body: ErrorBody = again.json().await.unwrap();
+    assert!(body.error.contains("no longer held"), "{}", body.error);
+    let fail = s
+        .post("/v1/leases/fail", WORKER_TOKEN)
+        .json(&FailRequest {
+            worker_id: "w".into(),
+            shard_id: lease.shard_id,
+            attempt: lease.attempt,
+            error: "late".into(),
+        })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fail.status(), 409);
+
+    let status: JobStatus = s
+        .get(&format!("/v1/jobs/{}", job.id), ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status.state, JobState::Completed);
+    assert_eq!(status.counts.completed, 4);
+    assert_eq!(status.counts.usage.prompt_tokens, 5);
+
+    let results: coordinator::http::ResultsBody = s
+        .get(&format!("/v1/jobs/{}/results", job.id), ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(results.missing_requests, 0);
+    assert_eq!(results.report.docs_scored, 5);
+    assert_eq!(results.report.metrics[0].mean, Some(1.0));
+
+    let samples = s
+        .get(&format!("/v1/jobs/{}/samples", job.id), ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(samples.status(), 200);
+    let text = samples.text().await.unwrap();
+    assert_eq!(text.lines().count(), 5);
+    assert!(text.lines().all(|l| l.contains("\"doc_hash\"")));
+
+    let failures = s
+        .get(&format!("/v1/jobs/{}/failures", job.id), ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failures.status(), 200);
+    let failures: Vec<coordinator::http::FailureBody> = failures.json().await.unwrap();
+    assert!(failures.is_empty());
+
+    let jobs: Vec<JobStatus> = s
+        .get("/v1/jobs", ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn http_cancel_and_reaper() {
+    let s = server().await;
+    let spec = spec(s.env.dir.path(), "openai", 2);
+    let job = s.env.coordinator.submit(spec).await.unwrap();
+    s.env.coordinator.plan_job(job.id).await.unwrap();
+    let lease = s
+        .env
+        .coordinator
+        .claim(&claim_req("w", 1))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    // No heartbeat: the reaper (every 200 ms, 2 s leases) takes it back.
+    let mut reaped = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let shards = s.env.store.list_shards(job.id).await.unwrap();
+        if shards
+            .iter()
+            .any(|sh| sh.id == lease.shard_id && sh.state == ShardState::Available)
+        {
+            reaped = true;
+            break;
+        }
+    }
+    assert!(reaped, "expired lease returned by the reaper");
+
+    let again = s
+        .env
+        .coordinator
+        .claim(&claim_req("w2", 1))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let cancelled = s
+        .post(&format!("/v1/jobs/{}/cancel", job.id), ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), 200);
+    let status: JobStatus = cancelled.json().await.unwrap();
+    assert_eq!(status.state, JobState::Cancelled);
+    let hb: jobs::protocol::HeartbeatResponse = s
+        .post("/v1/leases/heartbeat", WORKER_TOKEN)
+        .json(&HeartbeatRequest {
+            worker_id: "w2".into(),
+            shard_id: again.shard_id,
+            attempt: again.attempt,
+            done: 0,
+        })
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!hb.keep_going);
+    assert!(hb.cancelled);
+    s.shutdown().await;
+}

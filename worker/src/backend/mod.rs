@@ -1,0 +1,63 @@
+//! Inference backends: the [`Backend`] trait a worker runs requests on, and
+//! [`build_backend`], which picks the implementation a model spec names.
+
+pub mod openai;
+mod rate_limit;
+
+use async_trait::async_trait;
+use jobs::spec::{BackendKind, ModelSpec};
+use jobs::{InferenceOutput, InferenceRequest};
+use std::sync::Arc;
+
+pub use openai::OpenAiBackend;
+pub use rate_limit::TokenBucket;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackendError {
+    /// The model spec or the environment is wrong; retrying cannot help.
+    #[error("backend configuration: {0}")]
+    Config(String),
+    /// The backend cannot serve this kind of request.
+    #[error("unsupported request: {0}")]
+    Unsupported(String),
+    /// The endpoint answered with an error status (after retries when the
+    /// status is retryable).
+    #[error("HTTP {status} from {url} after {attempts} attempt(s): {message}")]
+    Http {
+        url: String,
+        status: u16,
+        message: String,
+        attempts: u32,
+    },
+    /// Timeouts or connection failures, after retries.
+    #[error("{url}: {message} (after {attempts} attempt(s))")]
+    Transport {
+        url: String,
+        message: String,
+        attempts: u32,
+    },
+    /// A 2xx answer that does not follow the API.
+    #[error("unexpected answer from {url}: {message}")]
+    BadResponse { url: String, message: String },
+}
+
+/// Something that turns inference requests into outputs.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Requests this backend wants in flight at once (a worker runs each
+    /// shard with this much parallelism).
+    fn concurrency(&self) -> usize;
+
+    /// Runs one request, retrying transient failures internally.
+    async fn run(&self, req: &InferenceRequest) -> Result<InferenceOutput, BackendError>;
+}
+
+/// Builds the backend a model spec names.
+pub fn build_backend(model: &ModelSpec) -> Result<Arc<dyn Backend>, BackendError> {
+    match model.backend {
+        BackendKind::Openai => Ok(Arc::new(OpenAiBackend::from_spec(model)?)),
+        BackendKind::None => Err(BackendError::Config(
+            "backend none makes no inference calls; this shard should not exist".into(),
+        )),
+    }
+}

@@ -1,0 +1,780 @@
+//! Backend for any OpenAI-compatible endpoint (OpenAI, vLLM, SGLang, TGI,
+//! LiteLLM, FastChat): `/chat/completions` and `/completions`, with
+//! concurrency, requests-per-minute and tokens-per-minute limits, and retries
+//! honouring `Retry-After`.
+
+use async_trait::async_trait;
+use jobs::spec::{Endpoint, ModelSpec, SystemRole};
+use jobs::{
+    ChatMessage, InferenceOutput, InferenceRequest, LoglikelihoodOutput, RenderedInput,
+    RequestType, Usage,
+};
+use reqwest::StatusCode;
+use serde_json::{json, Map, Value};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+use super::rate_limit::TokenBucket;
+use super::{Backend, BackendError};
+use crate::retry::{parse_retry_after, Backoff};
+
+/// Default backoff between retries: 0.5 s doubling up to 30 s, jittered.
+pub const DEFAULT_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+
+/// Longest `Retry-After` honoured; longer asks are clamped so that a
+/// misbehaving proxy cannot park a worker for hours.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// An API key that never shows up in `Debug` output or logs.
+#[derive(Clone)]
+struct ApiKey(String);
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+pub struct OpenAiBackend {
+    http: reqwest::Client,
+    base_url: String,
+    api_key: Option<ApiKey>,
+    model: String,
+    endpoint: Endpoint,
+    system_role: SystemRole,
+    concurrency: usize,
+    max_retries: u32,
+    backoff: Backoff,
+    in_flight: Arc<Semaphore>,
+    requests_per_minute: Option<TokenBucket>,
+    tokens_per_minute: Option<TokenBucket>,
+}
+
+impl fmt::Debug for OpenAiBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiBackend")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("model", &self.model)
+            .field("endpoint", &self.endpoint)
+            .field("concurrency", &self.concurrency)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
+}
+
+impl OpenAiBackend {
+    /// Builds the backend from `[model]`, reading the base URL and API key
+    /// from the environment variables the spec names.
+    pub fn from_spec(model: &ModelSpec) -> Result<Self, BackendError> {
+        let base_url = resolve_base_url(model)?;
+        let api_key = match &model.api_key_env {
+            None => None,
+            Some(var) => match std::env::var(var) {
+                Ok(key) if !key.trim().is_empty() => Some(ApiKey(key.trim().to_string())),
+                Ok(_) => {
+                    return Err(BackendError::Config(format!(
+                        "environment variable {var} (named by model.api_key_env) is empty; \
+                         set it to the API key of {base_url}"
+                    )))
+                }
+                Err(_) => {
+                    return Err(BackendError::Config(format!(
+                        "environment variable {var} (named by model.api_key_env) is not set; \
+                         export it with the API key of {base_url} on every worker"
+                    )))
+                }
+            },
+        };
+        if model.timeout_secs == 0 {
+            return Err(BackendError::Config(
+                "model.timeout_secs must be at least 1".into(),
+            ));
+        }
+        let timeout = Duration::from_secs(model.timeout_secs);
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .danger_accept_invalid_certs(!model.ssl_verify)
+            // Sized for the concurrency so connections are reused.
+            .pool_max_idle_per_host(usize::try_from(model.concurrency).unwrap_or(usize::MAX))
+            .build()
+            .map_err(|e| BackendError::Config(format!("cannot build the HTTP client: {e}")))?;
+        let concurrency = usize::try_from(model.concurrency.max(1)).unwrap_or(usize::MAX);
+        Ok(OpenAiBackend {
+            http,
+            base_url,
+            api_key,
+            model: model.model.clone(),
+            endpoint: model.endpoint,
+            system_role: model.system_role,
+            concurrency,
+            max_retries: model.max_retries,
+            backoff: DEFAULT_BACKOFF,
+            in_flight: Arc::new(Semaphore::new(concurrency)),
+            requests_per_minute: model.requests_per_minute.map(TokenBucket::per_minute),
+            tokens_per_minute: model.tokens_per_minute.map(TokenBucket::per_minute),
+        })
+    }
+
+    /// Replaces the backoff between retries (tests use short ones).
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    /// Path and JSON body of a request.
+    fn build_body(&self, req: &InferenceRequest) -> Result<(&'static str, Value), BackendError> {
+        match req.request_type {
+            RequestType::Generate => self.generate_body(req),
+            RequestType::Loglikelihood => self.loglikelihood_body(req),
+        }
+    }
+
+    fn generate_body(&self, req: &InferenceRequest) -> Result<(&'static str, Value), BackendError> {
+        let mut body = Map::new();
+        body.insert("model".into(), Value::from(self.model.clone()));
+        let path = match (self.endpoint, &req.input) {
+            (Endpoint::Chat, RenderedInput::Messages { messages }) => {
+                body.insert(
+                    "messages".into(),
+                    messages_json(&apply_system_role(messages, self.system_role)),
+                );
+                "/chat/completions"
+            }
+            (Endpoint::Chat, RenderedInput::Prompt { prompt }) => {
+                body.insert(
+                    "messages".into(),
+                    json!([{ "role": "user", "content": prompt }]),
+                );
+                "/chat/completions"
+            }
+            (Endpoint::Completions, RenderedInput::Prompt { prompt }) => {
+                body.insert("prompt".into(), Value::from(prompt.clone()));
+                "/completions"
+            }
+            (Endpoint::Completions, RenderedInput::Messages { .. }) => {
+                return Err(BackendError::Unsupported(
+                    "endpoint = \"completions\" takes a plain prompt, but this task renders chat \
+                     messages; use a `prompt` template in [task] or set endpoint = \"chat\" in \
+                     [model]"
+                        .into(),
+                ))
+            }
+        };
+        let params = &req.params;
+        body.insert("max_tokens".into(), Value::from(params.max_tokens));
+        body.insert("temperature".into(), json!(params.temperature));
+        if let Some(top_p) = params.top_p {
+            body.insert("top_p".into(), json!(top_p));
+        }
+        if !params.stop.is_empty() {
+            body.insert("stop".into(), json!(params.stop));
+        }
+        if let Some(seed) = req.effective_seed() {
+            body.insert("seed".into(), Value::from(seed));
+        }
+        // extra_body wins over everything above: it is the user's escape
+        // hatch for server-specific parameters.
+        for (k, v) in &params.extra_body {
+            body.insert(k.clone(), v.clone());
+        }
+        Ok((path, Value::Object(body)))
+    }
+
+    /// lm-evaluation-harness's `local-completions` recipe: echo the prompt
+    /// with its log-probabilities and read the continuation's tokens back.
+    fn loglikelihood_body(
+        &self,
+        req: &InferenceRequest,
+    ) -> Result<(&'static str, Value), BackendError> {
+        if self.endpoint != Endpoint::Completions {
+            return Err(BackendError::Unsupported(
+                "loglikelihood (multiple_choice) needs prompt log-probabilities, which the chat \
+                 endpoint cannot return; set endpoint = \"completions\" in [model] (and use a \
+                 `prompt` template) for multiple_choice tasks"
+                    .into(),
+            ));
+        }
+        let (context, continuation) = loglikelihood_parts(req)?;
+        let mut body = Map::new();
+        body.insert("model".into(), Value::from(self.model.clone()));
+        body.insert(
+            "prompt".into(),
+            Value::from(format!("{context}{continuation}")),
+        );
+        // 1, not 0: several servers (vLLM among them) reject max_tokens = 0.
+        // The generated token lies past the prompt and is ignored.
+        body.insert("max_tokens".into(), Value::from(1));
+        body.insert("echo".into(), Value::from(true));
+        body.insert("logprobs".into(), Value::from(1));
+        body.insert("temperature".into(), Value::from(0));
+        if let Some(seed) = req.effective_seed() {
+            body.insert("seed".into(), Value::from(seed));
+        }
+        for (k, v) in &req.params.extra_body {
+            body.insert(k.clone(), v.clone());
+        }
+        Ok(("/completions", Value::Object(body)))
+    }
+
+    /// Rough token cost for the tokens-per-minute limiter.
+    fn estimate_tokens(req: &InferenceRequest) -> f64 {
+        let chars = match &req.input {
+            RenderedInput::Prompt { prompt } => prompt.chars().count(),
+            RenderedInput::Messages { messages } => {
+                messages.iter().map(|m| m.content.chars().count()).sum()
+            }
+        } + req.continuation.as_deref().map_or(0, |c| c.chars().count());
+        let completion = match req.request_type {
+            RequestType::Generate => f64::from(req.params.max_tokens),
+            RequestType::Loglikelihood => 1.0,
+        };
+        (chars as f64 / 4.0).ceil() + completion
+    }
+
+    /// Sends `body` with retries; returns the parsed JSON answer, the
+    /// latency of the successful attempt and the attempts it took.
+    async fn send_with_retries(
+        &self,
+        url: &str,
+        body: &Value,
+        token_estimate: f64,
+    ) -> Result<(Value, Duration, u32), BackendError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            if let Some(bucket) = &self.requests_per_minute {
+                bucket.acquire(1.0).await;
+            }
+            if let Some(bucket) = &self.tokens_per_minute {
+                bucket.acquire(token_estimate).await;
+            }
+            let started = Instant::now();
+            let failure = match self.send_once(url, body).await {
+                Ok(Ok(value)) => return Ok((value, started.elapsed(), attempt)),
+                Ok(Err(failure)) => failure,
+                Err(BackendError::Http {
+                    url,
+                    status,
+                    message,
+                    ..
+                }) => {
+                    return Err(BackendError::Http {
+                        url,
+                        status,
+                        message,
+                        attempts: attempt,
+                    })
+                }
+                Err(fatal) => return Err(fatal),
+            };
+            let last_error = failure.to_error(url, attempt);
+            if attempt > self.max_retries {
+                return Err(last_error);
+            }
+            let delay = match failure.retry_after() {
+                Some(asked) => asked.min(MAX_RETRY_AFTER),
+                None => self.backoff.delay(attempt - 1),
+            };
+            tracing::debug!(url, attempt, delay_ms = delay.as_millis() as u64, error = %last_error,
+                "inference request failed; retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One HTTP attempt. Outer error: not retryable (its `attempts` is filled
+    /// in by the caller). Inner error: retryable.
+    async fn send_once(
+        &self,
+        url: &str,
+        body: &Value,
+    ) -> Result<Result<Value, RetryableFailure>, BackendError> {
+        let mut request = self.http.post(url).json(body);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(&key.0);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(RetryableFailure::Transport(describe_transport(&e)))),
+        };
+        let status = response.status();
+        let retry_after = parse_retry_after(response.headers());
+        let bytes = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(RetryableFailure::Transport(describe_transport(&e)))),
+        };
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map(Ok)
+                .map_err(|e| BackendError::BadResponse {
+                    url: url.to_string(),
+                    message: format!("the body is not JSON ({e})"),
+                });
+        }
+        let message = server_error_message(&bytes, status);
+        if is_retryable_status(status) {
+            return Ok(Err(RetryableFailure::Status {
+                status: status.as_u16(),
+                message,
+                retry_after,
+            }));
+        }
+        Err(BackendError::Http {
+            url: url.to_string(),
+            status: status.as_u16(),
+            message,
+            attempts: 1,
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for OpenAiBackend {
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    async fn run(&self, req: &InferenceRequest) -> Result<InferenceOutput, BackendError> {
+        let (path, body) = self.build_body(req)?;
+        let url = self.url(path);
+        // Held across retries so that a struggling endpoint sees less load.
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| BackendError::Config("the backend was shut down".into()))?;
+        let estimate = Self::estimate_tokens(req);
+        let (answer, latency, attempts) = self.send_with_retries(&url, &body, estimate).await?;
+        let usage = parse_usage(&answer);
+        if let Some(bucket) = &self.tokens_per_minute {
+            let actual = (usage.prompt_tokens + usage.completion_tokens) as f64;
+            if actual > 0.0 {
+                bucket.adjust(estimate - actual);
+            }
+        }
+        let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        match req.request_type {
+            RequestType::Generate => {
+                let (text, finish_reason) =
+                    parse_generation(&answer, self.endpoint).map_err(|message| {
+                        BackendError::BadResponse {
+                            url: url.clone(),
+                            message,
+                        }
+                    })?;
+                Ok(InferenceOutput {
+                    text: Some(text),
+                    finish_reason,
+                    loglikelihood: None,
+                    usage,
+                    latency_ms,
+                    attempts,
+                })
+            }
+            RequestType::Loglikelihood => {
+                let (context, _) = loglikelihood_parts(req)?;
+                let prompt_chars = match &body["prompt"] {
+                    Value::String(s) => s.chars().count(),
+                    _ => 0,
+                };
+                let scored = parse_loglikelihood(&answer, context.chars().count(), prompt_chars)
+                    .map_err(|message| BackendError::BadResponse {
+                        url: url.clone(),
+                        message,
+                    })?;
+                Ok(InferenceOutput {
+                    text: None,
+                    finish_reason: None,
+                    loglikelihood: Some(scored),
+                    usage,
+                    latency_ms,
+                    attempts,
+                })
+            }
+        }
+    }
+}
+
+enum RetryableFailure {
+    Status {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    Transport(String),
+}
+
+impl RetryableFailure {
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RetryableFailure::Status { retry_after, .. } => *retry_after,
+            RetryableFailure::Transport(_) => None,
+        }
+    }
+
+    fn to_error(&self, url: &str, attempts: u32) -> BackendError {
+        match self {
+            RetryableFailure::Status {
+                status, message, ..
+            } => BackendError::Http {
+                url: url.to_string(),
+                status: *status,
+                message: message.clone(),
+                attempts,
+            },
+            RetryableFailure::Transport(message) => BackendError::Transport {
+                url: url.to_string(),
+                message: message.clone(),
+                attempts,
+            },
+        }
+    }
+}
+
+fn is_retryable_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+fn describe_transport(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "request timed out (model.timeout_secs)".to_string()
+    } else if e.is_connect() {
+        format!("cannot connect: {}", crate::error_chain(e))
+    } else {
+        crate::error_chain(e)
+    }
+}
+
+fn resolve_base_url(model: &ModelSpec) -> Result<String, BackendError> {
+    let raw = match (&model.base_url, &model.base_url_env) {
+        (Some(url), _) => url.clone(),
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(url) if !url.trim().is_empty() => url,
+            _ => {
+                return Err(BackendError::Config(format!(
+                    "environment variable {var} (named by model.base_url_env) is not set; \
+                     export it with the endpoint's base URL, e.g. http://localhost:8000/v1"
+                )))
+            }
+        },
+        (None, None) => {
+            return Err(BackendError::Config(
+                "[model] needs base_url (e.g. \"http://localhost:8000/v1\") or base_url_env \
+                 naming an environment variable that holds it"
+                    .into(),
+            ))
+        }
+    };
+    let trimmed = raw.trim().trim_end_matches('/').to_string();
+    match reqwest::Url::parse(&trimmed) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(trimmed),
+        Ok(_) => Err(BackendError::Config(format!(
+            "model base URL {trimmed:?} must start with http:// or https://"
+        ))),
+        Err(e) => Err(BackendError::Config(format!(
+            "model base URL {trimmed:?} is not a URL: {e}"
+        ))),
+    }
+}
+
+fn loglikelihood_parts(req: &InferenceRequest) -> Result<(&str, &str), BackendError> {
+    let context =
+        match &req.input {
+            RenderedInput::Prompt { prompt } => prompt.as_str(),
+            RenderedInput::Messages { .. } => return Err(BackendError::Unsupported(
+                "loglikelihood needs a plain prompt, but this task renders chat messages; use a \
+                 `prompt` template in [task] for multiple_choice"
+                    .into(),
+            )),
+        };
+    let continuation = req.continuation.as_deref().ok_or_else(|| {
+        BackendError::Unsupported("a loglikelihood request has no continuation to score".into())
+    })?;
+    Ok((context, continuation))
+}
+
+/// `system_role = "fold"`: merges system turns into the first user turn for
+/// chat templates without a system role. Idempotent, so it is harmless when
+/// the planner already folded.
+fn apply_system_role(messages: &[ChatMessage], role: SystemRole) -> Vec<ChatMessage> {
+    if role == SystemRole::Keep || !messages.iter().any(|m| m.role == "system") {
+        return messages.to_vec();
+    }
+    let system: Vec<&str> = messages
+        .iter()
+        .filter(|m| m.role == "system")
+        .map(|m| m.content.as_str())
+        .collect();
+    let system_text = system.join("\n\n");
+    let mut out: Vec<ChatMessage> = messages
+        .iter()
+        .filter(|m| m.role != "system")
+        .cloned()
+        .collect();
+    match out.iter_mut().find(|m| m.role == "user") {
+        Some(first_user) => {
+            first_user.content = format!("{system_text}\n\n{}", first_user.content);
+        }
+        None => out.insert(
+            0,
+            ChatMessage {
+                role: "user".into(),
+                content: system_text,
+            },
+        ),
+    }
+    out
+}
+
+fn messages_json(messages: &[ChatMessage]) -> Value {
+    Value::Array(
+        messages
+            .iter()
+            .map(|m| json!({ "role": m.role, "content": m.content }))
+            .collect(),
+    )
+}
+
+/// `error.message` (OpenAI), `error` as a string, `message` or `detail`
+/// (FastAPI), else the start of the raw body.
+fn server_error_message(body: &[u8], status: StatusCode) -> String {
+    if let Ok(value) = serde_json::from_slice::<Value>(body) {
+        let found = value
+            .pointer("/error/message")
+            .or_else(|| value.get("error").filter(|v| v.is_string()))
+            .or_else(|| value.get("message"))
+            .or_else(|| value.get("detail"));
+        if let Some(found) = found {
+            return match found {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("no message")
+            .to_string()
+    } else {
+        crate::truncate_chars(text, 500)
+    }
+}
+
+fn parse_usage(answer: &Value) -> Usage {
+    let field = |name: &str| {
+        answer
+            .pointer(&format!("/usage/{name}"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    Usage {
+        prompt_tokens: field("prompt_tokens"),
+        completion_tokens: field("completion_tokens"),
+    }
+}
+
+fn first_choice(answer: &Value) -> Result<&Value, String> {
+    answer
+        .get("choices")
+        .and_then(Value::as_array)
+        .and_then(|c| c.first())
+        .ok_or_else(|| "the answer has no choices[0]".to_string())
+}
+
+fn parse_generation(
+    answer: &Value,
+    endpoint: Endpoint,
+) -> Result<(String, Option<String>), String> {
+    let choice = first_choice(answer)?;
+    let text = match endpoint {
+        Endpoint::Chat => choice.pointer("/message/content"),
+        Endpoint::Completions => choice.get("text"),
+    };
+    let text = match text {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            return Err(format!(
+                "choices[0] {} is not a string: {other}",
+                if endpoint == Endpoint::Chat {
+                    "message.content"
+                } else {
+                    "text"
+                }
+            ))
+        }
+    };
+    let finish_reason = choice
+        .get("finish_reason")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok((text, finish_reason))
+}
+
+/// Scores the continuation from an echoed `/completions` answer: the tokens
+/// starting at or after the context's end and before the prompt's end (the
+/// one generated token comes after it). Offsets count characters, as vLLM and
+/// OpenAI report them.
+fn parse_loglikelihood(
+    answer: &Value,
+    context_chars: usize,
+    prompt_chars: usize,
+) -> Result<LoglikelihoodOutput, String> {
+    let choice = first_choice(answer)?;
+    let logprobs = choice
+        .get("logprobs")
+        .filter(|v| !v.is_null())
+        .ok_or("choices[0].logprobs is missing; the server must support echo=true with logprobs on /completions")?;
+    let array = |name: &str| -> Result<&Vec<Value>, String> {
+        logprobs
+            .get(name)
+            .and_then(Value::as_array)
+            .ok_or_else(|| format!("choices[0].logprobs.{name} is missing"))
+    };
+    let offsets = array("text_offset")?;
+    let tokens = array("tokens")?;
+    let token_logprobs = array("token_logprobs")?;
+    let top = logprobs.get("top_logprobs").and_then(Value::as_array);
+    if offsets.len() != tokens.len() || token_logprobs.len() != tokens.len() {
+        return Err(format!(
+            "choices[0].logprobs arrays differ in length (text_offset {}, tokens {}, token_logprobs {})",
+            offsets.len(),
+            tokens.len(),
+            token_logprobs.len()
+        ));
+    }
+    let mut sum = 0.0;
+    let mut is_greedy = true;
+    let mut scored = Vec::new();
+    for (i, offset) in offsets.iter().enumerate() {
+        let offset = offset
+            .as_u64()
+            .ok_or_else(|| format!("text_offset[{i}] is not a number"))?;
+        let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+        if offset < context_chars || offset >= prompt_chars {
+            continue;
+        }
+        let logprob = token_logprobs[i]
+            .as_f64()
+            .ok_or_else(|| format!("token_logprobs[{i}] of a continuation token is null"))?;
+        sum += logprob;
+        scored.push(logprob);
+        let token = tokens[i].as_str().unwrap_or_default();
+        let argmax = top
+            .and_then(|t| t.get(i))
+            .and_then(Value::as_object)
+            .and_then(|alternatives| {
+                alternatives
+                    .iter()
+                    .filter_map(|(tok, lp)| lp.as_f64().map(|lp| (tok, lp)))
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .map(|(tok, _)| tok.as_str())
+            });
+        // Without top_logprobs greediness is unknown; report it as false
+        // rather than claim an argmax we never saw.
+        if argmax != Some(token) {
+            is_greedy = false;
+        }
+    }
+    if scored.is_empty() {
+        return Err(
+            "no tokens of the continuation in the echoed prompt; the server must return \
+             text_offset/tokens/token_logprobs for the prompt (echo=true, logprobs=1)"
+                .into(),
+        );
+    }
+    Ok(LoglikelihoodOutput {
+        logprob: sum,
+        is_greedy,
+        token_logprobs: scored,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loglikelihood_sums_continuation_tokens_only() {
+        // prompt "The sky is blue" + generated "."; context "The sky is".
+        let answer = json!({"choices": [{"text": "The sky is blue.", "logprobs": {
+            "text_offset": [0, 3, 7, 10, 15],
+            "tokens": ["The", " sky", " is", " blue", "."],
+            "token_logprobs": [null, -1.0, -0.5, -0.25, -3.0],
+            "top_logprobs": [null, {" sky": -1.0}, {" is": -0.5}, {" blue": -0.25, " red": -2.0}, {".": -3.0}]
+        }}]});
+        let out = parse_loglikelihood(&answer, 10, 15).unwrap();
+        assert_eq!(out.logprob, -0.25);
+        assert!(out.is_greedy);
+        assert_eq!(out.token_logprobs, vec![-0.25]);
+
+        let out = parse_loglikelihood(&answer, 3, 15).unwrap();
+        assert_eq!(out.logprob, -1.75);
+
+        let not_greedy = json!({"choices": [{"logprobs": {
+            "text_offset": [0, 3], "tokens": ["ab", "c"], "token_logprobs": [null, -2.0],
+            "top_logprobs": [null, {"d": -0.1, "c": -2.0}]
+        }}]});
+        let out = parse_loglikelihood(&not_greedy, 3, 4).unwrap();
+        assert!(!out.is_greedy);
+        assert!(parse_loglikelihood(&json!({"choices": [{}]}), 1, 2).is_err());
+    }
+
+    #[test]
+    fn fold_merges_system_into_first_user_turn() {
+        let msgs = vec![
+            ChatMessage {
+                role: "system".into(),
+                content: "Be brief.".into(),
+            },
+            ChatMessage {
+                role: "user".into(),
+                content: "Hi".into(),
+            },
+            ChatMessage {
+                role: "assistant".into(),
+                content: "Hello".into(),
+            },
+            ChatMessage {
+                role: "user".into(),
+                content: "Again".into(),
+            },
+        ];
+        let folded = apply_system_role(&msgs, SystemRole::Fold);
+        assert_eq!(folded.len(), 3);
+        assert_eq!(folded[0].content, "Be brief.\n\nHi");
+        assert_eq!(folded[2].content, "Again");
+        assert_eq!(apply_system_role(&folded, SystemRole::Fold), folded);
+        assert_eq!(apply_system_role(&msgs, SystemRole::Keep), msgs);
+    }
+
+    #[test]
+    fn server_error_messages_are_extracted() {
+        let status = StatusCode::BAD_REQUEST;
+        assert_eq!(
+            server_error_message(br#"{"error":{"message":"bad model","type":"x"}}"#, status),
+            "bad model"
+        );
+        assert_eq!(
+            server_error_message(br#"{"detail":"nope"}"#, status),
+            "nope"
+        );
+        assert_eq!(server_error_message(b"plain text", status), "plain text");
+        assert_eq!(server_error_message(b"", status), "Bad Request");
+    }
+}

@@ -1,0 +1,125 @@
+//! Retry timing shared by the coordinator client and the backends: capped
+//! exponential backoff with full jitter, and `Retry-After` parsing.
+
+use rand::Rng;
+use reqwest::header::HeaderMap;
+use std::time::Duration;
+
+/// Capped exponential backoff with "full jitter" (AWS architecture blog):
+/// the delay before retry `n` is uniform in `[0, min(cap, base * 2^n)]`, so
+/// that many clients hit by the same outage do not retry in lockstep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Backoff {
+    pub const fn new(base: Duration, cap: Duration) -> Self {
+        Backoff { base, cap }
+    }
+
+    /// Upper bound of the delay before retry number `retry` (0-based).
+    pub fn ceiling(&self, retry: u32) -> Duration {
+        let factor = 1u32.checked_shl(retry.min(30)).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.cap)
+    }
+
+    /// A jittered delay before retry number `retry` (0-based).
+    pub fn delay(&self, retry: u32) -> Duration {
+        let ceiling = self.ceiling(retry);
+        if ceiling.is_zero() {
+            return ceiling;
+        }
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(rand::rng().random_range(0..=nanos))
+    }
+}
+
+/// The wait a server asked for, from `retry-after-ms` (OpenAI, Azure) or
+/// `Retry-After` as delta-seconds or an HTTP-date (RFC 9110 §10.2.3).
+/// Unparseable values are ignored so the caller falls back to backoff.
+pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+    {
+        if ms.is_finite() && ms >= 0.0 {
+            return Some(Duration::from_secs_f64(ms / 1000.0));
+        }
+    }
+    let value = headers.get("retry-after")?.to_str().ok()?.trim();
+    parse_retry_after_value(value, chrono::Utc::now())
+}
+
+/// Parses one `Retry-After` value relative to `now`.
+pub fn parse_retry_after_value(
+    value: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
+    if let Ok(secs) = value.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Some(Duration::from_secs_f64(secs));
+        }
+        return None;
+    }
+    // IMF-fixdate ("Wed, 21 Oct 2015 07:28:00 GMT") is a subset of RFC 2822.
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = when.with_timezone(&chrono::Utc) - now;
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        let b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        assert_eq!(b.ceiling(0), Duration::from_millis(100));
+        assert_eq!(b.ceiling(3), Duration::from_millis(800));
+        assert_eq!(b.ceiling(4), Duration::from_secs(1));
+        assert_eq!(b.ceiling(200), Duration::from_secs(1));
+        for retry in 0..10 {
+            assert!(b.delay(retry) <= b.ceiling(retry));
+        }
+    }
+
+    #[test]
+    fn parses_seconds_dates_and_milliseconds() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(
+            parse_retry_after_value("3", now),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            parse_retry_after_value("0.5", now),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            parse_retry_after_value("Wed, 21 Oct 2015 07:28:07 GMT", now),
+            Some(Duration::from_secs(7))
+        );
+        // A date in the past means "now".
+        assert_eq!(
+            parse_retry_after_value("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after_value("soon", now), None);
+        assert_eq!(parse_retry_after_value("-1", now), None);
+
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("9"));
+        headers.insert("retry-after-ms", HeaderValue::from_static("250"));
+        assert_eq!(
+            parse_retry_after(&headers),
+            Some(Duration::from_millis(250))
+        );
+        headers.remove("retry-after-ms");
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(9)));
+    }
+}

@@ -1,0 +1,435 @@
+//! The OpenAI-compatible backend against testkit's fake server.
+
+mod common;
+
+use common::{model, params, prompt_request};
+use jobs::{ChatMessage, InferenceRequest, RenderedInput, RequestType};
+use serde_json::json;
+use std::time::{Duration, Instant};
+use testkit::{FakeConfig, FakeOpenAi};
+use worker::backend::{Backend, BackendError, OpenAiBackend};
+use worker::Backoff;
+
+const FAST: Backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(5));
+
+async fn fake(config: FakeConfig) -> FakeOpenAi {
+    FakeOpenAi::start(config).await.expect("fake server starts")
+}
+
+fn backend(spec: &jobs::spec::ModelSpec) -> OpenAiBackend {
+    OpenAiBackend::from_spec(spec)
+        .expect("backend builds")
+        .with_backoff(FAST)
+}
+
+fn loglikelihood_request(
+    spec: &jobs::spec::ModelSpec,
+    context: &str,
+    continuation: &str,
+) -> InferenceRequest {
+    InferenceRequest::new(
+        &spec.fingerprint(),
+        0,
+        RequestType::Loglikelihood,
+        RenderedInput::Prompt {
+            prompt: context.into(),
+        },
+        Some(continuation.into()),
+        params(),
+        0,
+    )
+}
+
+#[tokio::test]
+async fn chat_generate_sends_messages_and_records_usage() {
+    let mut config = FakeConfig::default();
+    config.answers.insert("What is 2+2?".into(), "4".into());
+    let server = fake(config).await;
+    let spec = model(&server.base_url(), json!({}));
+    let mut p = params();
+    p.seed = Some(10);
+    p.stop = vec!["\n".into()];
+    let req = InferenceRequest::new(
+        &spec.fingerprint(),
+        0,
+        RequestType::Generate,
+        RenderedInput::Messages {
+            messages: vec![
+                ChatMessage {
+                    role: "system".into(),
+                    content: "Answer briefly.".into(),
+                },
+                ChatMessage {
+                    role: "user".into(),
+                    content: "What is 2+2?".into(),
+                },
+            ],
+        },
+        None,
+        p,
+        3,
+    );
+    let out = backend(&spec).run(&req).await.expect("chat succeeds");
+    assert_eq!(out.text.as_deref(), Some("4"));
+    assert_eq!(out.finish_reason.as_deref(), Some("stop"));
+    assert_eq!(out.attempts, 1);
+    assert!(out.usage.prompt_tokens > 0);
+    assert_eq!(out.usage.completion_tokens, 1);
+
+    let recorded = server.requests();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].path, "/v1/chat/completions");
+    let body = &recorded[0].body;
+    assert_eq!(body["model"], "fake-model");
+    assert_eq!(body["messages"][0]["role"], "system");
+    assert_eq!(body["messages"][1]["content"], "What is 2+2?");
+    assert_eq!(body["max_tokens"], 32);
+    assert_eq!(body["stop"], json!(["\n"]));
+    // Sample 3 of base seed 10.
+    assert_eq!(body["seed"], 13);
+}
+
+#[tokio::test]
+async fn completions_generate_and_prompt_on_chat() {
+    let mut config = FakeConfig::default();
+    config
+        .answers
+        .insert("Capital of France:".into(), " Paris".into());
+    let server = fake(config).await;
+
+    let spec = model(&server.base_url(), json!({"endpoint": "completions"}));
+    let out = backend(&spec)
+        .run(&prompt_request(&spec, 0, "Capital of France:"))
+        .await
+        .expect("completion succeeds");
+    assert_eq!(out.text.as_deref(), Some(" Paris"));
+    let recorded = server.requests();
+    assert_eq!(recorded[0].path, "/v1/completions");
+    assert_eq!(recorded[0].body["prompt"], "Capital of France:");
+
+    // A plain prompt on the chat endpoint is one user message.
+    let chat = model(&server.base_url(), json!({}));
+    backend(&chat)
+        .run(&prompt_request(&chat, 0, "Capital of France:"))
+        .await
+        .expect("chat succeeds");
+    let recorded = server.requests();
+    assert_eq!(
+        recorded[1].body["messages"],
+        json!([{"role": "user", "content": "Capital of France:"}])
+    );
+
+    // Chat messages cannot go to /completions.
+    let messages = InferenceRequest::new(
+        &spec.fingerprint(),
+        0,
+        RequestType::Generate,
+        RenderedInput::Messages {
+            messages: vec![ChatMessage {
+                role: "user".into(),
+                content: "hi".into(),
+            }],
+        },
+        None,
+        params(),
+        0,
+    );
+    let err = backend(&spec).run(&messages).await.unwrap_err();
+    assert!(matches!(err, BackendError::Unsupported(_)), "{err}");
+}
+
+#[tokio::test]
+async fn loglikelihood_via_echo_sums_continuation_and_reports_greedy() {
+    let config = FakeConfig {
+        favoured_continuations: vec![" blue sky".into()],
+        ..FakeConfig::default()
+    };
+    let server = fake(config).await;
+    let spec = model(&server.base_url(), json!({"endpoint": "completions"}));
+    let backend = backend(&spec);
+
+    let favoured = backend
+        .run(&loglikelihood_request(
+            &spec,
+            "The color of the",
+            " blue sky",
+        ))
+        .await
+        .expect("scored");
+    let ll = favoured.loglikelihood.expect("loglikelihood output");
+    assert_eq!(ll.token_logprobs.len(), 2, "{ll:?}");
+    assert!((ll.logprob - (-0.02)).abs() < 1e-9, "{ll:?}");
+    assert!(ll.is_greedy);
+    assert!(favoured.text.is_none());
+
+    let other = backend
+        .run(&loglikelihood_request(
+            &spec,
+            "The color of the",
+            " red sea",
+        ))
+        .await
+        .expect("scored");
+    let ll = other.loglikelihood.expect("loglikelihood output");
+    assert_eq!(ll.token_logprobs.len(), 2);
+    assert!((ll.logprob - ll.token_logprobs.iter().sum::<f64>()).abs() < 1e-12);
+    assert!(ll.logprob < -1.0, "{ll:?}");
+    assert!(!ll.is_greedy);
+
+    let body = &server.requests()[0].body;
+    assert_eq!(body["prompt"], "The color of the blue sky");
+    assert_eq!(body["echo"], true);
+    assert_eq!(body["logprobs"], 1);
+    assert_eq!(body["temperature"], 0);
+
+    // The chat endpoint cannot score a prompt.
+    let chat = model(&server.base_url(), json!({}));
+    let err = OpenAiBackend::from_spec(&chat)
+        .unwrap()
+        .run(&loglikelihood_request(&chat, "a", " b"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Unsupported(_)));
+    assert!(
+        err.to_string().contains("endpoint = \"completions\""),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn extra_body_is_passed_through_and_wins() {
+    let server = fake(FakeConfig::default()).await;
+    let spec = model(&server.base_url(), json!({}));
+    let mut req = prompt_request(&spec, 0, "hello");
+    req.params.extra_body.insert("top_k".into(), json!(5));
+    req.params
+        .extra_body
+        .insert("temperature".into(), json!(0.7));
+    backend(&spec).run(&req).await.expect("succeeds");
+    let recorded = &server.requests()[0];
+    assert_eq!(recorded.body["top_k"], 5);
+    assert_eq!(recorded.body["temperature"], 0.7);
+    assert_eq!(recorded.extra.get("top_k"), Some(&json!(5)));
+}
+
+#[tokio::test]
+async fn retries_429_honouring_retry_after() {
+    let config = FakeConfig {
+        rate_limit_every: Some(2),
+        retry_after_secs: 0.5,
+        ..FakeConfig::default()
+    };
+    let server = fake(config).await;
+    let spec = model(&server.base_url(), json!({}));
+    let backend = backend(&spec);
+    let first = backend.run(&prompt_request(&spec, 0, "one")).await.unwrap();
+    assert_eq!(first.attempts, 1);
+    let started = Instant::now();
+    let second = backend.run(&prompt_request(&spec, 1, "two")).await.unwrap();
+    // The backoff is ~1 ms, so only the server's Retry-After explains this.
+    assert!(
+        started.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(second.attempts, 2);
+    assert!(
+        second.latency_ms < 450,
+        "latency of the successful attempt only"
+    );
+    assert_eq!(server.stats().rate_limited, 1);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_until_success_or_exhaustion() {
+    let server = fake(FakeConfig {
+        fail_first: 2,
+        ..FakeConfig::default()
+    })
+    .await;
+    let spec = model(&server.base_url(), json!({"max_retries": 3}));
+    let out = backend(&spec)
+        .run(&prompt_request(&spec, 0, "x"))
+        .await
+        .unwrap();
+    assert_eq!(out.attempts, 3);
+    assert_eq!(server.stats().server_errors, 2);
+
+    let server = fake(FakeConfig {
+        fail_first: 10,
+        ..FakeConfig::default()
+    })
+    .await;
+    let spec = model(&server.base_url(), json!({"max_retries": 2}));
+    let err = backend(&spec)
+        .run(&prompt_request(&spec, 0, "x"))
+        .await
+        .unwrap_err();
+    match err {
+        BackendError::Http {
+            status, attempts, ..
+        } => {
+            assert_eq!(status, 500);
+            assert_eq!(attempts, 3);
+        }
+        other => panic!("expected HTTP 500, got {other}"),
+    }
+    assert_eq!(server.stats().total, 3);
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retried_and_carry_the_message() {
+    let config = FakeConfig {
+        fail_prompts_containing: vec!["poison".into()],
+        ..FakeConfig::default()
+    };
+    let server = fake(config).await;
+    let spec = model(&server.base_url(), json!({"max_retries": 5}));
+    let err = backend(&spec)
+        .run(&prompt_request(&spec, 0, "a poison prompt"))
+        .await
+        .unwrap_err();
+    match &err {
+        BackendError::Http {
+            status,
+            attempts,
+            message,
+            ..
+        } => {
+            assert_eq!(*status, 400);
+            assert_eq!(*attempts, 1);
+            assert!(
+                !message.is_empty() && !message.starts_with('{'),
+                "{message}"
+            );
+        }
+        other => panic!("expected HTTP 400, got {other}"),
+    }
+    assert_eq!(server.stats().total, 1);
+}
+
+#[tokio::test]
+async fn connection_errors_are_retried_then_reported() {
+    // Bind then drop a listener to get a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let spec = model(
+        &format!("http://127.0.0.1:{port}/v1"),
+        json!({"max_retries": 1}),
+    );
+    let err = backend(&spec)
+        .run(&prompt_request(&spec, 0, "x"))
+        .await
+        .unwrap_err();
+    match err {
+        BackendError::Transport { attempts, .. } => assert_eq!(attempts, 2),
+        other => panic!("expected a transport error, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn api_key_comes_from_the_named_variable_and_is_never_shown() {
+    let server = fake(FakeConfig {
+        api_key: Some("sk-test-123".into()),
+        ..FakeConfig::default()
+    })
+    .await;
+
+    let missing = model(
+        &server.base_url(),
+        json!({"api_key_env": "SHARDLINE_WORKER_TEST_UNSET_KEY"}),
+    );
+    let err = OpenAiBackend::from_spec(&missing).unwrap_err();
+    assert!(matches!(err, BackendError::Config(_)));
+    assert!(
+        err.to_string().contains("SHARDLINE_WORKER_TEST_UNSET_KEY"),
+        "{err}"
+    );
+    assert!(worker::build_backend(&missing).is_err());
+
+    std::env::set_var("SHARDLINE_WORKER_TEST_KEY", "sk-test-123");
+    let spec = model(
+        &server.base_url(),
+        json!({"api_key_env": "SHARDLINE_WORKER_TEST_KEY"}),
+    );
+    let backend = backend(&spec);
+    assert!(!format!("{backend:?}").contains("sk-test-123"));
+    backend
+        .run(&prompt_request(&spec, 0, "x"))
+        .await
+        .expect("authorised");
+
+    let unauthenticated = OpenAiBackend::from_spec(&model(&server.base_url(), json!({}))).unwrap();
+    let err = unauthenticated
+        .run(&prompt_request(&spec, 0, "x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BackendError::Http { status: 401, .. }),
+        "{err}"
+    );
+
+    let none = model(&server.base_url(), json!({"backend": "none"}));
+    let err = worker::build_backend(&none)
+        .err()
+        .expect("none has no backend");
+    assert!(err
+        .to_string()
+        .contains("backend none makes no inference calls"));
+
+    let no_url: jobs::spec::ModelSpec = serde_json::from_value(json!({
+        "backend": "openai", "model": "m", "base_url_env": "SHARDLINE_WORKER_TEST_UNSET_URL"
+    }))
+    .unwrap();
+    let err = OpenAiBackend::from_spec(&no_url).unwrap_err();
+    assert!(
+        err.to_string().contains("SHARDLINE_WORKER_TEST_UNSET_URL"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn concurrency_limit_is_honoured() {
+    let server = fake(FakeConfig {
+        latency: Duration::from_millis(100),
+        ..FakeConfig::default()
+    })
+    .await;
+    let spec = model(&server.base_url(), json!({"concurrency": 3}));
+    let backend = backend(&spec);
+    assert_eq!(backend.concurrency(), 3);
+    let requests: Vec<_> = (0..12)
+        .map(|i| prompt_request(&spec, i, &format!("q{i}")))
+        .collect();
+    let results = futures::future::join_all(requests.iter().map(|r| backend.run(r))).await;
+    assert!(results.iter().all(Result::is_ok));
+    let max = server.stats().max_in_flight;
+    assert!((2..=3).contains(&max), "max in flight {max}");
+}
+
+#[tokio::test]
+async fn requests_per_minute_spaces_requests() {
+    let server = fake(FakeConfig::default()).await;
+    // 300/min = 5/s with a burst of one second's worth.
+    let spec = model(
+        &server.base_url(),
+        json!({"requests_per_minute": 300, "concurrency": 16}),
+    );
+    let backend = backend(&spec);
+    let requests: Vec<_> = (0..10)
+        .map(|i| prompt_request(&spec, i, &format!("r{i}")))
+        .collect();
+    let started = Instant::now();
+    let results = futures::future::join_all(requests.iter().map(|r| backend.run(r))).await;
+    assert!(results.iter().all(Result::is_ok));
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    let mut arrivals: Vec<_> = server.requests().iter().map(|r| r.received_at).collect();
+    arrivals.sort();
+    let spread = arrivals[9].duration_since(arrivals[0]).unwrap();
+    assert!(spread >= Duration::from_millis(900), "{spread:?}");
+}

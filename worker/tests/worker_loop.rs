@@ -1,0 +1,377 @@
+//! The worker loop and the coordinator client against a mock coordinator
+//! (lease routes only) and testkit's fake OpenAI server.
+
+mod common;
+
+use common::{lease, model, prompt_request, MockCoordinator, WORKER_TOKEN};
+use jobs::protocol::{ClaimRequest, CompleteRequest, WorkerCapabilities};
+use jobs::spec::BackendKind;
+use jobs::Usage;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use testkit::{FakeConfig, FakeOpenAi};
+use tokio_util::sync::CancellationToken;
+use worker::{
+    Backoff, ClientError, CoordinatorClient, LeaseOutcome, RetryPolicy, Worker, WorkerConfig,
+    WorkerStats,
+};
+
+fn client(base_url: &str) -> CoordinatorClient {
+    CoordinatorClient::new(base_url, WORKER_TOKEN.into())
+        .unwrap()
+        .with_retry_policy(RetryPolicy {
+            backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),
+            max_elapsed: Duration::from_secs(2),
+        })
+}
+
+struct Running {
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<WorkerStats, worker::WorkerError>>,
+    _cache: tempfile::TempDir,
+    store: Arc<cache::LocalDirStore>,
+}
+
+impl Running {
+    /// Stops the worker; the cache directory lives on in the returned guard.
+    async fn stop(self) -> (WorkerStats, tempfile::TempDir) {
+        self.shutdown.cancel();
+        let stats = tokio::time::timeout(Duration::from_secs(10), self.handle)
+            .await
+            .expect("worker stops promptly")
+            .expect("worker task joins")
+            .expect("worker returns stats");
+        (stats, self._cache)
+    }
+}
+
+fn start_worker(coordinator: &MockCoordinator) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(cache::LocalDirStore::new(dir.path().to_path_buf()));
+    let worker = Worker::new(
+        WorkerConfig {
+            worker_id: "w-test".into(),
+            backends: vec![BackendKind::Openai],
+            max_concurrent_shards: 2,
+            poll_interval: Duration::from_millis(200),
+        },
+        client(&coordinator.base_url),
+        store.clone(),
+    );
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(worker.run(shutdown.clone()));
+    Running {
+        shutdown,
+        handle,
+        _cache: dir,
+        store,
+    }
+}
+
+#[tokio::test]
+async fn completes_a_shard_with_written_and_failed_keys() {
+    let fake = FakeOpenAi::start(FakeConfig {
+        fail_prompts_containing: vec!["poison".into()],
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let spec = model(&fake.base_url(), json!({}));
+    let requests = vec![
+        prompt_request(&spec, 0, "first"),
+        prompt_request(&spec, 1, "a poison pill"),
+        prompt_request(&spec, 2, "third"),
+    ];
+    let the_lease = lease(&spec, requests.clone(), 30);
+    let coordinator = MockCoordinator::start(vec![the_lease.clone()]).await;
+    let running = start_worker(&coordinator);
+    coordinator
+        .wait_for("complete", Duration::from_secs(10), |s| {
+            !s.completes.is_empty()
+        })
+        .await;
+    let store = running.store.clone();
+    let (stats, _dir) = running.stop().await;
+    assert_eq!(
+        stats,
+        WorkerStats {
+            shards_completed: 1,
+            requests_ok: 2,
+            requests_failed: 1,
+            fenced: 0
+        }
+    );
+
+    let complete: CompleteRequest = coordinator.with(|s| s.completes[0].clone());
+    assert_eq!(complete.worker_id, "w-test");
+    assert_eq!(complete.shard_id, the_lease.shard_id);
+    assert_eq!(complete.attempt, 1);
+    let expected_path = cache::segment_path(the_lease.job_id, the_lease.shard_id, 1);
+    assert_eq!(complete.segment, expected_path);
+    let written: BTreeSet<_> = complete.written.iter().cloned().collect();
+    let expected: BTreeSet<_> = [requests[0].key.clone(), requests[2].key.clone()].into();
+    assert_eq!(written, expected);
+    assert_eq!(complete.failed.len(), 1);
+    assert_eq!(complete.failed[0].key, requests[1].key);
+    assert!(
+        complete.failed[0].error.contains("400"),
+        "{}",
+        complete.failed[0].error
+    );
+
+    let records = cache::read_segment(store.as_ref(), &expected_path)
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 3);
+    let mut usage = Usage::default();
+    for r in &records {
+        assert_eq!(r.model, spec.fingerprint());
+        if let Some(out) = &r.output {
+            usage.add(out.usage);
+        }
+    }
+    assert_eq!(records.iter().filter(|r| r.is_success()).count(), 2);
+    assert_eq!(complete.usage, usage);
+    assert!(usage.prompt_tokens > 0);
+    assert!(
+        coordinator.with(|s| s.claims) >= 2,
+        "claims again after the lease"
+    );
+    assert!(coordinator.with(|s| s.releases.is_empty() && s.fails.is_empty()));
+}
+
+#[tokio::test]
+async fn heartbeat_keep_going_false_stops_the_shard_without_completing() {
+    let fake = FakeOpenAi::start(FakeConfig {
+        latency: Duration::from_millis(100),
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let spec = model(&fake.base_url(), json!({"concurrency": 1}));
+    let requests: Vec<_> = (0..60)
+        .map(|i| prompt_request(&spec, i, &format!("q{i}")))
+        .collect();
+    let the_lease = lease(&spec, requests, 1);
+    let coordinator = MockCoordinator::start(vec![the_lease.clone()]).await;
+    coordinator.with(|s| s.keep_going = false);
+    let running = start_worker(&coordinator);
+    coordinator
+        .wait_for("heartbeat", Duration::from_secs(10), |s| {
+            !s.heartbeats.is_empty()
+        })
+        .await;
+    let path = cache::segment_path(the_lease.job_id, the_lease.shard_id, 1);
+    // The partial segment appears shortly after the shard stops.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let records = loop {
+        if let Ok(records) = cache::read_segment(running.store.as_ref(), &path).await {
+            break records;
+        }
+        assert!(Instant::now() < deadline, "no partial segment written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let served_at_stop = fake.stats().total;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        fake.stats().total,
+        served_at_stop,
+        "requests continued after keep_going=false"
+    );
+    let (stats, _dir) = running.stop().await;
+    assert!(
+        !records.is_empty() && records.len() < 60,
+        "{}",
+        records.len()
+    );
+    assert!(served_at_stop < 60);
+    assert_eq!(stats.shards_completed, 0);
+    assert_eq!(stats.requests_ok, records.len() as u64);
+    coordinator.with(|s| {
+        assert!(s.completes.is_empty());
+        assert!(s.releases.is_empty());
+        assert_eq!(s.heartbeats[0].shard_id, the_lease.shard_id);
+    });
+}
+
+#[tokio::test]
+async fn shutdown_releases_running_shards_with_partial_outputs() {
+    let fake = FakeOpenAi::start(FakeConfig {
+        latency: Duration::from_millis(100),
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let spec = model(&fake.base_url(), json!({"concurrency": 2}));
+    let requests: Vec<_> = (0..60)
+        .map(|i| prompt_request(&spec, i, &format!("q{i}")))
+        .collect();
+    let the_lease = lease(&spec, requests, 30);
+    let coordinator = MockCoordinator::start(vec![the_lease.clone()]).await;
+    let running = start_worker(&coordinator);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.stats().ok < 4 {
+        assert!(Instant::now() < deadline, "requests never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let store = running.store.clone();
+    let stopping = Instant::now();
+    let (stats, _dir) = running.stop().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        stopping.elapsed()
+    );
+    assert!(fake.stats().total < 60);
+
+    let release = coordinator.with(|s| {
+        assert!(s.completes.is_empty());
+        assert_eq!(s.releases.len(), 1);
+        s.releases[0].clone()
+    });
+    assert_eq!(release.shard_id, the_lease.shard_id);
+    let partial = release.partial.expect("partial outputs");
+    assert_eq!(
+        partial.segment,
+        cache::segment_path(the_lease.job_id, the_lease.shard_id, 1)
+    );
+    let records = cache::read_segment(store.as_ref(), &partial.segment)
+        .await
+        .unwrap();
+    assert!(records.len() >= 4 && records.len() < 60);
+    assert_eq!(partial.written.len(), records.len());
+    assert_eq!(stats.requests_ok, records.len() as u64);
+    assert_eq!(stats.shards_completed, 0);
+}
+
+#[tokio::test]
+async fn backend_build_errors_fail_the_lease_with_the_message() {
+    let spec = model(
+        "http://127.0.0.1:9/v1",
+        json!({"api_key_env": "SHARDLINE_WORKER_LOOP_UNSET_KEY"}),
+    );
+    let the_lease = lease(&spec, vec![prompt_request(&spec, 0, "x")], 30);
+    let coordinator = MockCoordinator::start(vec![the_lease]).await;
+    let running = start_worker(&coordinator);
+    coordinator
+        .wait_for("fail", Duration::from_secs(10), |s| !s.fails.is_empty())
+        .await;
+    running.stop().await;
+    let error = coordinator.with(|s| s.fails[0].error.clone());
+    assert!(error.contains("SHARDLINE_WORKER_LOOP_UNSET_KEY"), "{error}");
+}
+
+#[tokio::test]
+async fn client_maps_statuses_and_retries_transient_errors() {
+    let coordinator = MockCoordinator::start(vec![]).await;
+    let claim = ClaimRequest {
+        worker_id: "w".into(),
+        capabilities: WorkerCapabilities {
+            backends: vec![BackendKind::Openai],
+        },
+        max_shards: 1,
+    };
+
+    // 503 twice, then served: retried transparently.
+    coordinator.with(|s| s.claim_failures = [503, 503].into());
+    let answer = client(&coordinator.base_url).claim(&claim).await.unwrap();
+    assert!(answer.leases.is_empty());
+    assert_eq!(coordinator.with(|s| s.claims), 3);
+
+    // 400 is not retried and carries the server's message.
+    coordinator.with(|s| s.claim_failures = [400].into());
+    match client(&coordinator.base_url)
+        .claim(&claim)
+        .await
+        .unwrap_err()
+    {
+        ClientError::Http {
+            status, message, ..
+        } => {
+            assert_eq!(status, 400);
+            assert_eq!(message, "injected");
+        }
+        other => panic!("expected HTTP 400, got {other}"),
+    }
+
+    // Wrong token: 401 names what to check, and never the token.
+    let wrong = CoordinatorClient::new(&coordinator.base_url, "nope-secret".into()).unwrap();
+    let err = wrong.claim(&claim).await.unwrap_err();
+    assert!(matches!(err, ClientError::Unauthorized { .. }));
+    let text = err.to_string();
+    assert!(
+        text.contains("SHARDLINE_WORKER_TOKEN") && !text.contains("nope-secret"),
+        "{text}"
+    );
+    assert!(!format!("{wrong:?}").contains("nope-secret"));
+
+    // 409 on complete is an outcome, not an error.
+    coordinator.with(|s| s.fence_completes = true);
+    let complete = CompleteRequest {
+        worker_id: "w".into(),
+        shard_id: uuid::Uuid::new_v4(),
+        attempt: 1,
+        segment: "segments/x".into(),
+        written: vec![],
+        failed: vec![],
+        usage: Usage::default(),
+    };
+    match client(&coordinator.base_url)
+        .complete(&complete)
+        .await
+        .unwrap()
+    {
+        LeaseOutcome::Fenced { message } => assert!(message.contains("stale"), "{message}"),
+        other => panic!("expected fenced, got {other:?}"),
+    }
+
+    // Job API routes (the mock accepts the worker token everywhere).
+    let c = client(&coordinator.base_url);
+    let id = uuid::Uuid::new_v4();
+    assert_eq!(c.samples(id).await.unwrap(), "{\"doc\":0}\n{\"doc\":1}\n");
+    match c.job(id).await.unwrap_err() {
+        ClientError::NotFound { message, route } => {
+            assert_eq!(message, "no job with that id");
+            assert_eq!(route, format!("/v1/jobs/{id}"));
+        }
+        other => panic!("expected not found, got {other}"),
+    }
+
+    // Nobody listening: retried for the bounded time, then a retryable error.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gone = CoordinatorClient::new(&format!("http://127.0.0.1:{port}/"), "t".into())
+        .unwrap()
+        .with_retry_policy(RetryPolicy {
+            backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),
+            max_elapsed: Duration::from_millis(200),
+        });
+    let started = Instant::now();
+    let err = gone.claim(&claim).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(matches!(err, ClientError::Connect { .. }));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn fenced_completion_is_counted() {
+    let fake = FakeOpenAi::start(FakeConfig::default()).await.unwrap();
+    let spec = model(&fake.base_url(), json!({}));
+    let the_lease = lease(&spec, vec![prompt_request(&spec, 0, "x")], 30);
+    let coordinator = MockCoordinator::start(vec![the_lease]).await;
+    coordinator.with(|s| s.fence_completes = true);
+    let running = start_worker(&coordinator);
+    coordinator
+        .wait_for("complete", Duration::from_secs(10), |s| {
+            !s.completes.is_empty()
+        })
+        .await;
+    let (stats, _dir) = running.stop().await;
+    assert_eq!(stats.fenced, 1);
+    assert_eq!(stats.shards_completed, 0);
+}
