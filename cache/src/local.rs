@@ -170,21 +170,40 @@ mod tests {
     async fn put_get_list_delete() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalDirStore::new(dir.path().to_path_buf());
-        store.put("a/b/one", Bytes::from_static(b"1")).await.unwrap();
-        store.put("a/b/two", Bytes::from_static(b"22")).await.unwrap();
+        store
+            .put("a/b/one", Bytes::from_static(b"1"))
+            .await
+            .unwrap();
+        store
+            .put("a/b/two", Bytes::from_static(b"22"))
+            .await
+            .unwrap();
         store.put("a/c", Bytes::from_static(b"333")).await.unwrap();
         store.put("z", Bytes::from_static(b"4")).await.unwrap();
         assert_eq!(&store.get("a/b/two").await.unwrap()[..], b"22");
-        let listed: Vec<_> = store.list("a/").await.unwrap().into_iter().map(|m| (m.path, m.size)).collect();
+        let listed: Vec<_> = store
+            .list("a/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.path, m.size))
+            .collect();
         assert_eq!(
             listed,
-            vec![("a/b/one".into(), 1), ("a/b/two".into(), 2), ("a/c".into(), 3)]
+            vec![
+                ("a/b/one".into(), 1),
+                ("a/b/two".into(), 2),
+                ("a/c".into(), 3)
+            ]
         );
         assert_eq!(store.list("a/b/t").await.unwrap().len(), 1);
         assert_eq!(store.list("").await.unwrap().len(), 4);
         assert!(store.list("nothing/").await.unwrap().is_empty());
         store.delete("a/c").await.unwrap();
-        assert!(matches!(store.get("a/c").await, Err(StoreError::NotFound { .. })));
+        assert!(matches!(
+            store.get("a/c").await,
+            Err(StoreError::NotFound { .. })
+        ));
         store.delete("a/c").await.unwrap();
     }
 
@@ -193,10 +212,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalDirStore::new(dir.path().to_path_buf());
         for bad in ["../x", "/abs", "a//b", "a/./b", ""] {
-            assert!(matches!(
-                store.put(bad, Bytes::new()).await,
-                Err(StoreError::InvalidPath { .. })
-            ), "{bad}");
+            assert!(
+                matches!(
+                    store.put(bad, Bytes::new()).await,
+                    Err(StoreError::InvalidPath { .. })
+                ),
+                "{bad}"
+            );
         }
     }
 

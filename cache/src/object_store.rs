@@ -83,7 +83,10 @@ pub(crate) fn check_path(path: &str) -> Result<(), StoreError> {
     if path.starts_with('/') {
         return bad("must be relative");
     }
-    if path.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+    if path
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
         return bad("empty, '.' or '..' component");
     }
     if path.contains('\\') || path.contains('\0') {

@@ -53,8 +53,8 @@ pub fn encode_segment(records: &[SegmentRecord]) -> Result<Vec<u8>, SegmentError
     for record in records {
         // Serialising plain data structs cannot fail; a failure here would be
         // a bug, reported rather than panicking.
-        let line = serde_json::to_vec(record)
-            .map_err(|e| wrap(std::io::Error::other(e.to_string())))?;
+        let line =
+            serde_json::to_vec(record).map_err(|e| wrap(std::io::Error::other(e.to_string())))?;
         encoder.write_all(&line).map_err(wrap)?;
         encoder.write_all(b"\n").map_err(wrap)?;
     }
@@ -159,11 +159,15 @@ mod tests {
     fn corrupt_line_names_segment_and_line() {
         let mut raw = Vec::new();
         let mut enc = zstd::Encoder::new(&mut raw, 1).unwrap();
-        enc.write_all(serde_json::to_string(&record(1, true)).unwrap().as_bytes()).unwrap();
+        enc.write_all(serde_json::to_string(&record(1, true)).unwrap().as_bytes())
+            .unwrap();
         enc.write_all(b"\n{not json}\n").unwrap();
         enc.finish().unwrap();
         let err = decode_segment("segments/x.jsonl.zst", &raw).unwrap_err();
-        assert!(err.to_string().contains("segments/x.jsonl.zst, line 2"), "{err}");
+        assert!(
+            err.to_string().contains("segments/x.jsonl.zst, line 2"),
+            "{err}"
+        );
         assert!(decode_segment("p", b"not zstd").is_err());
     }
 }

@@ -85,17 +85,19 @@ impl fmt::Display for RenderError {
 
 impl std::error::Error for RenderError {}
 
-/// Resolves a rendered gold answer to a choice index. Accepted, in order: a
-/// 0-based integer index, the exact text of a choice, a letter `A`..`Z`.
+/// Resolves a rendered gold answer to a choice index. Accepted, in order: the
+/// exact text of a choice, a 0-based integer index, a letter `A`..`Z`.
 pub fn resolve_gold(target: &str, choices: &[String]) -> Option<usize> {
     let t = target.trim();
+    // The choice text itself wins, so numeric choices ("1".."4") with the
+    // answer stored as text are not misread as indexes.
+    if let Some(i) = choices.iter().position(|c| c.trim() == t) {
+        return Some(i);
+    }
     if let Ok(i) = t.parse::<usize>() {
         if i < choices.len() {
             return Some(i);
         }
-    }
-    if let Some(i) = choices.iter().position(|c| c.trim() == t) {
-        return Some(i);
     }
     letter_index(t).filter(|&i| i < choices.len())
 }
@@ -138,6 +140,9 @@ mod tests {
         assert_eq!(resolve_gold("a", &choices), Some(0));
         assert_eq!(resolve_gold("D", &choices), None);
         assert_eq!(resolve_gold("7", &choices), None);
+        let numeric: Vec<String> = ["1", "2", "3", "4"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(resolve_gold("2", &numeric), Some(1));
+        assert_eq!(resolve_gold("0", &numeric), Some(0));
         assert_eq!(resolve_gold("Berlin", &choices), None);
     }
 }

@@ -261,34 +261,111 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys_recursively() {
-        let v: Value = serde_json::from_str(r#"{"b":1,"a":{"d":[{"z":1,"y":2}],"c":"x"}}"#).unwrap();
-        assert_eq!(canonical_json(&v), r#"{"a":{"c":"x","d":[{"y":2,"z":1}]},"b":1}"#);
+        let v: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"d":[{"z":1,"y":2}],"c":"x"}}"#).unwrap();
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":{"c":"x","d":[{"y":2,"z":1}]},"b":1}"#
+        );
     }
 
     #[test]
     fn key_changes_with_every_input() {
         let fp = ModelFingerprint::api("openai", "m");
-        let base = compute_key(&fp, RequestType::Generate, &prompt("hi"), None, &params(), 0);
+        let base = compute_key(
+            &fp,
+            RequestType::Generate,
+            &prompt("hi"),
+            None,
+            &params(),
+            0,
+        );
         assert_eq!(base.0.len(), 64);
         assert_eq!(
             base,
-            compute_key(&fp, RequestType::Generate, &prompt("hi"), None, &params(), 0)
+            compute_key(
+                &fp,
+                RequestType::Generate,
+                &prompt("hi"),
+                None,
+                &params(),
+                0
+            )
         );
         let other_model = ModelFingerprint::api("openai", "m2");
-        assert_ne!(base, compute_key(&other_model, RequestType::Generate, &prompt("hi"), None, &params(), 0));
-        assert_ne!(base, compute_key(&fp, RequestType::Loglikelihood, &prompt("hi"), None, &params(), 0));
-        assert_ne!(base, compute_key(&fp, RequestType::Generate, &prompt("ho"), None, &params(), 0));
-        assert_ne!(base, compute_key(&fp, RequestType::Generate, &prompt("hi"), Some(" x"), &params(), 0));
-        assert_ne!(base, compute_key(&fp, RequestType::Generate, &prompt("hi"), None, &params(), 1));
+        assert_ne!(
+            base,
+            compute_key(
+                &other_model,
+                RequestType::Generate,
+                &prompt("hi"),
+                None,
+                &params(),
+                0
+            )
+        );
+        assert_ne!(
+            base,
+            compute_key(
+                &fp,
+                RequestType::Loglikelihood,
+                &prompt("hi"),
+                None,
+                &params(),
+                0
+            )
+        );
+        assert_ne!(
+            base,
+            compute_key(
+                &fp,
+                RequestType::Generate,
+                &prompt("ho"),
+                None,
+                &params(),
+                0
+            )
+        );
+        assert_ne!(
+            base,
+            compute_key(
+                &fp,
+                RequestType::Generate,
+                &prompt("hi"),
+                Some(" x"),
+                &params(),
+                0
+            )
+        );
+        assert_ne!(
+            base,
+            compute_key(
+                &fp,
+                RequestType::Generate,
+                &prompt("hi"),
+                None,
+                &params(),
+                1
+            )
+        );
         let mut p = params();
         p.seed = Some(2);
-        assert_ne!(base, compute_key(&fp, RequestType::Generate, &prompt("hi"), None, &p, 0));
+        assert_ne!(
+            base,
+            compute_key(&fp, RequestType::Generate, &prompt("hi"), None, &p, 0)
+        );
         let mut p = params();
         p.extra_body.insert("top_k".into(), Value::from(1));
-        assert_ne!(base, compute_key(&fp, RequestType::Generate, &prompt("hi"), None, &p, 0));
+        assert_ne!(
+            base,
+            compute_key(&fp, RequestType::Generate, &prompt("hi"), None, &p, 0)
+        );
         let mut p = params();
         p.stop.push("\n".into());
-        assert_ne!(base, compute_key(&fp, RequestType::Generate, &prompt("hi"), None, &p, 0));
+        assert_ne!(
+            base,
+            compute_key(&fp, RequestType::Generate, &prompt("hi"), None, &p, 0)
+        );
     }
 
     #[test]

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs Shardline's whole test suite: unit tests, the store conformance suite,
+# and the end-to-end tests that start real processes. Services the tests need
+# are started here when absent. Safe to run repeatedly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# One shared build folder outside the clone keeps repeated runs incremental.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shardline/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo is not installed; install Rust (https://rustup.rs) and run this again" >&2
+  exit 2
+fi
+
+# Debug builds for tests: far cheaper to compile on a 2-core machine.
+cargo build --locked --workspace --bins
+cargo test --locked --workspace "$@"

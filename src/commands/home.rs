@@ -1,0 +1,82 @@
+//! The embedded home folder: SQLite store, local cache and results, guarded
+//! by a lock so that two `shardline run`s never share one home.
+
+use anyhow::Context;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::Failure;
+use crate::cli::HomeArgs;
+
+pub struct Home {
+    pub root: PathBuf,
+    pub cache_location: String,
+    // Held for the life of the process; the OS releases it if we are killed.
+    _lock: File,
+}
+
+impl Home {
+    pub fn open(args: &HomeArgs) -> Result<Home, Failure> {
+        let root = args.home.clone();
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create home folder {}", root.display()))?;
+        let lock_path = root.join("lock");
+        let lock = File::create(&lock_path)
+            .with_context(|| format!("cannot open {}", lock_path.display()))?;
+        if lock.try_lock().is_err() {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "another shardline process is using {}; wait for it to finish or pass a different --home",
+                root.display()
+            )));
+        }
+        let cache_location = match &args.cache {
+            Some(c) => c.clone(),
+            None => root.join("cache").display().to_string(),
+        };
+        Ok(Home {
+            root,
+            cache_location,
+            _lock: lock,
+        })
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.root.join("shardline.db")
+    }
+
+    pub fn results_dir(&self, job_name: &str) -> PathBuf {
+        self.root.join("results").join(job_name)
+    }
+
+    pub async fn store(&self) -> Result<Arc<dyn coordinator::Store>, Failure> {
+        let store = coordinator::SqliteStore::open(&self.db_path())
+            .await
+            .with_context(|| format!("cannot open the store {}", self.db_path().display()))?;
+        Ok(Arc::new(store))
+    }
+
+    pub fn objects(&self) -> Result<Arc<dyn cache::ObjectStore>, Failure> {
+        cache::open_store(&self.cache_location).map_err(Failure::usage)
+    }
+
+    /// A coordinator over this home that serves nothing: for commands that
+    /// only read or rebuild state (`rescore`, `cache reindex`).
+    pub async fn offline_coordinator(&self) -> Result<coordinator::Coordinator, Failure> {
+        // No HTTP server is started, so the tokens are never checked.
+        let config = coordinator::CoordinatorConfig::with_tokens(String::new(), String::new());
+        Ok(coordinator::Coordinator::new(
+            self.store().await?,
+            self.objects()?,
+            config,
+        ))
+    }
+}
+
+/// Writes `metrics.json` next to the samples and prints nothing.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
+    std::fs::write(path, text + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

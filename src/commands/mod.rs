@@ -1,0 +1,96 @@
+//! One module per subcommand; each returns an exit code or a [`Failure`].
+
+mod cache_cmd;
+mod home;
+mod remote;
+mod rescore;
+mod run;
+mod serve;
+mod worker;
+
+use crate::cli::Command;
+use crate::exit;
+
+/// An error with the exit code it deserves. Printed once, by `dispatch`.
+pub struct Failure {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    /// Bad input: the user has to change something.
+    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: exit::USAGE,
+            error: error.into(),
+        }
+    }
+    pub fn runtime(error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: exit::RUNTIME,
+            error: error.into(),
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure::runtime(error)
+    }
+}
+
+pub type CmdResult = Result<i32, Failure>;
+
+pub async fn dispatch(command: Command) -> i32 {
+    let result = match command {
+        Command::Run(args) => run::run(args).await,
+        Command::Rescore(args) => rescore::rescore(args).await,
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Worker(args) => worker::worker(args).await,
+        Command::Submit(args) => remote::submit(args).await,
+        Command::Status(args) => remote::status(args).await,
+        Command::Results(args) => remote::results(args).await,
+        Command::Cancel(args) => remote::cancel(args).await,
+        Command::Cache(cmd) => cache_cmd::cache(cmd).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            failure.code
+        }
+    }
+}
+
+/// Resolves when Ctrl-C (SIGINT) or SIGTERM arrives.
+pub async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Reads a secret from the environment variable `name`.
+pub fn secret_from_env(name: &str, what: &str) -> Result<String, Failure> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(Failure::usage(anyhow::anyhow!(
+            "{what}: environment variable {name} is not set; set it (or name another variable with the matching --*-env flag)"
+        ))),
+    }
+}
