@@ -178,13 +178,14 @@ pub fn acc(logprobs: &[f64], gold: usize) -> f64 {
     bool_score(argmax(logprobs) == Some(gold))
 }
 
-/// `acc` with each log-likelihood divided by its continuation's length in
-/// bytes, as lm-evaluation-harness's `acc_norm`.
-pub fn acc_norm(logprobs: &[f64], continuations: &[&str], gold: usize) -> f64 {
+/// `acc` with each log-likelihood divided by the length of its choice text
+/// in characters (without the target delimiter), exactly as
+/// lm-evaluation-harness computes `acc_norm`, so figures are comparable.
+pub fn acc_norm(logprobs: &[f64], choices: &[&str], gold: usize) -> f64 {
     let normed: Vec<f64> = logprobs
         .iter()
-        .zip(continuations)
-        .map(|(lp, c)| lp / (c.len().max(1) as f64))
+        .zip(choices)
+        .map(|(lp, c)| lp / (c.chars().count().max(1) as f64))
         .collect();
     bool_score(argmax(&normed) == Some(gold))
 }
@@ -346,12 +347,17 @@ impl Scorer {
                     let gold = plan.gold_index.unwrap_or(usize::MAX);
                     match m.kind {
                         MetricKind::AccNorm => {
-                            let conts: Vec<&str> = plan
-                                .requests
-                                .iter()
-                                .map(|r| r.continuation.as_deref().unwrap_or_default())
-                                .collect();
-                            acc_norm(&logprobs, &conts, gold)
+                            // lm-eval normalises by the choice text alone,
+                            // without the target delimiter.
+                            let choices: Vec<&str> = match &plan.choices {
+                                Some(c) => c.iter().map(String::as_str).collect(),
+                                None => plan
+                                    .requests
+                                    .iter()
+                                    .map(|r| r.continuation.as_deref().unwrap_or_default())
+                                    .collect(),
+                            };
+                            acc_norm(&logprobs, &choices, gold)
                         }
                         _ => acc(&logprobs, gold),
                     }
@@ -492,9 +498,13 @@ mod tests {
         // Ties go to the first choice.
         assert_eq!(acc(&[-1.0, -1.0], 0), 1.0);
         // A long continuation loses on the sum but wins per byte.
-        let conts = [" a", " a much longer answer"];
+        let choices = ["a", "a much longer answer"];
         assert_eq!(acc(&[-2.0, -6.0], 1), 0.0);
-        assert_eq!(acc_norm(&[-2.0, -6.0], &conts, 1), 1.0);
+        assert_eq!(acc_norm(&[-2.0, -6.0], &choices, 1), 1.0);
+        // Characters, not bytes, and no delimiter: -2/2 = -1.0 beats
+        // -3.3/3 = -1.1 (the delimiter would have made it -2/3 vs -3.3/4).
+        assert_eq!(acc_norm(&[-2.0, -3.3], &["ab", "abc"], 0), 1.0);
+        assert_eq!(acc_norm(&[-2.0, -2.5], &["éé", "abc"], 1), 1.0);
     }
 
     use crate::output::{LoglikelihoodOutput, Usage};

@@ -14,7 +14,7 @@ use crate::render::{self, describe_error, letter_index, resolve_gold, RenderErro
 use crate::request::{
     ChatMessage, GenerationParams, InferenceRequest, ModelFingerprint, RenderedInput, RequestType,
 };
-use crate::spec::{Endpoint, JobSpec, MetricKind, SystemRole, TaskKind};
+use crate::spec::{Endpoint, JobSpec, MetricKind, SystemRole, TargetKind, TaskKind};
 use crate::spec_load::SpecError;
 
 const PROMPT: &str = "task.prompt";
@@ -51,7 +51,8 @@ pub struct Planner {
     fingerprint: ModelFingerprint,
     params: GenerationParams,
     n: u32,
-    choice_prefix: String,
+    target_delimiter: String,
+    target_kind: TargetKind,
     choices_expr: Option<String>,
     has_target: bool,
     /// `choice_letter` needs a gold index even for generate tasks.
@@ -128,7 +129,8 @@ impl Planner {
                 extra_body: g.extra_body.clone(),
             },
             n: g.n,
-            choice_prefix: task.choice_prefix.clone(),
+            target_delimiter: task.target_delimiter.clone(),
+            target_kind: task.target_kind,
             choices_expr: task.choices.clone(),
             has_target: task.target.is_some(),
             needs_gold: spec
@@ -175,11 +177,11 @@ impl Planner {
                 let prompt = self.render(PROMPT, &ctx, &row).map_err(to_spec)?;
                 let answer = match (&self.kind, &choices) {
                     (TaskKind::MultipleChoice, Some(choices)) => {
-                        let gold = resolve_gold(&target, choices)
-                            .ok_or_else(|| to_spec(gold_error(&row, &target, choices)))?;
-                        format!("{}{}", self.choice_prefix, choices[gold])
+                        let gold = resolve_gold(&target, choices, self.target_kind)
+                            .map_err(|reason| to_spec(gold_error(&row, reason)))?;
+                        format!("{}{}", self.target_delimiter, choices[gold])
                     }
-                    _ => target,
+                    _ => format!("{}{target}", self.target_delimiter),
                 };
                 prompt_parts.push(format!("{prompt}{answer}"));
             } else {
@@ -217,24 +219,22 @@ impl Planner {
         } else {
             None
         };
-        let gold_index = match (&target, &choices) {
-            (Some(t), Some(c)) => resolve_gold(t, c),
+        let gold: Result<usize, String> = match (&target, &choices) {
+            (Some(t), Some(c)) => resolve_gold(t, c, self.target_kind),
             (Some(t), None) => t
                 .trim()
                 .parse::<usize>()
                 .ok()
-                .or_else(|| letter_index(t.trim())),
-            _ => None,
+                .or_else(|| letter_index(t.trim()))
+                .ok_or_else(|| format!("gold answer {t:?} is not a choice index or letter")),
+            (None, _) => Err("the task has no `target` template".to_string()),
         };
         let gold_required = self.kind == TaskKind::MultipleChoice || self.needs_gold;
-        if gold_required && gold_index.is_none() {
-            let target = target.as_deref().unwrap_or_default();
-            return Err(gold_error(
-                &row,
-                target,
-                choices.as_deref().unwrap_or_default(),
-            ));
-        }
+        let gold_index = match gold {
+            Ok(i) => Some(i),
+            Err(reason) if gold_required => return Err(gold_error(&row, reason)),
+            Err(_) => None,
+        };
 
         let (prompt_display, requests) = match self.kind {
             TaskKind::Generate => {
@@ -272,7 +272,7 @@ impl Planner {
                             RenderedInput::Prompt {
                                 prompt: context.clone(),
                             },
-                            Some(format!("{}{choice}", self.choice_prefix)),
+                            Some(format!("{}{choice}", self.target_delimiter)),
                             self.params.clone(),
                             0,
                         )
@@ -473,16 +473,12 @@ impl Planner {
     }
 }
 
-fn gold_error(row: &Row<'_>, target: &str, choices: &[String]) -> RenderError {
+fn gold_error(row: &Row<'_>, reason: String) -> RenderError {
     RenderError {
         template: TARGET.to_string(),
         row: row.location.clone(),
         doc_id: row.id.clone(),
-        reason: format!(
-            "gold answer {target:?} is not a choice index (0-{}), a letter or one of the choices {:?}",
-            choices.len().saturating_sub(1),
-            choices
-        ),
+        reason,
     }
 }
 
@@ -625,7 +621,7 @@ path = "data.jsonl"
 [task]
 kind = "generate"
 prompt = "Q: {{ q }}\nA:"
-target = " {{ a }}"
+target = "{{ a }}"
 fewshot_separator = "\n\n"
 [task.fewshot]
 path = "shots.jsonl"

@@ -60,6 +60,10 @@ pub enum ShardState {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct SubmitJobRequest {
     pub spec: JobSpec,
+    /// Higher is served first; jobs of equal priority share the workers
+    /// fairly. Absent means 0.
+    #[serde(default)]
+    pub priority: i32,
 }
 
 /// Progress counts of a job, in requests unless named otherwise.

@@ -160,6 +160,16 @@ pub enum TaskKind {
     MultipleChoice,
 }
 
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    #[default]
+    Auto,
+    Text,
+    Index,
+    Letter,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MessageTemplate {
@@ -228,10 +238,16 @@ pub struct TaskSpec {
     /// of choices, e.g. `choices` or `[A, B, C, D]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub choices: Option<String>,
-    /// Put between the context and each choice when scoring (lm-eval's
-    /// `target_delimiter`).
-    #[serde(default = "default_choice_prefix")]
-    pub choice_prefix: String,
+    /// Put between a prompt and its answer: before each choice when
+    /// scoring multiple choice, and between a few-shot example's prompt and
+    /// its target in prompt mode (lm-eval's `target_delimiter`).
+    #[serde(default = "default_target_delimiter")]
+    pub target_delimiter: String,
+    /// How a multiple-choice target names the gold choice. `auto` accepts a
+    /// choice's text, a 0-based index or a letter, and refuses ambiguous
+    /// rows.
+    #[serde(default)]
+    pub target_kind: TargetKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fewshot: Option<FewshotSpec>,
     /// Between few-shot examples in prompt mode.
@@ -331,7 +347,7 @@ fn default_max_tokens() -> u32 {
 fn default_n() -> u32 {
     1
 }
-fn default_choice_prefix() -> String {
+fn default_target_delimiter() -> String {
     " ".to_string()
 }
 fn default_fewshot_separator() -> String {
