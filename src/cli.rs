@@ -62,8 +62,10 @@ pub struct RunArgs {
     /// Worker tasks to run in this process.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
-    /// Shards each worker runs at once.
-    #[arg(long, default_value_t = 2)]
+    /// Upper bound on the shards each worker runs at once; 0 = automatic
+    /// (workers claim ahead until twice the model's `concurrency` requests
+    /// are pending, so the endpoint is never starved by shard boundaries).
+    #[arg(long, default_value_t = 0)]
     pub shards_per_worker: usize,
     /// Override `model.model` of the spec.
     #[arg(long)]
@@ -141,8 +143,9 @@ pub struct WorkerArgs {
     /// Cache location (directory) the segments are written to.
     #[arg(long, env = "SHARDLINE_CACHE")]
     pub cache: String,
-    /// Shards to run at once.
-    #[arg(long, default_value_t = 2)]
+    /// Upper bound on the shards run at once; 0 = automatic (claim ahead
+    /// until twice the model's `concurrency` requests are pending).
+    #[arg(long, default_value_t = 0)]
     pub shards: usize,
     /// Worker id; defaults to host name and process id.
     #[arg(long)]

@@ -36,11 +36,12 @@ impl Progress {
 
     pub fn update(&mut self, status: &JobStatus) {
         let Some(bar) = &self.bar else { return };
-        let c = &status.counts;
         if status.state == JobState::Planning {
-            bar.set_message(format!("planning: {} docs read", c.docs));
+            // Counts arrive when planning ends.
+            bar.set_message("planning");
             return;
         }
+        let c = &status.counts;
         if !self.planned {
             // Cached requests count as done from the start, so the rate and
             // ETA reflect only real inference.

@@ -274,7 +274,7 @@ async fn ctrl_c_stops_cleanly_and_keeps_what_was_paid_for() {
     let stopped_at = Instant::now();
     let out = wait_bounded(child, Duration::from_secs(30));
     assert!(
-        stopped_at.elapsed() < Duration::from_secs(10),
+        stopped_at.elapsed() < Duration::from_secs(20),
         "Ctrl-C took {:?}",
         stopped_at.elapsed()
     );

@@ -1,12 +1,16 @@
-//! Shardline's output cache: object stores (a local directory now, S3 later)
-//! and the segment format that holds inference outputs.
+//! Shardline's output cache: object stores (a local directory, S3) and the
+//! segment format that holds inference outputs.
 
 pub mod local;
 pub mod object_store;
+pub mod s3;
+pub mod s3_test_server;
 pub mod segment;
 
 pub use local::LocalDirStore;
-pub use object_store::{open_store, ObjectMeta, ObjectStore, StoreError};
+pub use object_store::{open_store, open_store_with, ObjectMeta, ObjectStore, StoreError};
+pub use s3::{S3Credentials, S3ErrorKind, S3Location, S3Options, S3Store};
+pub use s3_test_server::{S3TestServer, S3TestServerError};
 pub use segment::{
     decode_segment, encode_segment, is_segment_path, list_segments, read_segment, segment_path,
     write_segment, SegmentError, SEGMENT_PREFIX,

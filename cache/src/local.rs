@@ -223,10 +223,16 @@ mod tests {
     }
 
     #[test]
-    fn open_store_rejects_s3_for_now() {
-        assert!(matches!(
-            crate::open_store("s3://bucket/x"),
-            Err(StoreError::Unsupported(..))
-        ));
+    fn open_store_picks_the_backend() {
+        let s3 = crate::open_store_with("s3://bucket/x", crate::S3Options::default()).unwrap();
+        assert_eq!(s3.describe(), "s3://bucket/x");
+        let local = crate::open_store("file:///tmp/cache-dir").unwrap();
+        assert_eq!(local.describe(), "/tmp/cache-dir");
+        for bad in ["", "file://", "gs://bucket/x", "s3://"] {
+            assert!(
+                matches!(crate::open_store(bad), Err(StoreError::Unsupported(..))),
+                "{bad}"
+            );
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::local::LocalDirStore;
+use crate::s3::{S3ErrorKind, S3Options, S3Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -24,6 +25,23 @@ pub enum StoreError {
     },
     #[error("unsupported cache location {0:?}: {1}")]
     Unsupported(String, &'static str),
+    #[error("{name}={value:?} is not valid: expected {expected}")]
+    InvalidOption {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    /// An S3 request failed after the SDK's retries; `hint` says what to
+    /// check (endpoint, credentials, bucket).
+    #[error("S3 {op} {path:?} in {store} failed ({kind}): {detail}; {hint}")]
+    S3 {
+        op: &'static str,
+        store: String,
+        path: String,
+        kind: S3ErrorKind,
+        detail: String,
+        hint: String,
+    },
 }
 
 /// An object listed by [`ObjectStore::list`].
@@ -46,17 +64,36 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// Every object whose path starts with `prefix`, sorted by path.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
     async fn delete(&self, path: &str) -> Result<(), StoreError>;
+    /// Proves the store is usable (reachable, authorised, existing), so a
+    /// command can fail at startup instead of at its first write. Stores
+    /// that cannot fail that way keep the default.
+    async fn check_access(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Where the store lives, for messages (never includes credentials).
     fn describe(&self) -> String;
 }
 
-/// Opens a cache location: a directory path (or `file://` URL). `s3://`
-/// locations are answered with a clear error until the S3 store exists.
+/// Opens a cache location: a directory path, a `file://` URL, or
+/// `s3://bucket/prefix` with [`S3Options::from_env`]. Nothing is contacted:
+/// call [`ObjectStore::check_access`] to fail early.
 pub fn open_store(location: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
     if location.starts_with("s3://") {
+        return open_store_with(location, S3Options::from_env()?);
+    }
+    open_store_with(location, S3Options::default())
+}
+
+/// [`open_store`] with explicit S3 options (from flags or a config file);
+/// the options are ignored for local directories.
+pub fn open_store_with(location: &str, s3: S3Options) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    if location.starts_with("s3://") {
+        return Ok(Arc::new(S3Store::new(location, s3)?));
+    }
+    if location.contains("://") && !location.starts_with("file://") {
         return Err(StoreError::Unsupported(
             location.to_string(),
-            "this build has no S3 store yet; use a local directory",
+            "use a directory, file://DIR or s3://BUCKET/PREFIX",
         ));
     }
     let path = location.strip_prefix("file://").unwrap_or(location);

@@ -12,14 +12,17 @@ use jobs::spec::ModelSpec;
 use jobs::{InferenceRequest, JobSpec, RequestKey};
 use rand::Rng;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::error::CoordinatorError;
-use crate::store::{Completion, LeaseFence, NewJob, Partial, RequestFailure, SegmentEntry, Store};
+use crate::store::{
+    Backoff, Completion, LeaseFence, NewJob, Partial, RequestFailure, SegmentEntry, Store,
+};
 
 /// Most shards one claim hands out, whatever the worker asks for.
 const MAX_SHARDS_PER_CLAIM: u32 = 64;
@@ -28,6 +31,16 @@ const MAX_CLAIM_ROUNDS: usize = 8;
 /// First retry delay of a failed shard; doubles per attempt up to the cap.
 const RETRY_BASE: Duration = Duration::from_secs(1);
 const RETRY_CAP: Duration = Duration::from_secs(120);
+/// Backoff of shards whose lease expired: same curve as failed shards, with
+/// up to half of each delay taken off at random.
+const REAP_BACKOFF: Backoff = Backoff {
+    base: RETRY_BASE,
+    cap: RETRY_CAP,
+    jitter: 0.5,
+};
+/// Shortest leader lease: a leader that stops renewing is replaced after at
+/// most this long (or three reaper periods, if longer).
+const MIN_LEADER_TTL: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct CoordinatorConfig {
@@ -103,6 +116,12 @@ pub(crate) struct Inner {
     pub planning: tokio::sync::Mutex<()>,
     /// Parsed model sections of jobs, for leases.
     models: Mutex<HashMap<Uuid, ModelSpec>>,
+    /// This process's name in the leader row: unique per process, so a
+    /// restarted replica never mistakes its previous life's row for its own.
+    replica_id: String,
+    /// Whether this replica held the leader row at its last tick; the
+    /// planner and the reaper act only while it does.
+    leading: AtomicBool,
 }
 
 /// Cheap to clone; all clones share one state.
@@ -118,6 +137,7 @@ impl std::fmt::Debug for Coordinator {
             .field("store", &self.inner.store)
             .field("objects", &self.inner.objects.describe())
             .field("lease_secs", &self.inner.config.lease_secs)
+            .field("replica_id", &self.inner.replica_id)
             .finish_non_exhaustive()
     }
 }
@@ -136,6 +156,18 @@ pub(crate) fn retry_delay(attempt: u32) -> Duration {
     let base = RETRY_BASE.saturating_mul(1u32 << exp).min(RETRY_CAP);
     let jitter = rand::rng().random_range(0.5..=1.0);
     base.mul_f64(jitter)
+}
+
+/// `host-pid-random`: readable in the leader row, unique per process.
+fn replica_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "coordinator".to_string());
+    let nonce: u32 = rand::rng().random();
+    format!("{host}-{}-{nonce:08x}", std::process::id())
 }
 
 fn chrono_after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
@@ -172,6 +204,8 @@ impl Coordinator {
                 plan_wakeup: Notify::new(),
                 planning: tokio::sync::Mutex::new(()),
                 models: Mutex::new(HashMap::new()),
+                replica_id: replica_id(),
+                leading: AtomicBool::new(false),
             }),
         }
     }
@@ -192,10 +226,21 @@ impl Coordinator {
         Duration::from_secs(self.inner.config.lease_secs.max(1))
     }
 
-    /// Validates and records a job; planning happens in the background (see
-    /// [`Coordinator::plan_pending`]). Idempotent: while a job with the same
-    /// spec is planning or running, that job is returned.
+    /// Validates and records a job at priority 0; planning happens in the
+    /// background (see [`Coordinator::plan_pending`]). Idempotent: while a
+    /// job with the same spec is planning or running, that job is returned.
     pub async fn submit(&self, spec: JobSpec) -> Result<JobStatus, CoordinatorError> {
+        self.submit_with_priority(spec, 0).await
+    }
+
+    /// [`Coordinator::submit`] at a priority: workers take shards of
+    /// higher-priority jobs first, and share themselves fairly between jobs
+    /// of equal priority. A resubmitted live spec keeps its first priority.
+    pub async fn submit_with_priority(
+        &self,
+        spec: JobSpec,
+        priority: i32,
+    ) -> Result<JobStatus, CoordinatorError> {
         spec.validate()?;
         let hash = spec_hash(&spec)?;
         let spec_json = serde_json::to_string(&spec)
@@ -209,11 +254,12 @@ impl Coordinator {
                 spec_json,
                 spec_hash: hash,
                 backend: spec.model.backend,
+                priority,
                 created_at: Utc::now(),
             })
             .await?;
         if created {
-            tracing::info!(job_id = %job.id, name = %job.name, "job submitted");
+            tracing::info!(job_id = %job.id, name = %job.name, priority, "job submitted");
             self.inner.plan_wakeup.notify_one();
         } else {
             tracing::info!(job_id = %job.id, name = %job.name, "same spec already live; reusing job");
@@ -477,7 +523,17 @@ impl Coordinator {
     /// One reaper pass: expired leases go back to `available` (spending the
     /// attempt) or die.
     pub async fn reap_expired(&self) -> Result<crate::store::ReapOutcome, CoordinatorError> {
-        let outcome = self.inner.store.reap_expired(Utc::now()).await?;
+        let outcome = self
+            .inner
+            .store
+            .reap_expired(Utc::now(), &REAP_BACKOFF)
+            .await?;
+        if outcome.jobs_completed > 0 {
+            tracing::info!(
+                jobs = outcome.jobs_completed,
+                "finished jobs left running were completed"
+            );
+        }
         let total = outcome.returned + outcome.dead + outcome.cancelled;
         if total > 0 {
             self.inner
@@ -492,6 +548,86 @@ impl Coordinator {
             );
         }
         Ok(outcome)
+    }
+
+    /// This process's name in the leader row.
+    pub fn replica_id(&self) -> &str {
+        &self.inner.replica_id
+    }
+
+    /// Whether this replica held the leader row at its last tick.
+    pub fn is_leader(&self) -> bool {
+        self.inner.leading.load(Ordering::Acquire)
+    }
+
+    fn leader_ttl(&self) -> Duration {
+        (self.inner.config.reaper_interval * 3).max(MIN_LEADER_TTL)
+    }
+
+    /// One tick of the leader-only duties: takes or renews the leader row,
+    /// and reaps expired leases while this replica leads. Returns whether it
+    /// leads. A store error steps down: the row may still be ours, but a
+    /// replica that cannot renew it must not act as if it were.
+    pub async fn leader_tick(&self) -> bool {
+        let store = &self.inner.store;
+        let id = &self.inner.replica_id;
+        let leads = match store
+            .try_acquire_leadership(id, self.leader_ttl(), Utc::now())
+            .await
+        {
+            Ok(leads) => leads,
+            Err(e) => {
+                tracing::error!(replica = %id, error = %e, "cannot renew the leader row; stepping down");
+                false
+            }
+        };
+        let was = self.inner.leading.swap(leads, Ordering::AcqRel);
+        if leads && !was {
+            tracing::info!(replica = %id, "leading: this replica now plans jobs and reaps leases");
+            // Jobs submitted to other replicas wait for a planner.
+            self.inner.plan_wakeup.notify_one();
+        } else if !leads && was {
+            tracing::warn!(replica = %id, "no longer leading; planning and reaping stop here");
+        }
+        if leads {
+            if let Err(e) = self.reap_expired().await {
+                tracing::error!(error = %e, "reaper pass failed");
+            }
+        }
+        leads
+    }
+
+    /// Background loop of the leader-only duties, one [`leader_tick`] per
+    /// `reaper_interval` until `stop`; then gives the leader row up so that
+    /// another replica takes over at once.
+    ///
+    /// [`leader_tick`]: Coordinator::leader_tick
+    pub async fn run_leader_duties(&self, stop: CancellationToken) {
+        let period = self
+            .inner
+            .config
+            .reaper_interval
+            .max(Duration::from_millis(50));
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = ticker.tick() => {
+                    self.leader_tick().await;
+                }
+            }
+        }
+        if self.inner.leading.swap(false, Ordering::AcqRel) {
+            if let Err(e) = self
+                .inner
+                .store
+                .release_leadership(&self.inner.replica_id)
+                .await
+            {
+                tracing::warn!(error = %e, "could not give the leader row up; it expires on its own");
+            }
+        }
     }
 
     /// For the embedded single-process mode after a restart: no worker of the

@@ -16,7 +16,6 @@ use jobs::{MetricsReport, RequestKey};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -190,7 +189,7 @@ async fn submit_job(
 ) -> ApiResult<Response> {
     authorize(&c, &headers, Role::Admin)?;
     let req: SubmitJobRequest = parse_body(&body)?;
-    let status = c.submit(req.spec).await?;
+    let status = c.submit_with_priority(req.spec, req.priority).await?;
     Ok((StatusCode::CREATED, Json(status)).into_response())
 }
 
@@ -377,25 +376,10 @@ pub fn router(coordinator: Coordinator) -> Router {
         .with_state(coordinator)
 }
 
-async fn run_reaper(c: Coordinator, stop: CancellationToken) {
-    let period = c.config().reaper_interval.max(Duration::from_millis(50));
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = ticker.tick() => {
-                if let Err(e) = c.reap_expired().await {
-                    tracing::error!(error = %e, "reaper pass failed");
-                }
-            }
-        }
-    }
-}
-
 /// Serves the API on `listener` and runs the planner and the lease reaper
-/// until `shutdown` resolves; then stops accepting, lets requests in flight
-/// finish, and stops the background tasks.
+/// (only while this replica holds the leader row, so that several replicas
+/// can serve one database) until `shutdown` resolves; then stops accepting,
+/// lets requests in flight finish, and stops the background tasks.
 pub async fn serve(
     listener: TcpListener,
     coordinator: Coordinator,
@@ -407,7 +391,11 @@ pub async fn serve(
         let stop = stop.child_token();
         tokio::spawn(async move { c.run_planner(stop).await })
     };
-    let reaper = tokio::spawn(run_reaper(coordinator.clone(), stop.child_token()));
+    let reaper = {
+        let c = coordinator.clone();
+        let stop = stop.child_token();
+        tokio::spawn(async move { c.run_leader_duties(stop).await })
+    };
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "coordinator listening");
     }

@@ -13,4 +13,4 @@ pub use coordinator::{spec_hash, Coordinator, CoordinatorConfig, IndexStats, Rec
 pub use error::CoordinatorError;
 pub use http::{router, serve};
 pub use rescore::{rescore_spec, MissingRequest, RescoreOutcome, DEFAULT_BOOTSTRAP_SEED};
-pub use store::{SqliteStore, Store, StoreError};
+pub use store::{PostgresStore, SqliteStore, Store, StoreError};

@@ -213,14 +213,18 @@ impl Coordinator {
         Ok(state)
     }
 
-    /// Background loop: plans submitted jobs until `stop` is cancelled.
+    /// Background loop: plans submitted jobs until `stop` is cancelled, on
+    /// the leading replica only (two planners of one job would delete each
+    /// other's shards).
     pub(crate) async fn run_planner(&self, stop: CancellationToken) {
         loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                result = self.plan_pending() => {
-                    if let Err(e) = result {
-                        tracing::error!(error = %e, "planner pass failed");
+            if self.is_leader() {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    result = self.plan_pending() => {
+                        if let Err(e) = result {
+                            tracing::error!(error = %e, "planner pass failed");
+                        }
                     }
                 }
             }

@@ -544,7 +544,10 @@ async fn http_submit_claim_complete_results() {
     let spec = spec(s.env.dir.path(), "openai", 10);
     let submitted = s
         .post("/v1/jobs", ADMIN)
-        .json(&SubmitJobRequest { spec: spec.clone() })
+        .json(&SubmitJobRequest {
+            spec: spec.clone(),
+            priority: 0,
+        })
         .send()
         .await
         .unwrap();

@@ -96,15 +96,20 @@ pub fn resolve_gold(target: &str, choices: &[String], kind: TargetKind) -> Resul
     let by_index = || t.parse::<usize>().ok().filter(|&i| i < choices.len());
     let by_letter = || letter_index(t).filter(|&i| i < choices.len());
     let last = choices.len().saturating_sub(1);
-    let not_found = |what: &str| {
-        format!("gold answer {target:?} is not {what} (choices: {choices:?})")
-    };
+    let not_found =
+        |what: &str| format!("gold answer {target:?} is not {what} (choices: {choices:?})");
     match kind {
         TargetKind::Text => by_text().ok_or_else(|| not_found("the text of a choice")),
-        TargetKind::Index => by_index().ok_or_else(|| not_found(&format!("a choice index 0-{last}"))),
+        TargetKind::Index => {
+            by_index().ok_or_else(|| not_found(&format!("a choice index 0-{last}")))
+        }
         TargetKind::Letter => by_letter().ok_or_else(|| not_found("a choice letter")),
         TargetKind::Auto => {
-            let readings = [("text", by_text()), ("index", by_index()), ("letter", by_letter())];
+            let readings = [
+                ("text", by_text()),
+                ("index", by_index()),
+                ("letter", by_letter()),
+            ];
             let found: Vec<(&str, usize)> = readings
                 .iter()
                 .filter_map(|(name, i)| i.map(|i| (*name, i)))
@@ -172,7 +177,10 @@ mod tests {
         // to guess; an explicit kind decides.
         let numeric: Vec<String> = ["1", "2", "3", "4"].iter().map(|s| s.to_string()).collect();
         let err = resolve_gold("2", &numeric, auto).unwrap_err();
-        assert!(err.contains("ambiguous") && err.contains("target_kind"), "{err}");
+        assert!(
+            err.contains("ambiguous") && err.contains("target_kind"),
+            "{err}"
+        );
         assert_eq!(resolve_gold("2", &numeric, TargetKind::Text), Ok(1));
         assert_eq!(resolve_gold("2", &numeric, TargetKind::Index), Ok(2));
         assert!(resolve_gold("B", &numeric, TargetKind::Index).is_err());

@@ -56,10 +56,27 @@ pub async fn dispatch(command: Command) -> i32 {
     match result {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("error: {:#}", failure.error);
+            eprintln!("error: {}", chain_message(&failure.error));
             failure.code
         }
     }
+}
+
+/// The error and its causes on one line. Library errors often repeat their
+/// source's text in their own message; a cause already said is not repeated.
+fn chain_message(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 /// Resolves when Ctrl-C (SIGINT) or SIGTERM arrives.

@@ -1,6 +1,8 @@
 //! `submit`, `status`, `results`, `cancel` against a running coordinator.
 
 use anyhow::Context;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use jobs::protocol::JobStatus;
@@ -80,13 +82,40 @@ pub async fn results(args: ResultsArgs) -> CmdResult {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             write_json(&dir.join("metrics.json"), &report)?;
-            let samples = c.samples(id).await.context("cannot fetch the samples")?;
             let path = dir.join("samples.jsonl");
-            std::fs::write(&path, samples)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            eprintln!("wrote {}", dir.display());
+            let mut file = tokio::fs::File::create(&path)
+                .await
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            // Streamed: a million-row job's samples never sit in memory.
+            let mut stream = c
+                .samples_stream(id)
+                .await
+                .context("cannot fetch the samples")?;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.context("the samples download broke off")?;
+                file.write_all(&chunk)
+                    .await
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            file.flush().await?;
+            eprintln!(
+                "wrote {} and {}",
+                dir.join("metrics.json").display(),
+                path.display()
+            );
         }
         None => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    let missing = report
+        .get("missing_requests")
+        .and_then(|m| m.as_u64())
+        .unwrap_or(0);
+    if missing > 0 {
+        eprintln!(
+            "error: {missing} requests of job {id} failed or are missing from the cache; \
+             the other docs were scored"
+        );
+        return Ok(exit::INCOMPLETE);
     }
     Ok(exit::OK)
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use jobs::JobSpec;
 
 use super::home::{write_json, Home};
-use super::run::load_spec;
+use super::run::{load_spec, short_key};
 use super::CmdResult;
 use crate::cli::RescoreArgs;
 use crate::exit;
@@ -57,13 +57,7 @@ pub async fn write_results(
             .missing_examples
             .iter()
             .take(5)
-            .map(|m| {
-                format!(
-                    "doc {} (key {})",
-                    m.doc_id,
-                    &m.key.0[..12.min(m.key.0.len())]
-                )
-            })
+            .map(|m| format!("doc {} (key {})", m.doc_id, short_key(&m.key.0)))
             .collect();
         let n = outcome.missing_requests;
         eprintln!(

@@ -99,18 +99,23 @@ async fn drive(
     let client = worker::CoordinatorClient::new(url, admin_token.to_string())?;
     let submitted = client.submit(spec).await.context("cannot submit the job")?;
     let job_id = submitted.id;
+    cancel_stale_jobs(&client, job_id).await?;
 
     let workers_stop = CancellationToken::new();
     let mut workers = Vec::new();
+    // One backend per model for the whole process, so `concurrency` and the
+    // rate limits in the spec hold however many worker tasks run.
+    let backends = Arc::new(worker::BackendCache::default());
     for i in 0..args.workers.max(1) {
         let worker_client = worker::CoordinatorClient::new(url, worker_token.to_string())?;
         let config = worker::WorkerConfig {
             worker_id: format!("embedded-{}-{i}", std::process::id()),
             backends: vec![jobs::spec::BackendKind::Openai],
-            max_concurrent_shards: args.shards_per_worker.max(1),
+            max_concurrent_shards: args.shards_per_worker,
             poll_interval: Duration::from_millis(200),
         };
-        let w = worker::Worker::new(config, worker_client, objects.clone());
+        let w = worker::Worker::new(config, worker_client, objects.clone())
+            .with_shared_backends(backends.clone());
         let stop = workers_stop.clone();
         workers.push(tokio::spawn(async move { w.run(stop).await }));
     }
@@ -185,15 +190,39 @@ async fn drive(
         // Say why, with the endpoint's own words, before the summary line.
         let failures = coordinator.failures(job_id, 3).await.unwrap_or_default();
         for f in failures {
-            eprintln!(
-                "failed request {}: {}",
-                &f.key.0[..12.min(f.key.0.len())],
-                f.error
-            );
+            eprintln!("failed request {}: {}", short_key(&f.key.0), f.error);
         }
     }
     let code = write_results(coordinator, spec, &out_dir).await?;
     Ok(code)
+}
+
+/// Embedded workers claim from every running job in the home. A job left
+/// running by an earlier, killed run of a *different* spec (an edited file,
+/// another job) would otherwise be run too, silently spending money on a
+/// spec the user moved away from. Its finished outputs stay in the cache.
+async fn cancel_stale_jobs(
+    client: &worker::CoordinatorClient,
+    current: uuid::Uuid,
+) -> Result<(), Failure> {
+    let jobs = client
+        .list_jobs()
+        .await
+        .context("cannot list the home's jobs")?;
+    for job in jobs {
+        if job.id == current || job.state.is_terminal() {
+            continue;
+        }
+        client
+            .cancel(job.id)
+            .await
+            .with_context(|| format!("cannot cancel stale job {}", job.id))?;
+        eprintln!(
+            "cancelled job {} ({}) left unfinished by an earlier run; its finished outputs stay in the cache",
+            job.id, job.name
+        );
+    }
+    Ok(())
 }
 
 fn unreachable_state(status: &JobStatus) -> Result<(), Failure> {
@@ -242,4 +271,9 @@ fn random_token() -> String {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     )
+}
+
+/// The first 12 characters of a request key, for messages.
+pub fn short_key(key: &str) -> String {
+    key.chars().take(12).collect()
 }

@@ -18,7 +18,7 @@ pub async fn worker(args: WorkerArgs) -> CmdResult {
     let config = worker::WorkerConfig {
         worker_id: worker_id.clone(),
         backends: vec![jobs::spec::BackendKind::Openai],
-        max_concurrent_shards: args.shards.max(1),
+        max_concurrent_shards: args.shards,
         poll_interval: Duration::from_secs(2),
     };
     eprintln!(

@@ -181,7 +181,10 @@ impl CoordinatorClient {
     // ---- job API (admin token) ----
 
     pub async fn submit(&self, spec: &JobSpec) -> Result<JobStatus, ClientError> {
-        let body = SubmitJobRequest { spec: spec.clone() };
+        let body = SubmitJobRequest {
+            spec: spec.clone(),
+            priority: 0,
+        };
         self.call(Method::POST, "/v1/jobs", Some(&body), TokenKind::Admin)
             .await
     }

@@ -16,7 +16,10 @@ pub mod worker;
 pub use backend::{build_backend, Backend, BackendError, OpenAiBackend};
 pub use client::{ClientError, CoordinatorClient, LeaseOutcome, RetryPolicy};
 pub use retry::Backoff;
-pub use worker::{BackendFactory, Worker, WorkerConfig, WorkerError, WorkerStats};
+pub use worker::{
+    BackendCache, BackendFactory, Worker, WorkerConfig, WorkerError, WorkerStats, CLAIM_AHEAD,
+    DEFAULT_MAX_CONCURRENT_SHARDS,
+};
 
 /// At most `max` characters of `text`, with an ellipsis when cut.
 pub(crate) fn truncate_chars(text: &str, max: usize) -> String {

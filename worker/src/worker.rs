@@ -1,6 +1,12 @@
 //! The worker loop: claims shards from the coordinator, runs their requests
 //! on a backend while heartbeating, writes one segment per shard attempt and
 //! completes (or, on shutdown, releases) the lease.
+//!
+//! Claiming is adaptive: a worker keeps claiming while some model it runs has
+//! fewer than [`CLAIM_AHEAD`] × its backend's concurrency requests pending,
+//! so throughput follows `model.concurrency`, not shard size × shard count.
+//! The backend's semaphore bounds what is actually in flight; the backlog
+//! only keeps the semaphore busy while shards start and drain.
 
 use futures::stream::{self, StreamExt};
 use jobs::protocol::{
@@ -10,9 +16,10 @@ use jobs::protocol::{
 use jobs::spec::{BackendKind, ModelSpec};
 use jobs::{InferenceRequest, RequestKey, SegmentRecord, Usage};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -23,6 +30,24 @@ use crate::client::{ClientError, CoordinatorClient, LeaseOutcome};
 /// Shortest wait between two claims when there is no work.
 const MIN_POLL: Duration = Duration::from_millis(100);
 
+/// A worker claims more shards of a model while fewer than this many times
+/// its backend's concurrency requests are pending.
+pub const CLAIM_AHEAD: usize = 2;
+
+/// Upper bound on running shards when [`WorkerConfig::max_concurrent_shards`]
+/// is 0.
+pub const DEFAULT_MAX_CONCURRENT_SHARDS: usize = 256;
+
+/// How a [`Worker`] claims and runs shards.
+///
+/// Rate limits and concurrency (`model.concurrency`, `requests_per_minute`,
+/// `tokens_per_minute`) are enforced by the backend, which is shared by all
+/// shards of one model **within one [`BackendCache`]**: by default each
+/// `Worker` has its own, so N workers in one process (`shardline run
+/// --workers N`) or N worker processes each apply the full limits, i.e. up
+/// to N times the configured rate in total. Give Workers of one process one
+/// cache with [`Worker::with_shared_backends`] to enforce the limits once
+/// for the process.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
     /// Unique per worker process; quoted in every lease call.
@@ -30,7 +55,12 @@ pub struct WorkerConfig {
     /// Backends this worker can run; the coordinator only hands out shards
     /// of these kinds.
     pub backends: Vec<BackendKind>,
-    /// Shards run at the same time.
+    /// Upper bound on shards running at once; 0 means
+    /// [`DEFAULT_MAX_CONCURRENT_SHARDS`]. Below the bound the worker claims
+    /// adaptively (while a model has fewer than [`CLAIM_AHEAD`] × its
+    /// concurrency requests pending), so this is a safety cap, not a target:
+    /// a small value (say 2 with 100-request shards) caps in-flight requests
+    /// below `model.concurrency`.
     pub max_concurrent_shards: usize,
     /// Longest wait between claims while idle (polling starts at 100 ms and
     /// doubles up to this).
@@ -52,10 +82,10 @@ pub struct WorkerStats {
 
 impl WorkerStats {
     fn add(&mut self, other: WorkerStats) {
-        self.shards_completed += other.shards_completed;
-        self.requests_ok += other.requests_ok;
-        self.requests_failed += other.requests_failed;
-        self.fenced += other.fenced;
+        self.shards_completed = self.shards_completed.saturating_add(other.shards_completed);
+        self.requests_ok = self.requests_ok.saturating_add(other.requests_ok);
+        self.requests_failed = self.requests_failed.saturating_add(other.requests_failed);
+        self.fenced = self.fenced.saturating_add(other.fenced);
     }
 }
 
@@ -71,14 +101,155 @@ pub enum WorkerError {
 pub type BackendFactory =
     Arc<dyn Fn(&ModelSpec) -> Result<Arc<dyn Backend>, BackendError> + Send + Sync>;
 
+/// Backends by model spec, with the load each model has in the shards that
+/// use them. Every shard of one model (identical `[model]` spec, compared as
+/// JSON) shares one backend: one connection pool, one concurrency semaphore,
+/// one set of rate limits and one circuit breaker. Share one cache between
+/// several [`Worker`]s of a process with [`Worker::with_shared_backends`] so
+/// that the limits hold for the process, not per Worker.
+pub struct BackendCache {
+    factory: BackendFactory,
+    models: Mutex<HashMap<String, Arc<ModelSlot>>>,
+    /// Signalled when requests finish, to wake claim loops waiting for room.
+    progress: Notify,
+}
+
+/// One model's backend and its current load.
+struct ModelSlot {
+    backend: Arc<dyn Backend>,
+    /// Requests of running shards (of every Worker using the cache) not yet
+    /// finished.
+    pending: AtomicUsize,
+    /// Running shards of this model.
+    shards: AtomicUsize,
+}
+
+impl ModelSlot {
+    /// Pending requests below which more shards should be claimed.
+    fn target(&self) -> usize {
+        self.backend
+            .concurrency()
+            .max(1)
+            .saturating_mul(CLAIM_AHEAD)
+    }
+}
+
+impl std::fmt::Debug for BackendCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendCache")
+            .field("models", &self.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for BackendCache {
+    /// Builds backends with [`build_backend`].
+    fn default() -> Self {
+        BackendCache::new(Arc::new(build_backend))
+    }
+}
+
+impl BackendCache {
+    /// A cache building backends with `factory`.
+    pub fn new(factory: BackendFactory) -> Self {
+        BackendCache {
+            factory,
+            models: Mutex::new(HashMap::new()),
+            progress: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ModelSlot>>> {
+        match self.models.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The backend for `model`, built on first use. Build errors are not
+    /// cached (the environment may be fixed meanwhile).
+    pub fn backend(&self, model: &ModelSpec) -> Result<Arc<dyn Backend>, BackendError> {
+        self.slot(model).map(|slot| Arc::clone(&slot.backend))
+    }
+
+    fn slot(&self, model: &ModelSpec) -> Result<Arc<ModelSlot>, BackendError> {
+        let key = serde_json::to_string(model)
+            .map_err(|e| BackendError::Config(format!("cannot serialise the model spec: {e}")))?;
+        let mut models = self.lock();
+        if let Some(slot) = models.get(&key) {
+            return Ok(Arc::clone(slot));
+        }
+        let slot = Arc::new(ModelSlot {
+            backend: (self.factory)(model)?,
+            pending: AtomicUsize::new(0),
+            shards: AtomicUsize::new(0),
+        });
+        models.insert(key, Arc::clone(&slot));
+        Ok(slot)
+    }
+
+    /// Requests missing to reach the claim-ahead target, summed over the
+    /// models with running shards; 0 when every such model has enough.
+    fn deficit(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|slot| slot.shards.load(Ordering::Acquire) > 0)
+            .map(|slot| {
+                slot.target()
+                    .saturating_sub(slot.pending.load(Ordering::Acquire))
+            })
+            .fold(0usize, usize::saturating_add)
+    }
+}
+
+/// A running shard's share of its model's load; gives back what is left
+/// when the shard ends, however it ends.
+struct ShardLoad {
+    cache: Arc<BackendCache>,
+    slot: Arc<ModelSlot>,
+    remaining: usize,
+}
+
+impl ShardLoad {
+    fn start(cache: Arc<BackendCache>, slot: Arc<ModelSlot>, requests: usize) -> Self {
+        slot.pending.fetch_add(requests, Ordering::AcqRel);
+        slot.shards.fetch_add(1, Ordering::AcqRel);
+        ShardLoad {
+            cache,
+            slot,
+            remaining: requests,
+        }
+    }
+
+    fn finish_one(&mut self) {
+        if self.remaining == 0 {
+            return;
+        }
+        self.remaining -= 1;
+        let before = self.slot.pending.fetch_sub(1, Ordering::AcqRel);
+        if before <= self.slot.target() {
+            self.cache.progress.notify_waiters();
+        }
+    }
+}
+
+impl Drop for ShardLoad {
+    fn drop(&mut self) {
+        self.slot
+            .pending
+            .fetch_sub(self.remaining, Ordering::AcqRel);
+        self.slot.shards.fetch_sub(1, Ordering::AcqRel);
+        self.cache.progress.notify_waiters();
+    }
+}
+
+/// Claims shards and runs them; see [`WorkerConfig`] for how rate limits
+/// apply when several Workers run in one process.
 pub struct Worker {
     config: WorkerConfig,
     client: CoordinatorClient,
     objects: Arc<dyn cache::ObjectStore>,
-    factory: BackendFactory,
-    /// Backends by the JSON of their model spec, so that shards of one model
-    /// share one connection pool and one set of rate limits.
-    backends: Mutex<HashMap<String, Arc<dyn Backend>>>,
+    backends: Arc<BackendCache>,
 }
 
 impl Worker {
@@ -91,71 +262,91 @@ impl Worker {
             config,
             client,
             objects,
-            factory: Arc::new(build_backend),
-            backends: Mutex::new(HashMap::new()),
+            backends: Arc::new(BackendCache::default()),
         }
     }
 
-    /// Replaces how backends are built from model specs.
+    /// Replaces how backends are built from model specs (with a new cache of
+    /// this Worker's own; call before [`Worker::with_shared_backends`] if
+    /// both are wanted, or build the shared cache with the factory).
     pub fn with_backend_factory(mut self, factory: BackendFactory) -> Self {
-        self.factory = factory;
+        self.backends = Arc::new(BackendCache::new(factory));
         self
+    }
+
+    /// Uses `cache` for backends, so that Workers sharing it share each
+    /// model's concurrency, rate limits, circuit breaker and claim-ahead
+    /// accounting.
+    pub fn with_shared_backends(mut self, cache: Arc<BackendCache>) -> Self {
+        self.backends = cache;
+        self
+    }
+
+    /// The backend cache this Worker uses.
+    pub fn backends(&self) -> &Arc<BackendCache> {
+        &self.backends
     }
 
     /// Runs until `shutdown` is cancelled (then releases running shards with
     /// their partial outputs) or claiming fails for good.
     pub async fn run(self, shutdown: CancellationToken) -> Result<WorkerStats, WorkerError> {
-        if self.config.max_concurrent_shards == 0 {
-            return Err(WorkerError::Config(
-                "max_concurrent_shards must be at least 1".into(),
-            ));
-        }
         if self.config.backends.is_empty() {
             return Err(WorkerError::Config(
                 "the worker offers no backend; name at least one".into(),
             ));
         }
+        let cap = match self.config.max_concurrent_shards {
+            0 => DEFAULT_MAX_CONCURRENT_SHARDS,
+            n => n,
+        };
         let worker = Arc::new(self);
         let mut stats = WorkerStats::default();
         let mut running: JoinSet<WorkerStats> = JoinSet::new();
         let max_poll = worker.config.poll_interval.max(MIN_POLL);
         let mut idle_delay = MIN_POLL;
+        // Requests in the last shard claimed: turns a deficit of requests
+        // into a number of shards to ask for.
+        let mut shard_size_hint = 0usize;
         let mut claim_error = None;
-        tracing::info!(worker_id = %worker.config.worker_id, "worker started");
+        tracing::info!(worker_id = %worker.config.worker_id, max_shards = cap, "worker started");
 
         while !shutdown.is_cancelled() {
-            let free = worker
-                .config
-                .max_concurrent_shards
-                .saturating_sub(running.len());
-            let mut got_work = false;
-            if free > 0 {
+            // Registered before looking at the load so that no progress
+            // between the look and the wait is missed.
+            let progress = worker.backends.progress.notified();
+            let mut progress = std::pin::pin!(progress);
+            progress.as_mut().enable();
+
+            let free = cap.saturating_sub(running.len());
+            let deficit = worker.backends.deficit();
+            let hungry = running.is_empty() || deficit > 0;
+            if free > 0 && hungry {
+                let wanted = if shard_size_hint == 0 {
+                    1
+                } else {
+                    deficit.div_ceil(shard_size_hint).max(1)
+                };
                 let claim = ClaimRequest {
                     worker_id: worker.config.worker_id.clone(),
                     capabilities: WorkerCapabilities {
                         backends: worker.config.backends.clone(),
                     },
-                    max_shards: u32::try_from(free).unwrap_or(u32::MAX),
+                    max_shards: u32::try_from(wanted.min(free)).unwrap_or(u32::MAX),
                 };
                 let answer = tokio::select! {
                     _ = shutdown.cancelled() => break,
                     answer = worker.client.claim(&claim) => answer,
                 };
                 match answer {
-                    Ok(answer) => {
-                        got_work = !answer.leases.is_empty();
+                    Ok(answer) if !answer.leases.is_empty() => {
                         for lease in answer.leases {
-                            let span = tracing::info_span!("shard",
-                                shard_id = %lease.shard_id, job_id = %lease.job_id,
-                                attempt = lease.attempt);
-                            let worker = Arc::clone(&worker);
-                            let token = shutdown.child_token();
-                            running.spawn(
-                                async move { worker.run_shard(lease, token).await }
-                                    .instrument(span),
-                            );
+                            shard_size_hint = lease.requests.len();
+                            worker.spawn_shard(&mut running, lease, &shutdown);
                         }
+                        idle_delay = MIN_POLL;
+                        continue;
                     }
+                    Ok(_) => {}
                     Err(e) => {
                         // The client already retried transient errors for a
                         // while; what is left needs a person.
@@ -164,20 +355,28 @@ impl Worker {
                         break;
                     }
                 }
-            }
-            if got_work {
-                idle_delay = MIN_POLL;
-                continue;
-            }
-            let full = running.len() >= worker.config.max_concurrent_shards;
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                Some(done) = running.join_next(), if !running.is_empty() => {
-                    add_joined(&mut stats, done);
-                    idle_delay = MIN_POLL;
+                // Nothing to claim: poll with backoff (a finished shard
+                // resets it).
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    Some(done) = running.join_next(), if !running.is_empty() => {
+                        add_joined(&mut stats, done);
+                        idle_delay = MIN_POLL;
+                    }
+                    _ = tokio::time::sleep(idle_delay) => {
+                        idle_delay = (idle_delay * 2).min(max_poll);
+                    }
                 }
-                _ = tokio::time::sleep(idle_delay), if !full => {
-                    idle_delay = (idle_delay * 2).min(max_poll);
+            } else {
+                // Enough work in hand: wait until requests finish (the
+                // notification) or a shard ends. The sleep is a safety net.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    Some(done) = running.join_next(), if !running.is_empty() => {
+                        add_joined(&mut stats, done);
+                    }
+                    _ = &mut progress => {}
+                    _ = tokio::time::sleep(max_poll) => {}
                 }
             }
         }
@@ -194,24 +393,29 @@ impl Worker {
         }
     }
 
-    fn backend_for(&self, model: &ModelSpec) -> Result<Arc<dyn Backend>, BackendError> {
-        let key = serde_json::to_string(model)
-            .map_err(|e| BackendError::Config(format!("cannot serialise the model spec: {e}")))?;
-        let mut cache = match self.backends.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some(backend) = cache.get(&key) {
-            return Ok(Arc::clone(backend));
-        }
-        let backend = (self.factory)(model)?;
-        cache.insert(key, Arc::clone(&backend));
-        Ok(backend)
+    /// Starts a claimed shard, counting its requests in its model's load
+    /// right away so the next claim decision sees them.
+    fn spawn_shard(
+        self: &Arc<Self>,
+        running: &mut JoinSet<WorkerStats>,
+        lease: Lease,
+        shutdown: &CancellationToken,
+    ) {
+        let span = tracing::info_span!("shard",
+            shard_id = %lease.shard_id, job_id = %lease.job_id, attempt = lease.attempt);
+        let load = self
+            .backends
+            .slot(&lease.model)
+            .map(|slot| ShardLoad::start(Arc::clone(&self.backends), slot, lease.requests.len()));
+        let worker = Arc::clone(self);
+        let token = shutdown.child_token();
+        running.spawn(async move { worker.run_shard(lease, load, token).await }.instrument(span));
     }
 
     async fn run_shard(
         self: Arc<Self>,
         mut lease: Lease,
+        load: Result<ShardLoad, BackendError>,
         shutdown: CancellationToken,
     ) -> WorkerStats {
         let mut stats = WorkerStats::default();
@@ -219,14 +423,15 @@ impl Worker {
         let requests = std::mem::take(&mut lease.requests);
         let total = requests.len();
         tracing::info!(requests = total, "shard claimed");
-        let backend = match self.backend_for(&lease.model) {
-            Ok(b) => b,
+        let mut load = match load {
+            Ok(load) => load,
             Err(e) => {
                 tracing::error!(error = %e, "cannot build the backend; failing the lease");
                 self.fail_lease(&lease, e.to_string(), &mut stats).await;
                 return stats;
             }
         };
+        let backend = Arc::clone(&load.slot.backend);
 
         // Stops the requests: on shutdown (child of it) or when the lease is
         // lost.
@@ -259,12 +464,27 @@ impl Worker {
             })
             .buffer_unordered(concurrency)
             .take_until(stop.cancelled());
-        let mut outcomes = std::pin::pin!(outcomes);
+        // Boxed so it can be dropped early: unpolled request futures may hold
+        // permits of the backend's semaphore that other shards need.
+        let mut outcomes = Box::pin(outcomes);
         let mut records = Vec::with_capacity(total);
+        let mut unusable = None;
         while let Some((req, result)) = outcomes.next().await {
+            load.finish_one();
+            if let Err(e) = &result {
+                if e.is_endpoint_unusable() {
+                    // Every other request would fail the same way: stop and
+                    // fail the shard once instead of recording each failure.
+                    unusable = Some(e.to_string());
+                    stop.cancel();
+                    break;
+                }
+            }
             records.push(to_record(&req, &fingerprint, result));
             done.fetch_add(1, Ordering::Relaxed);
         }
+        drop(outcomes);
+        drop(load);
         heartbeat.abort();
 
         let summary = Summary::of(&records);
@@ -285,6 +505,21 @@ impl Worker {
                 done = records.len(),
                 "lease lost or job cancelled; stopped the shard without completing it"
             );
+            return stats;
+        }
+
+        if let Some(error) = unusable {
+            // Keep what succeeded before the endpoint went bad in the cache
+            // (a reindex finds it); the failures are the endpoint's, not the
+            // requests'.
+            let ok: Vec<SegmentRecord> = records.into_iter().filter(|r| r.is_success()).collect();
+            if !ok.is_empty() {
+                if let Err(e) = cache::write_segment(self.objects.as_ref(), &path, &ok).await {
+                    tracing::warn!(error = %e, segment = %path, "cannot write the partial segment");
+                }
+            }
+            tracing::error!(%error, "endpoint unusable; failing the shard");
+            self.fail_lease(&lease, error, &mut stats).await;
             return stats;
         }
 

@@ -433,3 +433,188 @@ async fn requests_per_minute_spaces_requests() {
     let spread = arrivals[9].duration_since(arrivals[0]).unwrap();
     assert!(spread >= Duration::from_millis(900), "{spread:?}");
 }
+
+#[tokio::test]
+async fn chat_messages_are_sent_exactly_as_planned() {
+    // The planner applies system_role = "fold" and the request key covers
+    // its output; the worker must not fold a second time.
+    let server = fake(FakeConfig::default()).await;
+    let spec = model(&server.base_url(), json!({"system_role": "fold"}));
+    let messages = vec![
+        ChatMessage {
+            role: "system".into(),
+            content: "Be brief.".into(),
+        },
+        ChatMessage {
+            role: "user".into(),
+            content: "Hi".into(),
+        },
+    ];
+    let req = InferenceRequest::new(
+        &spec.fingerprint(),
+        0,
+        RequestType::Generate,
+        RenderedInput::Messages {
+            messages: messages.clone(),
+        },
+        None,
+        params(),
+        0,
+    );
+    backend(&spec).run(&req).await.expect("chat succeeds");
+    assert_eq!(
+        server.requests()[0].body["messages"],
+        json!([
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi"}
+        ])
+    );
+}
+
+#[tokio::test]
+async fn loglikelihood_moves_context_whitespace_and_rejects_straddling_tokens() {
+    let server = fake(FakeConfig {
+        favoured_continuations: vec![" blue sky".into()],
+        ..FakeConfig::default()
+    })
+    .await;
+    let spec = model(&server.base_url(), json!({"endpoint": "completions"}));
+    let backend = backend(&spec);
+
+    // "the " + "blue sky": the fake's tokenizer (like real BPEs) yields
+    // " blue", which starts in the context's trailing space. Scored as
+    // "the" + " blue sky", both continuation tokens count.
+    let out = backend
+        .run(&loglikelihood_request(
+            &spec,
+            "The color of the ",
+            "blue sky",
+        ))
+        .await
+        .expect("scored");
+    let ll = out.loglikelihood.expect("loglikelihood output");
+    assert_eq!(ll.token_logprobs.len(), 2, "{ll:?}");
+    assert!((ll.logprob - (-0.02)).abs() < 1e-9, "{ll:?}");
+    assert!(ll.is_greedy);
+    assert_eq!(
+        server.requests()[0].body["prompt"],
+        "The color of the blue sky"
+    );
+
+    // "th" + "e blue sky": the token " the" straddles the boundary; no
+    // silent partial score.
+    let err = backend
+        .run(&loglikelihood_request(
+            &spec,
+            "The color of th",
+            "e blue sky",
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Unscorable(_)), "{err}");
+    assert!(err.to_string().contains("\" the\""), "{err}");
+}
+
+#[tokio::test]
+async fn rejected_key_opens_the_breaker_and_names_the_variable() {
+    let server = fake(FakeConfig {
+        api_key: Some("sk-right".into()),
+        ..FakeConfig::default()
+    })
+    .await;
+    std::env::set_var("SHARDLINE_WORKER_TEST_WRONG_KEY", "sk-wrong-secret");
+    let spec = model(
+        &server.base_url(),
+        json!({"api_key_env": "SHARDLINE_WORKER_TEST_WRONG_KEY", "max_retries": 5}),
+    );
+    let backend = backend(&spec);
+    let mut errors = Vec::new();
+    for i in 0..30 {
+        errors.push(
+            backend
+                .run(&prompt_request(&spec, i, "x"))
+                .await
+                .unwrap_err(),
+        );
+    }
+    // 19 ordinary 401s, the 20th opens the breaker, the rest fail fast.
+    assert_eq!(server.stats().total, 20);
+    assert!(matches!(errors[0], BackendError::Http { status: 401, .. }));
+    assert!(errors[19..].iter().all(BackendError::is_endpoint_unusable));
+    let text = errors[29].to_string();
+    assert!(
+        text.contains("SHARDLINE_WORKER_TEST_WRONG_KEY") && text.contains(&server.base_url()),
+        "{text}"
+    );
+    assert!(!text.contains("sk-wrong-secret"), "{text}");
+}
+
+#[tokio::test]
+async fn unknown_model_opens_the_breaker_but_bad_prompts_do_not() {
+    let server = fake(FakeConfig {
+        fail_prompts_containing: vec!["poison".into()],
+        ..FakeConfig::default()
+    })
+    .await;
+    // A 400 on a prompt is that prompt's problem: never trips the breaker.
+    let spec = model(&server.base_url(), json!({}));
+    let b = OpenAiBackend::from_spec(&spec)
+        .unwrap()
+        .with_backoff(FAST)
+        .with_circuit_breaker(3, Duration::from_secs(30));
+    for i in 0..6 {
+        let err = b
+            .run(&prompt_request(&spec, i, "poison"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, BackendError::Http { status: 400, .. }),
+            "{err}"
+        );
+    }
+    assert_eq!(server.stats().total, 6);
+
+    let missing = model(&server.base_url(), json!({"model": "missing-model"}));
+    let b = OpenAiBackend::from_spec(&missing)
+        .unwrap()
+        .with_backoff(FAST)
+        .with_circuit_breaker(3, Duration::from_secs(30));
+    let mut last = None;
+    for i in 0..5 {
+        last = Some(b.run(&prompt_request(&missing, i, "x")).await.unwrap_err());
+    }
+    assert_eq!(server.stats().total, 6 + 3);
+    let err = last.unwrap();
+    assert!(err.is_endpoint_unusable(), "{err}");
+    assert!(err.to_string().contains("missing-model"), "{err}");
+}
+
+#[tokio::test]
+async fn refused_connections_retry_little_and_open_the_breaker() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}/v1");
+    let spec = model(&base, json!({"max_retries": 10}));
+    let b = backend(&spec).with_circuit_breaker(5, Duration::from_secs(30));
+    let started = Instant::now();
+    match b.run(&prompt_request(&spec, 0, "x")).await.unwrap_err() {
+        BackendError::Transport { attempts, .. } => assert_eq!(attempts, 3),
+        other => panic!("expected a transport error, got {other}"),
+    }
+    // Attempts 4 and 5 open the breaker during the second request.
+    let err = b.run(&prompt_request(&spec, 1, "x")).await.unwrap_err();
+    assert!(err.is_endpoint_unusable(), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&base) && text.contains("unreachable"),
+        "{text}"
+    );
+    let fast = Instant::now();
+    let err = b.run(&prompt_request(&spec, 2, "x")).await.unwrap_err();
+    assert!(err.is_endpoint_unusable());
+    assert!(fast.elapsed() < Duration::from_millis(100));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use testkit::{FakeConfig, FakeOpenAi};
 use tokio_util::sync::CancellationToken;
 use worker::{
-    Backoff, ClientError, CoordinatorClient, LeaseOutcome, RetryPolicy, Worker, WorkerConfig,
-    WorkerStats,
+    BackendCache, Backoff, ClientError, CoordinatorClient, LeaseOutcome, RetryPolicy, Worker,
+    WorkerConfig, WorkerStats,
 };
 
 fn client(base_url: &str) -> CoordinatorClient {
@@ -48,18 +48,31 @@ impl Running {
 }
 
 fn start_worker(coordinator: &MockCoordinator) -> Running {
+    start_worker_with(coordinator, 2, None)
+}
+
+/// A worker with a shard cap and, optionally, a backend cache shared with
+/// other workers.
+fn start_worker_with(
+    coordinator: &MockCoordinator,
+    max_concurrent_shards: usize,
+    shared: Option<Arc<BackendCache>>,
+) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(cache::LocalDirStore::new(dir.path().to_path_buf()));
-    let worker = Worker::new(
+    let mut worker = Worker::new(
         WorkerConfig {
             worker_id: "w-test".into(),
             backends: vec![BackendKind::Openai],
-            max_concurrent_shards: 2,
+            max_concurrent_shards,
             poll_interval: Duration::from_millis(200),
         },
         client(&coordinator.base_url),
         store.clone(),
     );
+    if let Some(cache) = shared {
+        worker = worker.with_shared_backends(cache);
+    }
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(worker.run(shutdown.clone()));
     Running {
@@ -374,4 +387,189 @@ async fn fenced_completion_is_counted() {
     let (stats, _dir) = running.stop().await;
     assert_eq!(stats.fenced, 1);
     assert_eq!(stats.shards_completed, 0);
+}
+
+/// Average requests in flight at the fake server over its busy span.
+fn average_in_flight(fake: &FakeOpenAi) -> f64 {
+    let requests = fake.requests();
+    let start = requests.iter().map(|r| r.received_at).min().unwrap();
+    let end = requests
+        .iter()
+        .map(|r| r.received_at + r.duration)
+        .max()
+        .unwrap();
+    let busy: f64 = requests.iter().map(|r| r.duration.as_secs_f64()).sum();
+    busy / end.duration_since(start).unwrap().as_secs_f64()
+}
+
+#[tokio::test]
+async fn claims_adaptively_to_keep_the_backend_busy() {
+    // 50 ms per request, concurrency 64, 16-request shards: four shards at a
+    // time cannot fill the backend; the worker must claim more (about
+    // 2 x 64 / 16 = 8) but not everything in sight.
+    let fake = FakeOpenAi::start(FakeConfig {
+        latency: Duration::from_millis(50),
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let spec = model(&fake.base_url(), json!({"concurrency": 64}));
+    let leases: Vec<_> = (0..40)
+        .map(|s| {
+            let requests = (0..16)
+                .map(|i| prompt_request(&spec, s * 16 + i, &format!("q{s}-{i}")))
+                .collect();
+            lease(&spec, requests, 30)
+        })
+        .collect();
+    let coordinator = MockCoordinator::start(leases).await;
+    let started = Instant::now();
+    // 0: no fixed cap beyond the default; claiming is adaptive.
+    let running = start_worker_with(&coordinator, 0, None);
+    coordinator
+        .wait_for("all completions", Duration::from_secs(60), |s| {
+            s.completes.len() == 40
+        })
+        .await;
+    let elapsed = started.elapsed();
+    let (stats, _dir) = running.stop().await;
+    assert_eq!(stats.shards_completed, 40);
+    assert_eq!(stats.requests_ok, 640);
+
+    let fake_stats = fake.stats();
+    let average = average_in_flight(&fake);
+    let max_outstanding = coordinator.with(|s| s.max_outstanding);
+    eprintln!(
+        "640 requests in {elapsed:?}: max in flight {}, average {average:.1}, \
+         most leases held {max_outstanding}",
+        fake_stats.max_in_flight
+    );
+    assert!(
+        fake_stats.max_in_flight >= 58 && fake_stats.max_in_flight <= 64,
+        "max in flight {} (want >= 0.9 x 64)",
+        fake_stats.max_in_flight
+    );
+    // Claim-ahead, not claim-everything: about 8 shards pending plus a few
+    // finishing ones.
+    assert!(
+        (6..=20).contains(&max_outstanding),
+        "most leases held at once: {max_outstanding}"
+    );
+    // Generous for a loaded 2-core debug build: ideal is 0.5 s at 64.
+    assert!(average >= 16.0, "average in flight {average:.1}");
+}
+
+#[tokio::test]
+async fn workers_sharing_a_backend_cache_share_its_concurrency() {
+    let fake = FakeOpenAi::start(FakeConfig {
+        latency: Duration::from_millis(30),
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let spec = model(&fake.base_url(), json!({"concurrency": 6}));
+    let leases: Vec<_> = (0..12)
+        .map(|s| {
+            let requests = (0..8)
+                .map(|i| prompt_request(&spec, s * 8 + i, &format!("s{s}-{i}")))
+                .collect();
+            lease(&spec, requests, 30)
+        })
+        .collect();
+    let coordinator = MockCoordinator::start(leases).await;
+    let shared = Arc::new(BackendCache::default());
+    let a = start_worker_with(&coordinator, 0, Some(shared.clone()));
+    let b = start_worker_with(&coordinator, 0, Some(shared.clone()));
+    coordinator
+        .wait_for("all completions", Duration::from_secs(60), |s| {
+            s.completes.len() == 12
+        })
+        .await;
+    let (sa, _da) = a.stop().await;
+    let (sb, _db) = b.stop().await;
+    assert_eq!(sa.shards_completed + sb.shards_completed, 12);
+    assert!(
+        sa.shards_completed > 0 && sb.shards_completed > 0,
+        "both workers ran shards: {sa:?} {sb:?}"
+    );
+    let max = fake.stats().max_in_flight;
+    // One semaphore for both workers: never 2 x 6.
+    assert!((4..=6).contains(&max), "max in flight {max}");
+}
+
+#[tokio::test]
+async fn unreachable_endpoint_fails_the_shard_once_and_fast() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}/v1");
+    let spec = model(&base, json!({"max_retries": 8, "concurrency": 4}));
+    let requests: Vec<_> = (0..500)
+        .map(|i| prompt_request(&spec, i, &format!("q{i}")))
+        .collect();
+    let the_lease = lease(&spec, requests, 30);
+    let coordinator = MockCoordinator::start(vec![the_lease.clone()]).await;
+    let started = Instant::now();
+    let running = start_worker(&coordinator);
+    coordinator
+        .wait_for("fail", Duration::from_secs(30), |s| !s.fails.is_empty())
+        .await;
+    let elapsed = started.elapsed();
+    let (stats, _dir) = running.stop().await;
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+    coordinator.with(|s| {
+        assert_eq!(s.fails.len(), 1);
+        assert!(s.completes.is_empty() && s.releases.is_empty());
+        let error = &s.fails[0].error;
+        assert_eq!(s.fails[0].shard_id, the_lease.shard_id);
+        assert!(
+            error.contains(&base) && error.contains("unreachable"),
+            "{error}"
+        );
+    });
+    assert_eq!(stats.shards_completed, 0);
+    assert!(stats.requests_failed < 50, "{stats:?}");
+}
+
+/// The reviewer's scenario at full size: concurrency 256, 100-request
+/// shards, 50 ms. Ignored by default (CPU-bound on a 2-core debug build);
+/// run with `cargo test -p worker --release -- --ignored`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn keeps_256_in_flight_with_100_request_shards() {
+    let fake = FakeOpenAi::start(FakeConfig {
+        latency: Duration::from_millis(50),
+        record_requests: false,
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let spec = model(&fake.base_url(), json!({"concurrency": 256}));
+    let leases: Vec<_> = (0..40)
+        .map(|s| {
+            let requests = (0..100)
+                .map(|i| prompt_request(&spec, s * 100 + i, &format!("q{s}-{i}")))
+                .collect();
+            lease(&spec, requests, 30)
+        })
+        .collect();
+    let coordinator = MockCoordinator::start(leases).await;
+    let started = Instant::now();
+    let running = start_worker_with(&coordinator, 0, None);
+    coordinator
+        .wait_for("all completions", Duration::from_secs(120), |s| {
+            s.completes.len() == 40
+        })
+        .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    running.stop().await;
+    let rate = 4000.0 / elapsed;
+    let ideal = 256.0 / 0.05;
+    let max = fake.stats().max_in_flight;
+    eprintln!(
+        "4000 requests in {elapsed:.2}s: {rate:.0}/s of {ideal:.0}/s ideal, max in flight {max}"
+    );
+    assert!(max >= 230, "max in flight {max}");
 }

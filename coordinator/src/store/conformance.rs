@@ -1,7 +1,7 @@
 //! The conformance suite every [`Store`] implementation must pass. Each check
 //! is a plain async fn over `&dyn Store`; `store_conformance_suite!` turns
-//! them into `#[tokio::test]`s for one implementation (SQLite now, Postgres
-//! later). Time is passed explicitly, so nothing here sleeps.
+//! them into `#[tokio::test]`s for one implementation (SQLite and Postgres).
+//! Time is passed explicitly, so nothing here sleeps.
 
 use chrono::{DateTime, TimeZone, Utc};
 use jobs::protocol::{FailedRequest, JobState, ShardState};
@@ -12,7 +12,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{
-    Completion, LeaseFence, NewJob, NewShard, Partial, PlanTotals, SegmentEntry, Store, StoreError,
+    Backoff, Completion, LeaseFence, NewJob, NewShard, Partial, PlanTotals, SegmentEntry, Store,
+    StoreError,
 };
 
 const LEASE: Duration = Duration::from_secs(10);
@@ -63,6 +64,30 @@ async fn running_job(
     per_shard: u64,
     max_attempts: u32,
 ) -> Fixture {
+    prioritized_job(
+        store,
+        tag,
+        backend,
+        0,
+        t0(),
+        shards,
+        per_shard,
+        max_attempts,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn prioritized_job(
+    store: &dyn Store,
+    tag: &str,
+    backend: BackendKind,
+    priority: i32,
+    created_at: DateTime<Utc>,
+    shards: usize,
+    per_shard: u64,
+    max_attempts: u32,
+) -> Fixture {
     let job_id = Uuid::new_v4();
     let (job, created) = store
         .create_job(NewJob {
@@ -71,7 +96,8 @@ async fn running_job(
             spec_json: "{}".into(),
             spec_hash: format!("hash-{tag}"),
             backend,
-            created_at: t0(),
+            priority,
+            created_at,
         })
         .await
         .expect("create job");
@@ -171,6 +197,7 @@ pub(crate) async fn idempotent_create(store: &dyn Store) {
         spec_json: "{}".into(),
         spec_hash: "same-hash".into(),
         backend: BackendKind::Openai,
+        priority: 0,
         created_at: t0(),
     };
     let first = Uuid::new_v4();
@@ -222,7 +249,7 @@ pub(crate) async fn claim_heartbeat_complete(store: &dyn Store) {
     let job = store.get_job(fx.job_id).await.unwrap();
     assert_eq!(job.counts.shards_running, 2);
     assert_eq!(job.counts.completed, 2, "heartbeat progress counts");
-    let reaped = store.reap_expired(at(12)).await.unwrap();
+    let reaped = store.reap_expired(at(12), &Backoff::NONE).await.unwrap();
     assert_eq!(reaped.returned, 1, "only the shard without heartbeat");
 
     assert!(store
@@ -295,6 +322,7 @@ pub(crate) async fn claim_filters_backend_and_job_state(store: &dyn Store) {
             spec_json: "{}".into(),
             spec_hash: "planning".into(),
             backend: BackendKind::Openai,
+            priority: 0,
             created_at: t0(),
         })
         .await
@@ -367,7 +395,7 @@ pub(crate) async fn late_worker_is_fenced(store: &dyn Store) {
     assert_eq!(shard.attempts_used, 0);
 
     // Expired and re-claimed: the first holder can no longer complete.
-    store.reap_expired(at(11)).await.unwrap();
+    store.reap_expired(at(11), &Backoff::NONE).await.unwrap();
     let newer = store
         .claim("worker-b", &[BackendKind::Openai], 1, LEASE, at(11))
         .await
@@ -510,8 +538,15 @@ pub(crate) async fn reaper_spends_attempts(store: &dyn Store) {
         .claim(WORKER, &[BackendKind::Openai], 1, LEASE, t0())
         .await
         .unwrap();
-    assert_eq!(store.reap_expired(at(10)).await.unwrap().returned, 0);
-    let first = store.reap_expired(at(11)).await.unwrap();
+    assert_eq!(
+        store
+            .reap_expired(at(10), &Backoff::NONE)
+            .await
+            .unwrap()
+            .returned,
+        0
+    );
+    let first = store.reap_expired(at(11), &Backoff::NONE).await.unwrap();
     assert_eq!(first.returned, 1);
     let shard = &store.list_shards(fx.job_id).await.unwrap()[0];
     assert_eq!(shard.state, ShardState::Available);
@@ -521,7 +556,7 @@ pub(crate) async fn reaper_spends_attempts(store: &dyn Store) {
         .claim(WORKER, &[BackendKind::Openai], 1, LEASE, at(11))
         .await
         .unwrap();
-    let second = store.reap_expired(at(30)).await.unwrap();
+    let second = store.reap_expired(at(30), &Backoff::NONE).await.unwrap();
     assert_eq!(second.dead, 1);
     let job = store.get_job(fx.job_id).await.unwrap();
     assert_eq!(job.state, JobState::Failed);
@@ -676,6 +711,7 @@ pub(crate) async fn planning_without_shards_completes(store: &dyn Store) {
             spec_json: "{}".into(),
             spec_hash: "all-cached".into(),
             backend: BackendKind::Openai,
+            priority: 0,
             created_at: t0(),
         })
         .await
@@ -712,6 +748,236 @@ pub(crate) async fn planning_without_shards_completes(store: &dyn Store) {
     assert_eq!(metrics.requests_cached, 5);
 }
 
+pub(crate) async fn higher_priority_is_claimed_first(store: &dyn Store) {
+    let low = running_job(store, "prio-low", BackendKind::Openai, 3, 1, 3).await;
+    let high = prioritized_job(store, "prio-high", BackendKind::Openai, 5, at(1), 2, 1, 3).await;
+    assert_eq!(store.get_job(high.job_id).await.unwrap().priority, 5);
+    assert_eq!(store.get_job(low.job_id).await.unwrap().priority, 0);
+    let got = store
+        .claim(WORKER, &[BackendKind::Openai], 3, LEASE, t0())
+        .await
+        .unwrap();
+    let of = |job: Uuid| got.iter().filter(|c| c.job_id == job).count();
+    assert_eq!((of(high.job_id), of(low.job_id)), (2, 1), "{got:?}");
+}
+
+pub(crate) async fn equal_priority_jobs_share_workers(store: &dyn Store) {
+    let a = prioritized_job(store, "fair-a", BackendKind::Openai, 0, t0(), 6, 1, 3).await;
+    let b = prioritized_job(store, "fair-b", BackendKind::Openai, 0, at(1), 6, 1, 3).await;
+    let of = |claimed: &[crate::store::ClaimedShard], job: Uuid| {
+        claimed.iter().filter(|c| c.job_id == job).count()
+    };
+    // One batch is spread over both jobs, not taken from the older one.
+    let first = store
+        .claim(WORKER, &[BackendKind::Openai], 4, LEASE, t0())
+        .await
+        .unwrap();
+    assert_eq!((of(&first, a.job_id), of(&first, b.job_id)), (2, 2));
+    // Within a job, shards still go out in seq order.
+    let seqs: Vec<u64> = store
+        .list_shards(a.job_id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|s| s.state == ShardState::Running)
+        .map(|s| s.seq)
+        .collect();
+    assert_eq!(seqs, vec![0, 1]);
+    // A tie goes to the older job; then the other one catches up.
+    let tie = store
+        .claim(WORKER, &[BackendKind::Openai], 1, LEASE, t0())
+        .await
+        .unwrap();
+    assert_eq!(tie[0].job_id, a.job_id);
+    let catch_up = store
+        .claim(WORKER, &[BackendKind::Openai], 1, LEASE, t0())
+        .await
+        .unwrap();
+    assert_eq!(catch_up[0].job_id, b.job_id);
+    // B's workers finish first: B now runs fewer shards, so it gets the next
+    // worker although A is older (fair share, not first-come-first-served).
+    for shard in first
+        .iter()
+        .chain(&catch_up)
+        .filter(|c| c.job_id == b.job_id)
+    {
+        assert!(store
+            .complete(&shard.fence(WORKER), &Completion::default(), at(1))
+            .await
+            .unwrap());
+    }
+    let next = store
+        .claim(WORKER, &[BackendKind::Openai], 2, LEASE, at(1))
+        .await
+        .unwrap();
+    assert_eq!((of(&next, a.job_id), of(&next, b.job_id)), (0, 2));
+}
+
+pub(crate) async fn reaper_backs_off_exponentially(store: &dyn Store) {
+    let fx = running_job(store, "backoff", BackendKind::Openai, 1, 1, 5).await;
+    let backoff = Backoff {
+        base: Duration::from_secs(10),
+        cap: Duration::from_secs(25),
+        jitter: 0.0,
+    };
+    // Lease, expire, reap: the shard waits 10 s, then 20 s, then the 25 s cap.
+    let mut now = 0;
+    for expected_wait in [10, 20, 25] {
+        let claimed = store
+            .claim(WORKER, &[BackendKind::Openai], 1, LEASE, at(now))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "claimable at {now}");
+        let reap_at = now + 11;
+        assert_eq!(
+            store
+                .reap_expired(at(reap_at), &backoff)
+                .await
+                .unwrap()
+                .returned,
+            1
+        );
+        let shard = &store.list_shards(fx.job_id).await.unwrap()[0];
+        assert_eq!(shard.next_visible_at, at(reap_at + expected_wait));
+        assert!(store
+            .claim(
+                WORKER,
+                &[BackendKind::Openai],
+                1,
+                LEASE,
+                at(reap_at + expected_wait - 1)
+            )
+            .await
+            .unwrap()
+            .is_empty());
+        now = reap_at + expected_wait;
+    }
+    let last = store
+        .claim(WORKER, &[BackendKind::Openai], 1, LEASE, at(now))
+        .await
+        .unwrap();
+    assert!(store
+        .complete(&last[0].fence(WORKER), &Completion::default(), at(now))
+        .await
+        .unwrap());
+
+    // Jitter takes up to half off, differently per shard.
+    let many = running_job(store, "jitter", BackendKind::Openai, 8, 1, 5).await;
+    store
+        .claim(WORKER, &[BackendKind::Openai], 8, LEASE, at(1000))
+        .await
+        .unwrap();
+    let jittered = Backoff {
+        base: Duration::from_secs(10),
+        cap: Duration::from_secs(10),
+        jitter: 0.5,
+    };
+    store.reap_expired(at(1011), &jittered).await.unwrap();
+    let visible: Vec<_> = store
+        .list_shards(many.job_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.next_visible_at)
+        .collect();
+    for t in &visible {
+        assert!(*t >= at(1016) && *t <= at(1021), "{t} outside [5 s, 10 s]");
+    }
+    assert!(
+        visible.iter().any(|t| *t != visible[0]),
+        "jitter spreads the shards: {visible:?}"
+    );
+}
+
+pub(crate) async fn leadership_is_exclusive_until_it_expires(store: &dyn Store) {
+    let ttl = Duration::from_secs(10);
+    assert!(store.try_acquire_leadership("a", ttl, t0()).await.unwrap());
+    assert!(!store.try_acquire_leadership("b", ttl, at(1)).await.unwrap());
+    // Renewing pushes the expiry out.
+    assert!(store.try_acquire_leadership("a", ttl, at(8)).await.unwrap());
+    assert!(!store
+        .try_acquire_leadership("b", ttl, at(12))
+        .await
+        .unwrap());
+    // A stopped leader is replaced once its row expires.
+    assert!(store
+        .try_acquire_leadership("b", ttl, at(18))
+        .await
+        .unwrap());
+    assert!(!store
+        .try_acquire_leadership("a", ttl, at(19))
+        .await
+        .unwrap());
+    // Only the holder can give it up; then anyone takes it at once.
+    store.release_leadership("a").await.unwrap();
+    assert!(!store
+        .try_acquire_leadership("a", ttl, at(20))
+        .await
+        .unwrap());
+    store.release_leadership("b").await.unwrap();
+    assert!(store
+        .try_acquire_leadership("a", ttl, at(21))
+        .await
+        .unwrap());
+    // A restarted single process clears the row of its previous life.
+    store.recover_orphaned(at(22)).await.unwrap();
+    assert!(store
+        .try_acquire_leadership("c", ttl, at(22))
+        .await
+        .unwrap());
+}
+
+pub(crate) async fn concurrent_completions_are_fenced_one_by_one(store: &dyn Store) {
+    let fx = running_job(store, "together", BackendKind::Openai, 2, 2, 3).await;
+    let leases = store
+        .claim(WORKER, &[BackendKind::Openai], 2, LEASE, t0())
+        .await
+        .unwrap();
+    let (a, b) = (&leases[0], &leases[1]);
+    let reqs = |lease: &crate::store::ClaimedShard| {
+        let seq = fx
+            .shards
+            .iter()
+            .position(|s| serde_json::to_string(s).unwrap() == lease.requests_json)
+            .expect("claimed shard is one of the job's");
+        fx.shards[seq].clone()
+    };
+    let (ra, rb) = (reqs(a), reqs(b));
+    let good_a = full_completion("segments/together-a", &ra);
+    let good_b = full_completion("segments/together-b", &rb);
+    let stale_b = full_completion("segments/together-stale", &rb);
+    let stale_fence = fence(b.shard_id, b.attempt + 1, WORKER);
+    // Arriving together (one batch where the store batches): each is fenced
+    // on its own, and a repeated completion is applied once.
+    let outcomes = futures::future::join_all([
+        store.complete(&stale_fence, &stale_b, at(1)),
+        store.complete(&a.fence(WORKER), &good_a, at(1)),
+        store.complete(&b.fence(WORKER), &good_b, at(1)),
+        store.complete(&a.fence(WORKER), &good_a, at(1)),
+    ])
+    .await;
+    let outcomes: Vec<bool> = outcomes.into_iter().map(|o| o.unwrap()).collect();
+    assert!(!outcomes[0], "stale fence refused");
+    assert!(outcomes[2], "the other shard completes");
+    assert_eq!(
+        outcomes[1] as u8 + outcomes[3] as u8,
+        1,
+        "a repeated completion is applied once: {outcomes:?}"
+    );
+    let found = store.lookup_keys(&keys(&rb)).await.unwrap();
+    assert!(
+        found.values().all(|s| s == "segments/together-b"),
+        "{found:?}"
+    );
+    let job = store.get_job(fx.job_id).await.unwrap();
+    assert_eq!(job.state, JobState::Completed);
+    assert_eq!(job.counts.completed, 4);
+    assert_eq!(
+        job.counts.usage.prompt_tokens, 20,
+        "usage counted once per shard"
+    );
+}
+
 /// Expands to one `#[tokio::test]` per conformance check. `$make` is an async
 /// fn returning `(store, guard)`; the guard (e.g. a temp dir) lives as long
 /// as the test.
@@ -730,7 +996,12 @@ macro_rules! store_conformance_suite {
             recover_returns_leases_without_spending,
             request_failures_are_recorded,
             cache_index_first_writer_wins,
-            planning_without_shards_completes
+            planning_without_shards_completes,
+            higher_priority_is_claimed_first,
+            equal_priority_jobs_share_workers,
+            reaper_backs_off_exponentially,
+            leadership_is_exclusive_until_it_expires,
+            concurrent_completions_are_fenced_one_by_one
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {

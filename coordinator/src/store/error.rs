@@ -27,6 +27,24 @@ pub enum StoreError {
     Database(String),
 }
 
+impl StoreError {
+    /// True when the same call may succeed if made again shortly: the
+    /// database was busy, a transaction lost a serialization race or a
+    /// deadlock, or the connection dropped (e.g. Postgres restarting). The
+    /// HTTP layer answers these with 503, which workers retry.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Busy(_) | StoreError::Unavailable(_))
+    }
+}
+
+/// Postgres SQLSTATEs that mean "try again": serialization_failure,
+/// deadlock_detected, lock_not_available, query_canceled (statement timeout).
+const PG_RETRY: [&str; 4] = ["40001", "40P01", "55P03", "57014"];
+/// Postgres SQLSTATEs that mean the server is going away or not there yet:
+/// admin_shutdown, crash_shutdown, cannot_connect_now,
+/// too_many_connections, and class 08 (connection exception).
+const PG_UNAVAILABLE: [&str; 4] = ["57P01", "57P02", "57P03", "53300"];
+
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
@@ -41,22 +59,32 @@ impl From<sqlx::Error> for StoreError {
                     }
                     _ => {}
                 }
-                // SQLite primary result codes 5 (BUSY) and 6 (LOCKED), possibly
-                // extended (low byte); Postgres serialization failure and
-                // deadlock.
                 let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                // SQLite primary result codes 5 (BUSY) and 6 (LOCKED), possibly
+                // extended (low byte).
                 let sqlite_busy = code
                     .parse::<i64>()
                     .map(|c| matches!(c & 0xff, 5 | 6))
                     .unwrap_or(false);
-                if sqlite_busy || code == "40001" || code == "40P01" {
-                    return StoreError::Busy(db.message().to_string());
+                if sqlite_busy || PG_RETRY.contains(&code.as_str()) {
+                    return StoreError::Busy(format!("{} (code {code})", db.message()));
+                }
+                if code.starts_with("08") || PG_UNAVAILABLE.contains(&code.as_str()) {
+                    return StoreError::Unavailable(format!(
+                        "{} (code {code}); retry once the database is back",
+                        db.message()
+                    ));
                 }
                 StoreError::Database(format!("{} (code {code})", db.message()))
             }
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                StoreError::Unavailable(err.to_string())
-            }
+            // The connection broke or could not be made: nothing was
+            // committed by a statement that failed this way before COMMIT,
+            // and the pool replaces the connection on the next call.
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.to_string()),
             sqlx::Error::Tls(_) | sqlx::Error::Configuration(_) => {
                 StoreError::Unavailable(err.to_string())
             }

@@ -4,16 +4,18 @@
 //! The trait speaks in domain values (job and shard states, lease fences,
 //! request keys) and takes `now` as an argument, so that every implementation
 //! (SQLite now, Postgres later) can run the same conformance suite with a
-//! controlled clock. Policies (lease length, retry backoff) are decided by the
-//! caller and passed in; the store only records them.
+//! controlled clock. Policies (lease length, retry backoff, leader lease) are
+//! decided by the caller and passed in; the store only records them.
 
 mod error;
+pub mod postgres;
 pub mod sqlite;
 
 #[cfg(test)]
 pub(crate) mod conformance;
 
 pub use error::StoreError;
+pub use postgres::{PostgresOptions, PostgresStore, ScratchDatabase};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -22,8 +24,34 @@ use jobs::protocol::{FailedRequest, JobCounts, JobState, JobStatus, ShardState};
 use jobs::spec::BackendKind;
 use jobs::{RequestKey, Usage};
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
+
+/// Name of the leader row that guards the coordinator's background duties
+/// (planning and reaping).
+pub const LEADER_DUTIES: &str = "coordinator";
+
+/// Opens the store named by `database_url`: `postgres://…` or
+/// `postgresql://…` for Postgres, `sqlite://PATH`, `sqlite:PATH` or a plain
+/// file path for SQLite. Migrations are applied either way.
+pub async fn open(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        return Ok(Arc::new(PostgresStore::connect(database_url).await?));
+    }
+    let path = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .unwrap_or(database_url);
+    if path.is_empty() || path.contains("://") {
+        return Err(StoreError::Unavailable(format!(
+            "unsupported database URL {:?}: use postgres://USER@HOST:PORT/DB or a SQLite file path",
+            postgres::redact_url(database_url)
+        )));
+    }
+    Ok(Arc::new(SqliteStore::open(Path::new(path)).await?))
+}
 
 /// A job as first recorded, in state `planning`.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +62,8 @@ pub struct NewJob {
     /// sha256 of the spec's canonical JSON; at most one live job per hash.
     pub spec_hash: String,
     pub backend: BackendKind,
+    /// Higher is claimed first; within a priority, jobs share workers fairly.
+    pub priority: i32,
     pub created_at: DateTime<Utc>,
 }
 
@@ -44,6 +74,7 @@ pub struct JobRecord {
     pub name: String,
     pub spec_hash: String,
     pub backend: String,
+    pub priority: i32,
     pub state: JobState,
     pub error: Option<String>,
     pub counts: JobCounts,
@@ -182,7 +213,58 @@ pub struct ReapOutcome {
     pub dead: u64,
     /// Expired leases of jobs that are no longer running.
     pub cancelled: u64,
+    /// Running jobs found with every shard completed and marked completed
+    /// (a completion whose follow-up was cut short by a crash).
+    pub jobs_completed: u64,
 }
+
+/// Capped exponential backoff with jitter, for shards whose lease expired:
+/// after its n-th spent attempt a shard waits `min(base * 2^(n-1), cap)`,
+/// minus up to `jitter` of that, before it can be claimed again. The jitter
+/// spreads shards that expired together (a worker host died) so they do not
+/// all land on the next claim at once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+    /// Fraction of the delay taken off at random, in `0.0..=1.0`.
+    pub jitter: f64,
+}
+
+impl Backoff {
+    /// No delay: expired shards are claimable at once.
+    pub const NONE: Backoff = Backoff {
+        base: Duration::ZERO,
+        cap: Duration::ZERO,
+        jitter: 0.0,
+    };
+
+    /// The delay after `attempts_used` spent attempts, jitter left out
+    /// (the stores add the jitter in SQL, per row).
+    pub fn ceiling(&self, attempts_used: u32) -> Duration {
+        let exp = attempts_used.saturating_sub(1).min(BACKOFF_MAX_DOUBLINGS);
+        self.base.saturating_mul(1u32 << exp).min(self.cap)
+    }
+
+    pub(crate) fn base_ms(&self) -> i64 {
+        i64::try_from(self.base.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    pub(crate) fn cap_ms(&self) -> i64 {
+        i64::try_from(self.cap.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    pub(crate) fn jitter_fraction(&self) -> f64 {
+        if self.jitter.is_finite() {
+            self.jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Doublings before the backoff stops growing (the cap usually bites first).
+pub(crate) const BACKOFF_MAX_DOUBLINGS: u32 = 20;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RequestFailure {
@@ -267,6 +349,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Leases up to `max` available shards of running jobs whose backend is in
     /// `backends`, in one transaction: attempt + 1, lease until now + `lease`.
+    ///
+    /// Order: the highest job priority first; within a priority, shards go
+    /// to the jobs with the fewest running shards, counting the shards this
+    /// claim hands out (fair share: two jobs of equal priority each get half
+    /// of the workers, whichever came first); then older jobs, then `seq`.
     async fn claim(
         &self,
         worker_id: &str,
@@ -311,11 +398,33 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         partial: Option<&Partial>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
-    /// Returns expired leases to `available`, spending their attempt.
-    async fn reap_expired(&self, now: DateTime<Utc>) -> Result<ReapOutcome, StoreError>;
+    /// Returns expired leases to `available` (visible again after
+    /// `backoff`), spending their attempt; a shard out of attempts becomes
+    /// `dead` and fails its job. Also completes running jobs whose shards
+    /// are all completed. A leader-only duty.
+    async fn reap_expired(
+        &self,
+        now: DateTime<Utc>,
+        backoff: &Backoff,
+    ) -> Result<ReapOutcome, StoreError>;
     /// Returns every running lease to `available` without spending an
-    /// attempt: used when the only process that could hold leases restarts.
+    /// attempt, and clears the leader rows: used when the only process that
+    /// could hold leases restarts.
     async fn recover_orphaned(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Takes or renews the [`LEADER_DUTIES`] row for `holder` until
+    /// `now + ttl`. True when `holder` leads: it already held the row, or the
+    /// row was free or expired. Several coordinator replicas call this every
+    /// tick; exactly one gets true while it keeps renewing.
+    async fn try_acquire_leadership(
+        &self,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Gives the leader row up if `holder` has it (graceful shutdown), so
+    /// another replica takes over at its next tick instead of after the TTL.
+    async fn release_leadership(&self, holder: &str) -> Result<(), StoreError>;
 
     /// Failed requests of a job, at most `limit`.
     async fn job_failures(

@@ -1,6 +1,7 @@
 //! Inference backends: the [`Backend`] trait a worker runs requests on, and
 //! [`build_backend`], which picks the implementation a model spec names.
 
+mod breaker;
 pub mod openai;
 mod rate_limit;
 
@@ -9,6 +10,7 @@ use jobs::spec::{BackendKind, ModelSpec};
 use jobs::{InferenceOutput, InferenceRequest};
 use std::sync::Arc;
 
+pub use breaker::{DEFAULT_COOLDOWN as BREAKER_COOLDOWN, DEFAULT_THRESHOLD as BREAKER_THRESHOLD};
 pub use openai::OpenAiBackend;
 pub use rate_limit::TokenBucket;
 
@@ -39,13 +41,31 @@ pub enum BackendError {
     /// A 2xx answer that does not follow the API.
     #[error("unexpected answer from {url}: {message}")]
     BadResponse { url: String, message: String },
+    /// The answer is well formed but cannot score this continuation exactly
+    /// (a token straddles the context/continuation boundary).
+    #[error("cannot score the continuation: {0}")]
+    Unscorable(String),
+    /// The backend's circuit breaker is open: the endpoint failed the same
+    /// way (unreachable, key rejected, model unknown) many times in a row,
+    /// so every request would fail. The worker fails the whole shard with
+    /// this message instead of recording one failure per request.
+    #[error("{message}")]
+    EndpointUnusable { url: String, message: String },
+}
+
+impl BackendError {
+    /// Whether this error condemns the whole shard (not just one request).
+    pub fn is_endpoint_unusable(&self) -> bool {
+        matches!(self, BackendError::EndpointUnusable { .. })
+    }
 }
 
 /// Something that turns inference requests into outputs.
 #[async_trait]
 pub trait Backend: Send + Sync {
-    /// Requests this backend wants in flight at once (a worker runs each
-    /// shard with this much parallelism).
+    /// Requests this backend wants in flight at once. The backend enforces
+    /// it across every shard sharing it; the worker keeps claiming shards
+    /// until about `CLAIM_AHEAD` times this many requests are pending.
     fn concurrency(&self) -> usize;
 
     /// Runs one request, retrying transient failures internally.

@@ -1,10 +1,15 @@
 //! Backend for any OpenAI-compatible endpoint (OpenAI, vLLM, SGLang, TGI,
 //! LiteLLM, FastChat): `/chat/completions` and `/completions`, with
-//! concurrency, requests-per-minute and tokens-per-minute limits, and retries
-//! honouring `Retry-After`.
+//! concurrency, requests-per-minute and tokens-per-minute limits, retries
+//! honouring `Retry-After`, and a circuit breaker that fails fast when the
+//! endpoint itself is unusable.
+//!
+//! One backend value is shared by every shard of its model in a worker (see
+//! `BackendCache`), so its concurrency and rate limits are per worker
+//! process part, not per shard.
 
 use async_trait::async_trait;
-use jobs::spec::{Endpoint, ModelSpec, SystemRole};
+use jobs::spec::{Endpoint, ModelSpec};
 use jobs::{
     ChatMessage, InferenceOutput, InferenceRequest, LoglikelihoodOutput, RenderedInput,
     RequestType, Usage,
@@ -16,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
+use super::breaker::{CircuitBreaker, DEFAULT_COOLDOWN, DEFAULT_THRESHOLD};
 use super::rate_limit::TokenBucket;
 use super::{Backend, BackendError};
 use crate::retry::{parse_retry_after, Backoff};
@@ -27,6 +33,15 @@ pub const DEFAULT_BACKOFF: Backoff =
 /// Longest `Retry-After` honoured; longer asks are clamped so that a
 /// misbehaving proxy cannot park a worker for hours.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// Retries after a failed connection (refused, DNS): a server that refuses
+/// outright rarely comes back within a request's backoff, and the circuit
+/// breaker handles the endpoint as a whole.
+const MAX_CONNECT_RETRIES: u32 = 2;
+
+/// Token counts above this in `usage` are treated as bogus and clamped, so
+/// that a broken server cannot poison job totals.
+const MAX_REPORTED_TOKENS: u64 = 1 << 32;
 
 /// An API key that never shows up in `Debug` output or logs.
 #[derive(Clone)]
@@ -42,15 +57,17 @@ pub struct OpenAiBackend {
     http: reqwest::Client,
     base_url: String,
     api_key: Option<ApiKey>,
+    /// Named in errors when the endpoint rejects the key (never the key).
+    api_key_env: Option<String>,
     model: String,
     endpoint: Endpoint,
-    system_role: SystemRole,
     concurrency: usize,
     max_retries: u32,
     backoff: Backoff,
     in_flight: Arc<Semaphore>,
     requests_per_minute: Option<TokenBucket>,
     tokens_per_minute: Option<TokenBucket>,
+    breaker: CircuitBreaker,
 }
 
 impl fmt::Debug for OpenAiBackend {
@@ -108,16 +125,25 @@ impl OpenAiBackend {
             http,
             base_url,
             api_key,
+            api_key_env: model.api_key_env.clone(),
             model: model.model.clone(),
             endpoint: model.endpoint,
-            system_role: model.system_role,
             concurrency,
             max_retries: model.max_retries,
             backoff: DEFAULT_BACKOFF,
             in_flight: Arc::new(Semaphore::new(concurrency)),
             requests_per_minute: model.requests_per_minute.map(TokenBucket::per_minute),
             tokens_per_minute: model.tokens_per_minute.map(TokenBucket::per_minute),
+            breaker: CircuitBreaker::new(DEFAULT_THRESHOLD, DEFAULT_COOLDOWN),
         })
+    }
+
+    /// Replaces the circuit breaker's settings: endpoint-level failures in a
+    /// row before failing fast (default 20), and how long to fail fast
+    /// before probing again (default 30 s).
+    pub fn with_circuit_breaker(mut self, threshold: u32, cooldown: Duration) -> Self {
+        self.breaker = CircuitBreaker::new(threshold, cooldown);
+        self
     }
 
     /// Replaces the backoff between retries (tests use short ones).
@@ -147,10 +173,9 @@ impl OpenAiBackend {
         body.insert("model".into(), Value::from(self.model.clone()));
         let path = match (self.endpoint, &req.input) {
             (Endpoint::Chat, RenderedInput::Messages { messages }) => {
-                body.insert(
-                    "messages".into(),
-                    messages_json(&apply_system_role(messages, self.system_role)),
-                );
+                // Sent exactly as planned: the planner already applied
+                // `system_role`, and the request key covers these messages.
+                body.insert("messages".into(), messages_json(messages));
                 "/chat/completions"
             }
             (Endpoint::Chat, RenderedInput::Prompt { prompt }) => {
@@ -208,12 +233,10 @@ impl OpenAiBackend {
             ));
         }
         let (context, continuation) = loglikelihood_parts(req)?;
+        let (prompt, _) = loglikelihood_prompt(context, continuation);
         let mut body = Map::new();
         body.insert("model".into(), Value::from(self.model.clone()));
-        body.insert(
-            "prompt".into(),
-            Value::from(format!("{context}{continuation}")),
-        );
+        body.insert("prompt".into(), Value::from(prompt));
         // 1, not 0: several servers (vLLM among them) reject max_tokens = 0.
         // The generated token lies past the prompt and is ignored.
         body.insert("max_tokens".into(), Value::from(1));
@@ -255,6 +278,11 @@ impl OpenAiBackend {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            // Checked before every attempt so that requests already in their
+            // retry loop stop too once the endpoint is known to be unusable.
+            self.breaker
+                .check()
+                .map_err(|message| self.unusable(message))?;
             if let Some(bucket) = &self.requests_per_minute {
                 bucket.acquire(1.0).await;
             }
@@ -263,25 +291,48 @@ impl OpenAiBackend {
             }
             let started = Instant::now();
             let failure = match self.send_once(url, body).await {
-                Ok(Ok(value)) => return Ok((value, started.elapsed(), attempt)),
-                Ok(Err(failure)) => failure,
-                Err(BackendError::Http {
-                    url,
-                    status,
-                    message,
-                    ..
-                }) => {
+                Attempt::Answered(value) => {
+                    self.breaker.record_healthy();
+                    return Ok((value, started.elapsed(), attempt));
+                }
+                Attempt::Fatal(error) => return Err(error),
+                Attempt::Rejected { status, message } => {
+                    if let Some(symptom) = Symptom::of_status(status) {
+                        if let Some(open) = self.note_unusable(symptom, &message) {
+                            return Err(self.unusable(open));
+                        }
+                    } else {
+                        self.breaker.record_healthy();
+                    }
                     return Err(BackendError::Http {
-                        url,
+                        url: url.to_string(),
                         status,
                         message,
                         attempts: attempt,
-                    })
+                    });
                 }
-                Err(fatal) => return Err(fatal),
+                Attempt::Retryable(failure) => failure,
+            };
+            let retry_limit = match &failure {
+                RetryableFailure::Transport {
+                    message,
+                    connect: true,
+                } => {
+                    if let Some(open) = self.note_unusable(Symptom::Unreachable, message) {
+                        return Err(self.unusable(open));
+                    }
+                    self.max_retries.min(MAX_CONNECT_RETRIES)
+                }
+                // A timeout says nothing about the endpoint as a whole (it
+                // accepted the connection); a status means it is reachable.
+                RetryableFailure::Transport { .. } => self.max_retries,
+                RetryableFailure::Status { .. } => {
+                    self.breaker.record_healthy();
+                    self.max_retries
+                }
             };
             let last_error = failure.to_error(url, attempt);
-            if attempt > self.max_retries {
+            if attempt > retry_limit {
                 return Err(last_error);
             }
             let delay = match failure.retry_after() {
@@ -294,49 +345,87 @@ impl OpenAiBackend {
         }
     }
 
-    /// One HTTP attempt. Outer error: not retryable (its `attempts` is filled
-    /// in by the caller). Inner error: retryable.
-    async fn send_once(
-        &self,
-        url: &str,
-        body: &Value,
-    ) -> Result<Result<Value, RetryableFailure>, BackendError> {
+    /// Counts an endpoint-level failure; `Some(message)` once the breaker is
+    /// open.
+    fn note_unusable(&self, symptom: Symptom, detail: &str) -> Option<String> {
+        self.breaker
+            .record_unusable(|count| self.unusable_message(symptom, count, detail))
+    }
+
+    fn unusable(&self, message: String) -> BackendError {
+        BackendError::EndpointUnusable {
+            url: self.base_url.clone(),
+            message,
+        }
+    }
+
+    /// One error naming the endpoint, what went wrong and what to check.
+    fn unusable_message(&self, symptom: Symptom, count: u32, detail: &str) -> String {
+        let base = &self.base_url;
+        match symptom {
+            Symptom::Unreachable => format!(
+                "endpoint {base} is unreachable: {count} connection attempts in a row failed \
+                 (last: {detail}); the server is down or model.base_url is wrong — start the \
+                 server or fix the URL, then retry the job"
+            ),
+            Symptom::Unauthorized(status) => match &self.api_key_env {
+                Some(var) => format!(
+                    "endpoint {base} rejected the API key from environment variable {var} \
+                     (HTTP {status} on {count} requests in a row: {detail}); put a valid key for \
+                     this endpoint in {var} on every worker"
+                ),
+                None => format!(
+                    "endpoint {base} requires an API key (HTTP {status} on {count} requests in a \
+                     row: {detail}); set model.api_key_env to the name of an environment variable \
+                     holding the key"
+                ),
+            },
+            Symptom::NotFound => format!(
+                "endpoint {base} does not serve model {:?} (HTTP 404 on {count} requests in a \
+                 row: {detail}); check model.model against the server's /models list and that \
+                 model.base_url includes the API prefix (e.g. /v1)",
+                self.model
+            ),
+        }
+    }
+
+    /// One HTTP attempt, classified.
+    async fn send_once(&self, url: &str, body: &Value) -> Attempt {
         let mut request = self.http.post(url).json(body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(&key.0);
         }
         let response = match request.send().await {
             Ok(r) => r,
-            Err(e) => return Ok(Err(RetryableFailure::Transport(describe_transport(&e)))),
+            Err(e) => return Attempt::Retryable(RetryableFailure::transport(&e)),
         };
         let status = response.status();
         let retry_after = parse_retry_after(response.headers());
         let bytes = match response.bytes().await {
             Ok(b) => b,
-            Err(e) => return Ok(Err(RetryableFailure::Transport(describe_transport(&e)))),
+            Err(e) => return Attempt::Retryable(RetryableFailure::transport(&e)),
         };
         if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map(Ok)
-                .map_err(|e| BackendError::BadResponse {
+            return match serde_json::from_slice(&bytes) {
+                Ok(value) => Attempt::Answered(value),
+                Err(e) => Attempt::Fatal(BackendError::BadResponse {
                     url: url.to_string(),
                     message: format!("the body is not JSON ({e})"),
-                });
+                }),
+            };
         }
         let message = server_error_message(&bytes, status);
         if is_retryable_status(status) {
-            return Ok(Err(RetryableFailure::Status {
+            return Attempt::Retryable(RetryableFailure::Status {
                 status: status.as_u16(),
                 message,
                 retry_after,
-            }));
+            });
         }
-        Err(BackendError::Http {
-            url: url.to_string(),
+        Attempt::Rejected {
             status: status.as_u16(),
             message,
-            attempts: 1,
-        })
+        }
     }
 }
 
@@ -347,6 +436,11 @@ impl Backend for OpenAiBackend {
     }
 
     async fn run(&self, req: &InferenceRequest) -> Result<InferenceOutput, BackendError> {
+        // Fail fast, without waiting for a permit, while the endpoint is
+        // known to be unusable.
+        self.breaker
+            .check()
+            .map_err(|message| self.unusable(message))?;
         let (path, body) = self.build_body(req)?;
         let url = self.url(path);
         // Held across retries so that a struggling endpoint sees less load.
@@ -359,7 +453,7 @@ impl Backend for OpenAiBackend {
         let (answer, latency, attempts) = self.send_with_retries(&url, &body, estimate).await?;
         let usage = parse_usage(&answer);
         if let Some(bucket) = &self.tokens_per_minute {
-            let actual = (usage.prompt_tokens + usage.completion_tokens) as f64;
+            let actual = usage.prompt_tokens.saturating_add(usage.completion_tokens) as f64;
             if actual > 0.0 {
                 bucket.adjust(estimate - actual);
             }
@@ -384,15 +478,15 @@ impl Backend for OpenAiBackend {
                 })
             }
             RequestType::Loglikelihood => {
-                let (context, _) = loglikelihood_parts(req)?;
-                let prompt_chars = match &body["prompt"] {
-                    Value::String(s) => s.chars().count(),
-                    _ => 0,
-                };
-                let scored = parse_loglikelihood(&answer, context.chars().count(), prompt_chars)
-                    .map_err(|message| BackendError::BadResponse {
-                        url: url.clone(),
-                        message,
+                let (context, continuation) = loglikelihood_parts(req)?;
+                let (prompt, boundary) = loglikelihood_prompt(context, continuation);
+                let scored = parse_loglikelihood(&answer, boundary, prompt.chars().count())
+                    .map_err(|e| match e {
+                        LoglikelihoodError::Straddles(message) => BackendError::Unscorable(message),
+                        LoglikelihoodError::Malformed(message) => BackendError::BadResponse {
+                            url: url.clone(),
+                            message,
+                        },
                     })?;
                 Ok(InferenceOutput {
                     text: None,
@@ -407,20 +501,64 @@ impl Backend for OpenAiBackend {
     }
 }
 
+/// What one HTTP attempt came to.
+enum Attempt {
+    /// A 2xx answer with a JSON body.
+    Answered(Value),
+    /// A non-retryable error status (4xx other than 408/429, 501, 505).
+    Rejected { status: u16, message: String },
+    /// Worth another attempt.
+    Retryable(RetryableFailure),
+    /// Cannot succeed on retry (a 2xx that is not JSON).
+    Fatal(BackendError),
+}
+
+/// Endpoint-level failures the circuit breaker counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Symptom {
+    /// Connection refused, DNS failure, connect timeout.
+    Unreachable,
+    /// 401 or 403: the key is missing or wrong.
+    Unauthorized(u16),
+    /// 404: the model is unknown (or the URL lacks the API prefix).
+    NotFound,
+}
+
+impl Symptom {
+    fn of_status(status: u16) -> Option<Symptom> {
+        match status {
+            401 | 403 => Some(Symptom::Unauthorized(status)),
+            404 => Some(Symptom::NotFound),
+            _ => None,
+        }
+    }
+}
+
 enum RetryableFailure {
     Status {
         status: u16,
         message: String,
         retry_after: Option<Duration>,
     },
-    Transport(String),
+    Transport {
+        message: String,
+        /// The connection was never made (refused, DNS, connect timeout).
+        connect: bool,
+    },
 }
 
 impl RetryableFailure {
+    fn transport(e: &reqwest::Error) -> Self {
+        RetryableFailure::Transport {
+            message: describe_transport(e),
+            connect: e.is_connect(),
+        }
+    }
+
     fn retry_after(&self) -> Option<Duration> {
         match self {
             RetryableFailure::Status { retry_after, .. } => *retry_after,
-            RetryableFailure::Transport(_) => None,
+            RetryableFailure::Transport { .. } => None,
         }
     }
 
@@ -434,7 +572,7 @@ impl RetryableFailure {
                 message: message.clone(),
                 attempts,
             },
-            RetryableFailure::Transport(message) => BackendError::Transport {
+            RetryableFailure::Transport { message, .. } => BackendError::Transport {
                 url: url.to_string(),
                 message: message.clone(),
                 attempts,
@@ -443,8 +581,15 @@ impl RetryableFailure {
     }
 }
 
+/// 408, 429 and every 5xx except 501 Not Implemented and 505 HTTP Version
+/// Not Supported, which no retry changes (so 507, 520–524 from Cloudflare and
+/// 529 "overloaded" are retried too).
 fn is_retryable_status(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+    match status.as_u16() {
+        408 | 429 => true,
+        501 | 505 => false,
+        code => (500..=599).contains(&code),
+    }
 }
 
 fn describe_transport(e: &reqwest::Error) -> String {
@@ -505,37 +650,14 @@ fn loglikelihood_parts(req: &InferenceRequest) -> Result<(&str, &str), BackendEr
     Ok((context, continuation))
 }
 
-/// `system_role = "fold"`: merges system turns into the first user turn for
-/// chat templates without a system role. Idempotent, so it is harmless when
-/// the planner already folded.
-fn apply_system_role(messages: &[ChatMessage], role: SystemRole) -> Vec<ChatMessage> {
-    if role == SystemRole::Keep || !messages.iter().any(|m| m.role == "system") {
-        return messages.to_vec();
-    }
-    let system: Vec<&str> = messages
-        .iter()
-        .filter(|m| m.role == "system")
-        .map(|m| m.content.as_str())
-        .collect();
-    let system_text = system.join("\n\n");
-    let mut out: Vec<ChatMessage> = messages
-        .iter()
-        .filter(|m| m.role != "system")
-        .cloned()
-        .collect();
-    match out.iter_mut().find(|m| m.role == "user") {
-        Some(first_user) => {
-            first_user.content = format!("{system_text}\n\n{}", first_user.content);
-        }
-        None => out.insert(
-            0,
-            ChatMessage {
-                role: "user".into(),
-                content: system_text,
-            },
-        ),
-    }
-    out
+/// The echoed prompt and the character offset where scoring starts. As in
+/// lm-evaluation-harness, the context's trailing whitespace belongs to the
+/// continuation: tokenizers attach leading whitespace to the next word, so
+/// "Answer: " + "B" is scored as "Answer:" + " B" and the boundary falls on a
+/// token boundary. The prompt text itself does not change.
+fn loglikelihood_prompt(context: &str, continuation: &str) -> (String, usize) {
+    let boundary = context.trim_end().chars().count();
+    (format!("{context}{continuation}"), boundary)
 }
 
 fn messages_json(messages: &[ChatMessage]) -> Value {
@@ -575,12 +697,15 @@ fn server_error_message(body: &[u8], status: StatusCode) -> String {
     }
 }
 
+/// Server-reported token counts; missing ones count 0 and absurd ones are
+/// clamped to [`MAX_REPORTED_TOKENS`] so later sums stay meaningful.
 fn parse_usage(answer: &Value) -> Usage {
     let field = |name: &str| {
         answer
             .pointer(&format!("/usage/{name}"))
             .and_then(Value::as_u64)
             .unwrap_or(0)
+            .min(MAX_REPORTED_TOKENS)
     };
     Usage {
         prompt_tokens: field("prompt_tokens"),
@@ -626,15 +751,37 @@ fn parse_generation(
     Ok((text, finish_reason))
 }
 
+#[derive(Debug)]
+enum LoglikelihoodError {
+    /// The answer does not follow the API.
+    Malformed(String),
+    /// A token spans the context/continuation boundary, so no set of whole
+    /// tokens is exactly the continuation.
+    Straddles(String),
+}
+
+impl From<String> for LoglikelihoodError {
+    fn from(message: String) -> Self {
+        LoglikelihoodError::Malformed(message)
+    }
+}
+
+impl From<&str> for LoglikelihoodError {
+    fn from(message: &str) -> Self {
+        LoglikelihoodError::Malformed(message.to_string())
+    }
+}
+
 /// Scores the continuation from an echoed `/completions` answer: the tokens
 /// starting at or after the context's end and before the prompt's end (the
 /// one generated token comes after it). Offsets count characters, as vLLM and
-/// OpenAI report them.
+/// OpenAI report them. A prompt token that starts in the context but reaches
+/// into the continuation is an error, not a silently shorter score.
 fn parse_loglikelihood(
     answer: &Value,
     context_chars: usize,
     prompt_chars: usize,
-) -> Result<LoglikelihoodOutput, String> {
+) -> Result<LoglikelihoodOutput, LoglikelihoodError> {
     let choice = first_choice(answer)?;
     let logprobs = choice
         .get("logprobs")
@@ -651,12 +798,12 @@ fn parse_loglikelihood(
     let token_logprobs = array("token_logprobs")?;
     let top = logprobs.get("top_logprobs").and_then(Value::as_array);
     if offsets.len() != tokens.len() || token_logprobs.len() != tokens.len() {
-        return Err(format!(
+        return Err(LoglikelihoodError::Malformed(format!(
             "choices[0].logprobs arrays differ in length (text_offset {}, tokens {}, token_logprobs {})",
             offsets.len(),
             tokens.len(),
             token_logprobs.len()
-        ));
+        )));
     }
     let mut sum = 0.0;
     let mut is_greedy = true;
@@ -666,7 +813,17 @@ fn parse_loglikelihood(
             .as_u64()
             .ok_or_else(|| format!("text_offset[{i}] is not a number"))?;
         let offset = usize::try_from(offset).unwrap_or(usize::MAX);
-        if offset < context_chars || offset >= prompt_chars {
+        if offset < context_chars {
+            let token = tokens[i].as_str().unwrap_or_default();
+            let end = offset.saturating_add(token.chars().count());
+            if end > context_chars {
+                return Err(LoglikelihoodError::Straddles(format!(
+                    "the server's token {token:?} (characters {offset}..{end} of the prompt) spans                      the end of the context at character {context_chars}, so the continuation's                      log-probability cannot be read from whole tokens; end the context on a word                      boundary (e.g. no trailing text glued to the choices) or start each choice                      with a space"
+                )));
+            }
+            continue;
+        }
+        if offset >= prompt_chars {
             continue;
         }
         let logprob = token_logprobs[i]
@@ -692,11 +849,11 @@ fn parse_loglikelihood(
         }
     }
     if scored.is_empty() {
-        return Err(
+        return Err(LoglikelihoodError::Malformed(
             "no tokens of the continuation in the echoed prompt; the server must return \
              text_offset/tokens/token_logprobs for the prompt (echo=true, logprobs=1)"
                 .into(),
-        );
+        ));
     }
     Ok(LoglikelihoodOutput {
         logprob: sum,
@@ -736,31 +893,57 @@ mod tests {
     }
 
     #[test]
-    fn fold_merges_system_into_first_user_turn() {
-        let msgs = vec![
-            ChatMessage {
-                role: "system".into(),
-                content: "Be brief.".into(),
-            },
-            ChatMessage {
-                role: "user".into(),
-                content: "Hi".into(),
-            },
-            ChatMessage {
-                role: "assistant".into(),
-                content: "Hello".into(),
-            },
-            ChatMessage {
-                role: "user".into(),
-                content: "Again".into(),
-            },
-        ];
-        let folded = apply_system_role(&msgs, SystemRole::Fold);
-        assert_eq!(folded.len(), 3);
-        assert_eq!(folded[0].content, "Be brief.\n\nHi");
-        assert_eq!(folded[2].content, "Again");
-        assert_eq!(apply_system_role(&folded, SystemRole::Fold), folded);
-        assert_eq!(apply_system_role(&msgs, SystemRole::Keep), msgs);
+    fn a_token_straddling_the_boundary_is_an_error() {
+        // Context "The colo", continuation "r blue": the token " color"
+        // starts in the context and ends in the continuation.
+        let answer = json!({"choices": [{"logprobs": {
+            "text_offset": [0, 3, 9, 14],
+            "tokens": ["The", " color", " blue", "."],
+            "token_logprobs": [null, -1.0, -0.5, -3.0],
+        }}]});
+        match parse_loglikelihood(&answer, 8, 14) {
+            Err(LoglikelihoodError::Straddles(message)) => {
+                assert!(message.contains("\" color\""), "{message}")
+            }
+            _ => panic!("expected a straddle error"),
+        }
+        // On the token boundary it scores.
+        let out = parse_loglikelihood(&answer, 9, 14).unwrap();
+        assert_eq!(out.token_logprobs, vec![-0.5]);
+    }
+
+    #[test]
+    fn context_whitespace_moves_to_the_continuation() {
+        assert_eq!(
+            loglikelihood_prompt("Answer: ", "B"),
+            ("Answer: B".to_string(), 7)
+        );
+        assert_eq!(loglikelihood_prompt("Q:\n", "x"), ("Q:\nx".to_string(), 2));
+        assert_eq!(loglikelihood_prompt("é ", " x").1, 1);
+        assert_eq!(loglikelihood_prompt("a", " b"), ("a b".to_string(), 1));
+    }
+
+    #[test]
+    fn every_5xx_but_501_and_505_is_retried() {
+        for code in [
+            408, 429, 500, 502, 503, 504, 507, 520, 521, 522, 523, 524, 529, 599,
+        ] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert!(is_retryable_status(status), "{code}");
+        }
+        for code in [400, 401, 403, 404, 422, 501, 505] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert!(!is_retryable_status(status), "{code}");
+        }
+    }
+
+    #[test]
+    fn absurd_usage_is_clamped() {
+        let answer = json!({"usage": {"prompt_tokens": u64::MAX, "completion_tokens": 7}});
+        let usage = parse_usage(&answer);
+        assert_eq!(usage.prompt_tokens, MAX_REPORTED_TOKENS);
+        assert_eq!(usage.completion_tokens, 7);
+        assert_eq!(parse_usage(&json!({})), Usage::default());
     }
 
     #[test]

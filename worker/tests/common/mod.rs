@@ -33,6 +33,11 @@ pub struct MockState {
     pub fence_completes: bool,
     pub fails: Vec<FailRequest>,
     pub releases: Vec<ReleaseRequest>,
+    /// Leases handed out so far.
+    pub handed_out: u64,
+    /// Most leases held at once (handed out, not yet completed, failed or
+    /// released), as seen at claim time.
+    pub max_outstanding: u64,
 }
 
 pub struct MockCoordinator {
@@ -87,6 +92,9 @@ async fn claim(
             None => break,
         }
     }
+    s.handed_out += leases.len() as u64;
+    let finished = (s.completes.len() + s.fails.len() + s.releases.len()) as u64;
+    s.max_outstanding = s.max_outstanding.max(s.handed_out.saturating_sub(finished));
     Ok(Json(ClaimResponse { leases }))
 }
 

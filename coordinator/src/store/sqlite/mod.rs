@@ -22,9 +22,9 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{
-    job_state_str, parse_job_state, parse_shard_state, ClaimedShard, Completion, HeartbeatOutcome,
-    JobRecord, LeaseFence, NewJob, NewShard, Partial, PlanTotals, ReapOutcome, RequestFailure,
-    SegmentEntry, ShardRecord, Store, StoreError, StoreMetrics,
+    job_state_str, parse_job_state, parse_shard_state, Backoff, ClaimedShard, Completion,
+    HeartbeatOutcome, JobRecord, LeaseFence, NewJob, NewShard, Partial, PlanTotals, ReapOutcome,
+    RequestFailure, SegmentEntry, ShardRecord, Store, StoreError, StoreMetrics, LEADER_DUTIES,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -115,6 +115,7 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
         name: row.try_get("name")?,
         spec_hash: row.try_get("spec_hash")?,
         backend: row.try_get("backend")?,
+        priority: i32::try_from(row.try_get::<i64, _>("priority")?).unwrap_or(0),
         state: parse_job_state(&state).ok_or_else(|| StoreError::Corrupt {
             table: "jobs",
             reason: format!("unknown state {state:?}"),
@@ -232,6 +233,7 @@ impl Store for SqliteStore {
             .bind(&job.spec_hash)
             .bind(backend_str(job.backend))
             .bind(ms(job.created_at))
+            .bind(i64::from(job.priority))
             .execute(&self.pool)
             .await
             .map_err(StoreError::from);
@@ -672,10 +674,17 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn reap_expired(&self, now: DateTime<Utc>) -> Result<ReapOutcome, StoreError> {
+    async fn reap_expired(
+        &self,
+        now: DateTime<Utc>,
+        backoff: &Backoff,
+    ) -> Result<ReapOutcome, StoreError> {
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(include_str!("reap.sql"))
             .bind(ms(now))
+            .bind(backoff.base_ms())
+            .bind(backoff.cap_ms())
+            .bind(backoff.jitter_fraction())
             .fetch_all(&mut *tx)
             .await?;
         let mut outcome = ReapOutcome::default();
@@ -702,16 +711,51 @@ impl Store for SqliteStore {
                 _ => outcome.returned += 1,
             }
         }
+        outcome.jobs_completed = sqlx::query(include_str!("jobs_complete_finished.sql"))
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         Ok(outcome)
     }
 
     async fn recover_orphaned(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(include_str!("recover.sql"))
             .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(include_str!("leader_clear.sql"))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn try_acquire_leadership(
+        &self,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(include_str!("leader_acquire.sql"))
+            .bind(LEADER_DUTIES)
+            .bind(holder)
+            .bind(ms(lease_end(now, ttl)))
+            .bind(ms(now))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn release_leadership(&self, holder: &str) -> Result<(), StoreError> {
+        sqlx::query(include_str!("leader_release.sql"))
+            .bind(LEADER_DUTIES)
+            .bind(holder)
             .execute(&self.pool)
             .await?;
-        Ok(done.rows_affected())
+        Ok(())
     }
 
     async fn job_failures(

@@ -1,0 +1,1 @@
+SELECT key, segment FROM cache_index WHERE key = ANY($1::text[])

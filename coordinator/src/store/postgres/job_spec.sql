@@ -1,0 +1,1 @@
+SELECT spec_json FROM jobs WHERE id = $1

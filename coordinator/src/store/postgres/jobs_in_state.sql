@@ -1,0 +1,1 @@
+SELECT id FROM jobs WHERE state = $1 ORDER BY created_at, id

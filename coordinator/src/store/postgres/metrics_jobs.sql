@@ -1,0 +1,1 @@
+SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state

@@ -1,0 +1,1 @@
+SELECT state, COUNT(*) FROM shards GROUP BY state ORDER BY state

@@ -1,0 +1,2 @@
+DELETE FROM shards
+WHERE job_id = $1 AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state = 'planning')
