@@ -56,12 +56,14 @@ CREATE TABLE shards (
     UNIQUE (job_id, seq)
 );
 
--- Claims walk each job's available shards in seq order.
+-- Every state change rewrites a shard's index entries (the state is
+-- indexed, so no HOT update), so the shards table keeps few indexes, and
+-- completed shards (the bulk of a big job) stay out of the partial ones.
+-- Claims walk each job's available shards in seq order:
 CREATE INDEX shards_available ON shards (job_id, seq) WHERE state = 'available';
--- Fair share counts each job's running shards; the reaper finds expired leases.
-CREATE INDEX shards_running ON shards (job_id) WHERE state = 'running';
-CREATE INDEX shards_lease ON shards (lease_expires_at) WHERE state = 'running';
-CREATE INDEX shards_job_state ON shards (job_id, state);
+-- Fair share counts each job's running shards, the reaper scans the running
+-- ones, and a completion checks whether its job has any shard left:
+CREATE INDEX shards_unfinished ON shards (job_id, state) WHERE state <> 'completed';
 
 -- Content-addressed: a key's output lives in exactly one segment (the first
 -- one indexed wins).

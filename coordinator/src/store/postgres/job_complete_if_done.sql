@@ -4,4 +4,4 @@
 UPDATE jobs SET state = 'completed', updated_at = $2
 WHERE id = ANY($1::uuid[]) AND state = 'running'
   AND NOT EXISTS (SELECT 1 FROM shards WHERE job_id = jobs.id
-                    AND state IN ('available', 'running', 'failed', 'dead', 'cancelled'))
+                    AND state <> 'completed')
