@@ -31,18 +31,19 @@ const PLAN_POLL: Duration = Duration::from_secs(5);
 /// the store's.
 enum PlanStop {
     Job(String),
-    Store(CoordinatorError),
+    // Boxed: the error is large and this travels through hot helpers.
+    Store(Box<CoordinatorError>),
 }
 
 impl From<CoordinatorError> for PlanStop {
     fn from(e: CoordinatorError) -> Self {
-        PlanStop::Store(e)
+        PlanStop::Store(Box::new(e))
     }
 }
 
 impl From<crate::store::StoreError> for PlanStop {
     fn from(e: crate::store::StoreError) -> Self {
-        PlanStop::Store(e.into())
+        PlanStop::Store(Box::new(e.into()))
     }
 }
 
@@ -70,10 +71,10 @@ impl ShardBuilder {
         }
         let requests = std::mem::take(&mut self.current);
         let requests_json = serde_json::to_string(&requests).map_err(|e| {
-            PlanStop::Store(CoordinatorError::Internal(format!(
+            PlanStop::Store(Box::new(CoordinatorError::Internal(format!(
                 "cannot encode the requests of job {}: {e}",
                 self.job_id
-            )))
+            ))))
         })?;
         self.ready.push(NewShard {
             id: Uuid::now_v7(),
@@ -124,7 +125,7 @@ impl Coordinator {
                 // The job cannot go on without its store; say why on the job.
                 let message = format!("planning stopped: {e}");
                 let _ = store.fail_job(id, &message, Utc::now()).await;
-                Err(e)
+                Err(*e)
             }
         }
     }
