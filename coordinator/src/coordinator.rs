@@ -42,7 +42,7 @@ const REAP_BACKOFF: Backoff = Backoff {
 /// most this long (or three reaper periods, if longer).
 const MIN_LEADER_TTL: Duration = Duration::from_secs(10);
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CoordinatorConfig {
     /// Bearer token for job routes (submit, list, cancel, results).
     pub admin_token: String,
@@ -54,6 +54,20 @@ pub struct CoordinatorConfig {
     pub heartbeat_interval_secs: u64,
     /// How often the reaper returns expired leases.
     pub reaper_interval: Duration,
+}
+
+/// Tokens are secrets: a `{:?}` of the config (in a log line, a panic
+/// message) must never print them.
+impl std::fmt::Debug for CoordinatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoordinatorConfig")
+            .field("admin_token", &"<redacted>")
+            .field("worker_token", &"<redacted>")
+            .field("lease_secs", &self.lease_secs)
+            .field("heartbeat_interval_secs", &self.heartbeat_interval_secs)
+            .field("reaper_interval", &self.reaper_interval)
+            .finish()
+    }
 }
 
 impl CoordinatorConfig {
@@ -831,5 +845,19 @@ mod tests {
         let d4 = retry_delay(4);
         assert!(d4 >= RETRY_BASE * 4 && d4 <= RETRY_BASE * 8, "{d4:?}");
         assert!(retry_delay(60) <= RETRY_CAP);
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::CoordinatorConfig;
+
+    #[test]
+    fn debug_never_shows_the_tokens() {
+        let config = CoordinatorConfig::with_tokens("admin-secret-123", "worker-secret-456");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("admin-secret-123"), "{shown}");
+        assert!(!shown.contains("worker-secret-456"), "{shown}");
+        assert!(shown.contains("lease_secs: 60"), "{shown}");
     }
 }
