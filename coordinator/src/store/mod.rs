@@ -9,6 +9,7 @@
 
 mod error;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod scratch;
 
 pub use scratch::{ScratchDatabase, DEFAULT_TEST_DATABASE_URL, TEST_DATABASE_URL_ENV};
 
+use super::rows::{collect_key_texts, count, lease_end, metrics_from_rows};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jobs::protocol::{JobCounts, JobState, ShardState};
@@ -184,14 +185,6 @@ where
             other => return other,
         }
     }
-}
-
-fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
-}
-
-fn count(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
 }
 
 fn int(v: u64) -> i64 {
@@ -504,9 +497,7 @@ impl Store for PostgresStore {
                 .bind(&list)
                 .fetch_all(&self.pool)
                 .await?;
-            for row in rows {
-                found.insert(RequestKey(row.try_get(0)?), row.try_get(1)?);
-            }
+            collect_key_texts(&rows, &mut found)?;
         }
         Ok(found)
     }
@@ -807,19 +798,12 @@ impl Store for PostgresStore {
                 .fetch_all(&self.pool)
                 .await?;
             // Ordered oldest first, so the latest error of a key wins.
-            for row in rows {
-                found.insert(RequestKey(row.try_get(0)?), row.try_get(1)?);
-            }
+            collect_key_texts(&rows, &mut found)?;
         }
         Ok(found)
     }
 
     async fn metrics(&self) -> Result<StoreMetrics, StoreError> {
-        let by_state = |rows: Vec<PgRow>| -> Result<Vec<(String, u64)>, StoreError> {
-            rows.iter()
-                .map(|r| Ok((r.try_get::<String, _>(0)?, count(r.try_get(1)?))))
-                .collect()
-        };
         let jobs = sqlx::query(include_str!("metrics_jobs.sql"))
             .fetch_all(&self.pool)
             .await?;
@@ -829,14 +813,7 @@ impl Store for PostgresStore {
         let requests = sqlx::query(include_str!("metrics_requests.sql"))
             .fetch_one(&self.pool)
             .await?;
-        Ok(StoreMetrics {
-            jobs_by_state: by_state(jobs)?,
-            shards_by_state: by_state(shards)?,
-            requests_completed: count(requests.try_get(0)?),
-            requests_failed: count(requests.try_get(1)?),
-            requests_cached: count(requests.try_get(2)?),
-            cache_index_keys: count(requests.try_get(3)?),
-        })
+        metrics_from_rows(&jobs, &shards, &requests)
     }
 }
 

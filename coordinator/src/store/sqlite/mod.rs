@@ -6,6 +6,7 @@
 //! busy timeout for it, instead of failing midway when a read would have to
 //! be upgraded to a write.
 
+use super::rows::{collect_key_texts, count, lease_end, metrics_from_rows};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use jobs::protocol::{JobCounts, JobState, ShardState};
@@ -81,14 +82,6 @@ fn ms(t: DateTime<Utc>) -> i64 {
 
 fn from_ms(v: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(v).single().unwrap_or_default()
-}
-
-fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
-}
-
-fn count(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
 }
 
 fn parse_uuid(table: &'static str, s: &str) -> Result<Uuid, StoreError> {
@@ -417,9 +410,7 @@ impl Store for SqliteStore {
                 .bind(keys_json(batch))
                 .fetch_all(&self.pool)
                 .await?;
-            for row in rows {
-                found.insert(RequestKey(row.try_get(0)?), row.try_get(1)?);
-            }
+            collect_key_texts(&rows, &mut found)?;
         }
         Ok(found)
     }
@@ -791,19 +782,12 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await?;
             // Ordered oldest first, so the latest error of a key wins.
-            for row in rows {
-                found.insert(RequestKey(row.try_get(0)?), row.try_get(1)?);
-            }
+            collect_key_texts(&rows, &mut found)?;
         }
         Ok(found)
     }
 
     async fn metrics(&self) -> Result<StoreMetrics, StoreError> {
-        let by_state = |rows: Vec<SqliteRow>| -> Result<Vec<(String, u64)>, StoreError> {
-            rows.iter()
-                .map(|r| Ok((r.try_get::<String, _>(0)?, count(r.try_get(1)?))))
-                .collect()
-        };
         let jobs = sqlx::query(include_str!("metrics_jobs.sql"))
             .fetch_all(&self.pool)
             .await?;
@@ -813,14 +797,7 @@ impl Store for SqliteStore {
         let requests = sqlx::query(include_str!("metrics_requests.sql"))
             .fetch_one(&self.pool)
             .await?;
-        Ok(StoreMetrics {
-            jobs_by_state: by_state(jobs)?,
-            shards_by_state: by_state(shards)?,
-            requests_completed: count(requests.try_get(0)?),
-            requests_failed: count(requests.try_get(1)?),
-            requests_cached: count(requests.try_get(2)?),
-            cache_index_keys: count(requests.try_get(3)?),
-        })
+        metrics_from_rows(&jobs, &shards, &requests)
     }
 }
 
