@@ -23,7 +23,6 @@ fn assert_clean_failure(out: &std::process::Output, needles: &[&str]) {
 async fn bad_inputs_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    let home_s = home.to_str().unwrap();
     let (dataset, _) = write_dataset(dir.path(), 5);
 
     // Unknown spec field: file, line and field path.
@@ -33,13 +32,7 @@ async fn bad_inputs_give_clear_errors() {
         "http://127.0.0.1:9/v1",
         "temprature = 0.5",
     );
-    let out = run_to_end(&[
-        "run",
-        job.to_str().unwrap(),
-        "--home",
-        home_s,
-        "--no-progress",
-    ]);
+    let out = run_job(&job, &home, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert_clean_failure(&out, &["job.toml:", "temprature"]);
 
@@ -49,37 +42,19 @@ async fn bad_inputs_give_clear_errors() {
             .unwrap()
             .replace("{{ question }}", "{{ qestion }}");
     std::fs::write(&job, text).unwrap();
-    let out = run_to_end(&[
-        "run",
-        job.to_str().unwrap(),
-        "--home",
-        home_s,
-        "--no-progress",
-    ]);
+    let out = run_job(&job, &home, &[]);
     assert_clean_failure(&out, &["data.jsonl:1", "qestion", "task.messages"]);
 
     // A dataset that cannot be read.
     let missing = dir.path().join("nope.jsonl");
     let job = write_job(dir.path(), &missing, "http://127.0.0.1:9/v1", "");
-    let out = run_to_end(&[
-        "run",
-        job.to_str().unwrap(),
-        "--home",
-        home_s,
-        "--no-progress",
-    ]);
+    let out = run_job(&job, &home, &[]);
     assert_clean_failure(&out, &["nope.jsonl"]);
 
     // Malformed JSONL: file:line and the way out.
     std::fs::write(&dataset, "{\"id\": \"a\", \"question\": \"q\", \"answer\": \"a\", \"subset\": \"s\"}\n{\"id\": \"b\",\n").unwrap();
     let job = write_job(dir.path(), &dataset, "http://127.0.0.1:9/v1", "");
-    let out = run_to_end(&[
-        "run",
-        job.to_str().unwrap(),
-        "--home",
-        home_s,
-        "--no-progress",
-    ]);
+    let out = run_job(&job, &home, &[]);
     assert_clean_failure(&out, &["data.jsonl:2", "on_bad_row"]);
 }
 
@@ -95,11 +70,8 @@ async fn endpoint_down_fails_with_the_endpoint_named() {
         .port();
     let url = format!("http://127.0.0.1:{port}/v1");
     let job = write_job(dir.path(), &dataset, &url, "");
-    let text = std::fs::read_to_string(&job)
-        .unwrap()
-        .replace("max_retries = 3", "max_retries = 1")
-        .replace("shard_size = 10", "shard_size = 10\nmax_attempts = 1");
-    std::fs::write(&job, text).unwrap();
+    edit_file(&job, "max_retries = 3", "max_retries = 1");
+    edit_file(&job, "shard_size = 10", "shard_size = 10\nmax_attempts = 1");
     let home = dir.path().join("home");
     let out = run_to_end(&[
         "run",
@@ -144,10 +116,7 @@ async fn models_and_temperatures_never_share_cache_entries() {
     };
     assert_eq!((by_model("fake-model"), by_model("fake-model-2")), (15, 15));
 
-    let text = std::fs::read_to_string(&job)
-        .unwrap()
-        .replace("temperature = 0.0", "temperature = 0.7");
-    std::fs::write(&job, text).unwrap();
+    edit_file(&job, "temperature = 0.0", "temperature = 0.7");
     run(&[]);
     assert_eq!(
         fake.stats().ok,

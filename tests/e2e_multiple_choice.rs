@@ -97,10 +97,7 @@ type = "acc_norm"
             assert_eq!(s["gold_index"].as_u64(), Some(index % 4));
         }
     }
-    let metrics: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(home.join("results/mc/metrics.json")).unwrap(),
-    )
-    .unwrap();
+    let metrics: serde_json::Value = read_json(&home.join("results/mc/metrics.json"));
     let acc = metrics["metrics"][0]["mean"].as_f64().unwrap();
     assert!(acc >= 0.5, "acc {acc}");
     assert_eq!(metrics["metrics"][0]["subsets"]["first"]["count"], 6);

@@ -97,9 +97,7 @@ async fn sigkill_mid_job_then_resume_sends_nothing_twice() {
     assert!(samples
         .iter()
         .all(|s| s["missing"] != serde_json::Value::Bool(true)));
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(results.join("metrics.json")).unwrap())
-            .unwrap();
+    let metrics: serde_json::Value = read_json(&results.join("metrics.json"));
     let em = &metrics["metrics"][0];
     assert_eq!(em["name"], "exact_match");
     let mean = em["mean"].as_f64().unwrap();
@@ -169,10 +167,7 @@ async fn failed_requests_are_reported_and_retried_alone_by_the_next_run() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(fake.stats().ok - ok_before, 2);
     assert_eq!(fake.count_for_prompt("(item 7)"), 1);
-    let metrics: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(home.join("results/e2e/metrics.json")).unwrap(),
-    )
-    .unwrap();
+    let metrics: serde_json::Value = read_json(&home.join("results/e2e/metrics.json"));
     assert_eq!(metrics["metrics"][0]["mean"].as_f64(), Some(1.0));
     fake.shutdown().await;
 }
@@ -188,23 +183,13 @@ async fn backend_none_scores_from_cache_or_says_what_is_missing() {
     .await
     .unwrap();
     let home = dir.path().join("home");
-    let home_s = home.to_str().unwrap();
 
     // Nothing cached yet: `none` fails and says how many outputs are missing.
     let none_dir = dir.path().join("none");
     std::fs::create_dir_all(&none_dir).unwrap();
     let none_job = write_job(&none_dir, &dataset, &fake.base_url(), "");
-    let text = std::fs::read_to_string(&none_job)
-        .unwrap()
-        .replace("backend = \"openai\"", "backend = \"none\"");
-    std::fs::write(&none_job, text).unwrap();
-    let out = run_to_end(&[
-        "run",
-        none_job.to_str().unwrap(),
-        "--home",
-        home_s,
-        "--no-progress",
-    ]);
+    edit_file(&none_job, "backend = \"openai\"", "backend = \"none\"");
+    let out = run_job(&none_job, &home, &[]);
     assert!(!out.status.success(), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("20 requests are missing"),
@@ -215,29 +200,14 @@ async fn backend_none_scores_from_cache_or_says_what_is_missing() {
 
     // After a real run, `none` scores the same outputs with zero requests.
     let job = write_job(dir.path(), &dataset, &fake.base_url(), "");
-    let out = run_to_end(&[
-        "run",
-        job.to_str().unwrap(),
-        "--home",
-        home_s,
-        "--no-progress",
-    ]);
+    let out = run_job(&job, &home, &[]);
     assert!(out.status.success(), "{}", describe(&out));
     let sent = fake.stats().total;
     assert_eq!(sent, 20);
-    let out = run_to_end(&[
-        "run",
-        none_job.to_str().unwrap(),
-        "--home",
-        home_s,
-        "--no-progress",
-    ]);
+    let out = run_job(&none_job, &home, &[]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(fake.stats().total, sent);
-    let metrics: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(home.join("results/e2e/metrics.json")).unwrap(),
-    )
-    .unwrap();
+    let metrics: serde_json::Value = read_json(&home.join("results/e2e/metrics.json"));
     assert_eq!(metrics["metrics"][0]["mean"].as_f64(), Some(0.5));
     fake.shutdown().await;
 }

@@ -184,3 +184,28 @@ pub fn read_lines(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect()
 }
+
+/// `shardline run JOB --home HOME --no-progress EXTRA…`, to completion.
+pub fn run_job(job: &Path, home: &Path, extra: &[&str]) -> Output {
+    let (job, home) = (
+        job.to_str().expect("utf-8 path"),
+        home.to_str().expect("utf-8 path"),
+    );
+    let mut args = vec!["run", job, "--home", home, "--no-progress"];
+    args.extend_from_slice(extra);
+    run_to_end(&args)
+}
+
+/// Replaces `from` with `to` in a text file, failing if `from` is absent.
+pub fn edit_file(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).expect("read file to edit");
+    assert!(text.contains(from), "{from:?} not in {}", path.display());
+    std::fs::write(path, text.replace(from, to)).expect("write edited file");
+}
+
+/// A JSON file, parsed.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("valid JSON")
+}
