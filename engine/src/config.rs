@@ -150,7 +150,13 @@ impl ModelConfig {
             return Err(err(format!("head_dim ({head_dim}) must be even for RoPE")));
         }
 
-        let rope_scaling = match &raw.rope_scaling {
+        // transformers >= 5 writes `rope_parameters` (theta and scaling in
+        // one object) instead of `rope_theta` and `rope_scaling`.
+        let rope_params = raw.rope_parameters.as_ref().filter(|v| v.is_object());
+        let rope_theta = raw
+            .rope_theta
+            .or_else(|| rope_params.and_then(|p| p.get("rope_theta")?.as_f64()));
+        let rope_scaling = match raw.rope_scaling.as_ref().or(rope_params) {
             None | Some(serde_json::Value::Null) => None,
             Some(v) => parse_rope_scaling(v).map_err(err)?,
         };
@@ -165,10 +171,14 @@ impl ModelConfig {
             num_key_value_heads,
             head_dim,
             rms_norm_eps: raw.rms_norm_eps.unwrap_or(1e-6),
-            rope_theta: raw.rope_theta.unwrap_or(10000.0),
+            rope_theta: rope_theta.unwrap_or(10000.0),
             rope_scaling,
             rope_style: RopeStyle::Neox,
-            max_position_embeddings: raw.max_position_embeddings.unwrap_or(2048),
+            max_position_embeddings: mistral_window_cap(
+                &arch_name,
+                raw.sliding_window,
+                raw.max_position_embeddings.unwrap_or(2048),
+            ),
             // Llama, Mistral, Qwen2 and Qwen3 configs all default to untied.
             tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(false),
             bos_token_id: raw.bos_token_id,
@@ -244,16 +254,56 @@ struct HfConfig {
     rms_norm_eps: Option<f64>,
     rope_theta: Option<f64>,
     rope_scaling: Option<serde_json::Value>,
+    rope_parameters: Option<serde_json::Value>,
     max_position_embeddings: Option<usize>,
     tie_word_embeddings: Option<bool>,
     use_sliding_window: Option<bool>,
+    sliding_window: Option<usize>,
     bos_token_id: Option<u32>,
     eos_token_id: Option<OneOrMany>,
+}
+
+/// Mistral's configs attend within `sliding_window` positions (v0.1: 4096
+/// of 32768) without a `use_sliding_window` switch. The engine attends to
+/// the whole context, which is the same computation as long as no sequence
+/// is longer than the window, so the usable length is capped at the window
+/// instead of silently scoring long inputs differently.
+fn mistral_window_cap(arch_name: &str, sliding_window: Option<usize>, max_len: usize) -> usize {
+    let is_mistral = matches!(arch_name, "MistralForCausalLM" | "mistral");
+    match sliding_window {
+        Some(window) if is_mistral && window > 0 && window < max_len => {
+            tracing::info!(
+                window,
+                max_position_embeddings = max_len,
+                "Mistral sliding window: sequences are limited to the window"
+            );
+            window
+        }
+        _ => max_len,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mistral_sliding_window_caps_the_sequence_length() {
+        let base = r#""hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "vocab_size": 100, "max_position_embeddings": 32768,
+            "sliding_window": 4096"#;
+        let mistral = format!(r#"{{"architectures": ["MistralForCausalLM"], {base}}}"#);
+        let c = ModelConfig::from_hf_config_str(&mistral, Path::new("config.json")).unwrap();
+        assert_eq!(c.max_position_embeddings, 4096);
+        // Qwen2 carries `sliding_window` but only uses it when
+        // `use_sliding_window` is true.
+        let qwen = format!(r#"{{"architectures": ["Qwen2ForCausalLM"], {base}}}"#);
+        let c = ModelConfig::from_hf_config_str(&qwen, Path::new("config.json")).unwrap();
+        assert_eq!(c.max_position_embeddings, 32768);
+        let null_window = mistral.replace("4096", "null");
+        let c = ModelConfig::from_hf_config_str(&null_window, Path::new("config.json")).unwrap();
+        assert_eq!(c.max_position_embeddings, 32768);
+    }
 
     #[test]
     fn parses_llama31_with_rope_scaling_and_eos_list() {
@@ -274,6 +324,24 @@ mod tests {
         let rs = c.rope_scaling.unwrap();
         assert_eq!(rs.factor, 8.0);
         assert_eq!(rs.original_max_position_embeddings, 8192);
+    }
+
+    #[test]
+    fn reads_transformers5_rope_parameters() {
+        let text = r#"{"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4,
+            "vocab_size": 10, "intermediate_size": 8, "num_hidden_layers": 1,
+            "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 64}}"#;
+        let c = ModelConfig::from_hf_config_str(text, Path::new("config.json")).unwrap();
+        assert_eq!(c.rope_theta, 500000.0);
+        assert_eq!(c.rope_scaling.unwrap().original_max_position_embeddings, 64);
+        let text = r#"{"model_type": "qwen2", "hidden_size": 64, "num_attention_heads": 4,
+            "vocab_size": 10, "intermediate_size": 8, "num_hidden_layers": 1,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}}"#;
+        let c = ModelConfig::from_hf_config_str(text, Path::new("config.json")).unwrap();
+        assert_eq!(c.rope_theta, 1000000.0);
+        assert!(c.rope_scaling.is_none());
     }
 
     #[test]

@@ -1,15 +1,19 @@
 //! CPU execution path: f32 forward pass of Llama/Mistral/Qwen2/Qwen3 over a
 //! paged KV cache, matmuls via `gemm`, attention parallelised with rayon.
 
+mod attention;
 mod model;
 pub mod ops;
+mod packed;
 
 use rayon::prelude::*;
 
 pub use model::{kv_bytes_per_token, CpuModel};
 
+use crate::config::ModelConfig;
 use crate::error::EngineError;
 use crate::executor::{BatchInput, BatchOutput, Executor};
+use packed::PackedModel;
 
 /// Reused activation buffers: grown to the largest batch seen, never shrunk,
 /// so steady-state steps do not allocate.
@@ -23,8 +27,8 @@ struct Scratch {
     act: Vec<f32>,
     cos: Vec<f32>,
     sin: Vec<f32>,
-    token_seq: Vec<usize>,
     last: Vec<f32>,
+    items: Vec<attention::Item>,
 }
 
 fn sized(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
@@ -36,7 +40,7 @@ fn sized(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
 
 /// The CPU executor: model weights plus a paged f32 KV cache.
 pub struct CpuExecutor {
-    model: CpuModel,
+    model: PackedModel,
     inv_freq: Vec<f32>,
     block_size: usize,
     num_blocks: usize,
@@ -68,15 +72,16 @@ impl CpuExecutor {
             inv_freq: ops::rope_inv_freq(c),
             k_cache: (0..layers).map(|_| vec![0.0; per_layer]).collect(),
             v_cache: (0..layers).map(|_| vec![0.0; per_layer]).collect(),
-            model,
+            model: PackedModel::new(model),
             block_size,
             num_blocks,
             scratch: Scratch::default(),
         })
     }
 
-    pub fn model(&self) -> &CpuModel {
-        &self.model
+    /// The model's configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.model.config
     }
 }
 
@@ -90,32 +95,44 @@ impl Executor for CpuExecutor {
     }
 
     fn forward(&mut self, batch: &BatchInput) -> Result<BatchOutput, EngineError> {
+        // Run the step on a rayon worker: the ~7 parallel regions per layer
+        // are then forked inside the pool, where idle workers pick them up
+        // by stealing, instead of each being injected from outside and the
+        // caller's thread sleeping and waking for every one of them.
+        rayon::scope(|_| self.forward_step(batch))
+    }
+}
+
+impl CpuExecutor {
+    fn forward_step(&mut self, batch: &BatchInput) -> Result<BatchOutput, EngineError> {
         let c = &self.model.config;
         batch.validate(self.num_blocks, self.block_size, c.vocab_size)?;
         let t_n = batch.num_tokens();
         let (h, qd, kvd, hd) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.head_dim);
         let (n_heads, n_kv) = (c.num_attention_heads, c.num_key_value_heads);
-        let group = n_heads / n_kv;
         let inter = c.intermediate_size;
         let qkv_w = qd + 2 * kvd;
         let eps = c.rms_norm_eps as f32;
         let bs = self.block_size;
         let style = c.rope_style;
-        let scale = 1.0 / (hd as f32).sqrt();
         let half = hd / 2;
         let s = &mut self.scratch;
 
-        s.token_seq.clear();
-        for (i, seq) in batch.seqs.iter().enumerate() {
-            s.token_seq
-                .extend(std::iter::repeat_n(i, seq.token_range.len()));
-        }
+        attention::plan(batch, n_heads, &mut s.items);
+        let geometry = attention::Geometry {
+            head_dim: hd,
+            group: n_heads / n_kv,
+            qkv_width: qkv_w,
+            q_dim: qd,
+            kv_dim: kvd,
+            block_size: bs,
+            scale: 1.0 / (hd as f32).sqrt(),
+        };
         ops::rope_tables(&self.inv_freq, &batch.positions, &mut s.cos, &mut s.sin);
 
         let x = sized(&mut s.x, t_n * h);
         for (row, &tok) in x.chunks_exact_mut(h).zip(&batch.token_ids) {
-            let t = tok as usize;
-            row.copy_from_slice(&self.model.embed[t * h..(t + 1) * h]);
+            self.model.embed_row(tok as usize, row);
         }
 
         for (l, layer) in self.model.layers.iter().enumerate() {
@@ -131,7 +148,7 @@ impl Executor for CpuExecutor {
             } else {
                 false
             };
-            ops::matmul_t(qkv, hbuf, &layer.wqkv, t_n, qkv_w, h, with_bias);
+            ops::matmul_packed(qkv, hbuf, &layer.wqkv, t_n, with_bias);
 
             // Per-head q/k norm (Qwen3) and RoPE, in parallel over tokens.
             let (cos, sin) = (&s.cos, &s.sin);
@@ -166,57 +183,28 @@ impl Executor for CpuExecutor {
                 vc[slot * kvd..(slot + 1) * kvd].copy_from_slice(&row[qd + kvd..]);
             }
 
-            // Causal attention with GQA through the block table, one work
-            // item per (token, query head).
+            // Causal attention with GQA through the block table.
             let attn = sized(&mut s.attn, t_n * qd);
-            let (kc, vc) = (&self.k_cache[l], &self.v_cache[l]);
-            let qkv_ro: &[f32] = qkv;
-            let token_seq = &s.token_seq;
-            attn.par_chunks_exact_mut(hd).enumerate().for_each_init(
-                Vec::<f32>::new,
-                |scores, (item, out)| {
-                    let (t, head) = (item / n_heads, item % n_heads);
-                    let q = &qkv_ro[t * qkv_w + head * hd..t * qkv_w + (head + 1) * hd];
-                    let table = &batch.seqs[token_seq[t]].block_table;
-                    let ctx = batch.positions[t] + 1;
-                    let kv_off = (head / group) * hd;
-                    scores.clear();
-                    let mut max = f32::NEG_INFINITY;
-                    for j in 0..ctx {
-                        let slot = table[j / bs] as usize * bs + j % bs;
-                        let k = &kc[slot * kvd + kv_off..slot * kvd + kv_off + hd];
-                        let dot: f32 = q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale;
-                        max = max.max(dot);
-                        scores.push(dot);
-                    }
-                    let mut sum = 0.0f32;
-                    for sc in scores.iter_mut() {
-                        *sc = (*sc - max).exp();
-                        sum += *sc;
-                    }
-                    let inv = 1.0 / sum;
-                    out.fill(0.0);
-                    for (j, &w) in scores.iter().enumerate() {
-                        let slot = table[j / bs] as usize * bs + j % bs;
-                        let v = &vc[slot * kvd + kv_off..slot * kvd + kv_off + hd];
-                        let w = w * inv;
-                        for (o, &vv) in out.iter_mut().zip(v) {
-                            *o += w * vv;
-                        }
-                    }
-                },
+            attention::attention(
+                attn,
+                qkv,
+                &self.k_cache[l],
+                &self.v_cache[l],
+                batch,
+                &s.items,
+                geometry,
             );
             // Residual add fused into the output projection.
-            ops::matmul_t(x, attn, &layer.wo, t_n, h, qd, true);
+            ops::matmul_packed(x, attn, &layer.wo, t_n, true);
 
             // MLP block.
             let hbuf = sized(&mut s.h, t_n * h);
             ops::rms_norm(hbuf, x, &layer.mlp_norm, h, eps);
             let gate_up = sized(&mut s.gate_up, t_n * 2 * inter);
-            ops::matmul_t(gate_up, hbuf, &layer.w_gate_up, t_n, 2 * inter, h, false);
+            ops::matmul_packed(gate_up, hbuf, &layer.w_gate_up, t_n, false);
             let act = sized(&mut s.act, t_n * inter);
             ops::swiglu(act, gate_up, inter);
-            ops::matmul_t(x, act, &layer.w_down, t_n, h, inter, true);
+            ops::matmul_packed(x, act, &layer.w_down, t_n, true);
         }
 
         // Final norm and LM head only for the rows whose logits are wanted.
@@ -227,8 +215,7 @@ impl Executor for CpuExecutor {
         }
         let v = c.vocab_size;
         let mut logits = vec![0.0f32; rows * v];
-        let head = self.model.lm_head.as_deref().unwrap_or(&self.model.embed);
-        ops::matmul_t(&mut logits, last, head, rows, v, h, false);
+        ops::matmul_packed(&mut logits, last, &self.model.lm_head, rows, false);
         Ok(BatchOutput {
             vocab_size: v,
             logits,

@@ -1,5 +1,11 @@
 //! CPU kernels of the forward pass: matrix multiplication through the `gemm`
 //! crate (multi-threaded over rayon), RMSNorm, RoPE and SwiGLU.
+//!
+//! Weights of linear layers are kept as [`PackedMatrix`]: panels of
+//! [`PANEL`] output features stored column by column. `gemm` multiplies a
+//! column-major operand in place, so no call re-packs the weights; with the
+//! row-major `[out, in]` layout it copied every weight matrix on every call,
+//! which for decoding (a few rows) cost more than the multiplication.
 
 use rayon::prelude::*;
 
@@ -132,6 +138,129 @@ unsafe fn gemm_raw(
     );
 }
 
+/// Output features per panel of a [`PackedMatrix`]: a multiple of the SIMD
+/// width (so `gemm` never re-packs a panel), and small enough that one
+/// panel (`PANEL * in` floats) stays in the L2 cache while it is used.
+pub const PANEL: usize = 64;
+
+/// An `[n, k]` linear-layer weight (`n` output features) in panels: panel
+/// `p` holds features `p * PANEL..` as a column-major `PANEL × k` block
+/// (for each input index, `PANEL` consecutive values), the last panel
+/// zero-padded.
+#[derive(Clone, Debug, Default)]
+pub struct PackedMatrix {
+    data: Vec<f32>,
+    n: usize,
+    k: usize,
+}
+
+impl PackedMatrix {
+    /// Rearranges a row-major `[n, k]` matrix.
+    pub fn from_rows(w: &[f32], n: usize, k: usize) -> PackedMatrix {
+        assert_eq!(
+            w.len(),
+            n * k,
+            "PackedMatrix::from_rows: {n}x{k} needs {} values",
+            n * k
+        );
+        let panels = n.div_ceil(PANEL);
+        let mut data = vec![0.0f32; panels * PANEL * k];
+        data.par_chunks_mut(PANEL * k)
+            .enumerate()
+            .for_each(|(p, panel)| {
+                for jj in 0..PANEL.min(n - p * PANEL) {
+                    let row = &w[(p * PANEL + jj) * k..][..k];
+                    for (q, &v) in row.iter().enumerate() {
+                        panel[q * PANEL + jj] = v;
+                    }
+                }
+            });
+        PackedMatrix { data, n, k }
+    }
+
+    /// Output features.
+    pub fn rows(&self) -> usize {
+        self.n
+    }
+
+    /// Input features.
+    pub fn cols(&self) -> usize {
+        self.k
+    }
+
+    /// Copies row `j` of the original matrix into `out` (`k` values).
+    pub fn copy_row(&self, j: usize, out: &mut [f32]) {
+        let panel = &self.data[(j / PANEL) * PANEL * self.k..][..PANEL * self.k];
+        for (q, o) in out[..self.k].iter_mut().enumerate() {
+            *o = panel[q * PANEL + j % PANEL];
+        }
+    }
+}
+
+/// `out[m×n] = a[m×k] · wᵀ` (or `+=` when `accumulate`) for a packed
+/// `[n, k]` weight. Panels are spread over rayon's threads, each multiplied
+/// by one single-threaded `gemm` call (a gemv when `m == 1`).
+pub fn matmul_packed(out: &mut [f32], a: &[f32], w: &PackedMatrix, m: usize, accumulate: bool) {
+    let (n, k) = (w.n, w.k);
+    // Internal invariant (callers size buffers from the model config);
+    // checked because the calls below are unsafe.
+    assert!(
+        out.len() >= m * n && a.len() >= m * k,
+        "matmul_packed: buffers too small for {m}x{n}x{k}"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let panels = n.div_ceil(PANEL);
+    let threads = rayon::current_num_threads();
+    // A few tasks per thread for balance; one panel per task once each
+    // panel is a substantial multiplication.
+    let per_task = if m >= 64 {
+        1
+    } else {
+        panels.div_ceil(threads * 4).max(1)
+    };
+    let tasks = panels.div_ceil(per_task);
+    let dst = SendPtr(out.as_mut_ptr());
+    let run = |task: usize| {
+        for p in task * per_task..((task + 1) * per_task).min(panels) {
+            let j0 = p * PANEL;
+            let nc = PANEL.min(n - j0);
+            // SAFETY: columns j0..j0+nc of the m×n row-major `out` are in
+            // bounds (checked above) and written by this panel only; the
+            // panel's PANEL×k block lies within `w.data`.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    nc,
+                    k,
+                    dst.get().add(j0),
+                    1,
+                    n as isize,
+                    accumulate,
+                    a.as_ptr(),
+                    1,
+                    k as isize,
+                    w.data.as_ptr().add(p * PANEL * k),
+                    1,
+                    PANEL as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+    };
+    if threads > 1 && tasks > 1 && m * n * k >= 1 << 15 {
+        (0..tasks).into_par_iter().for_each(run);
+    } else {
+        (0..tasks).for_each(run);
+    }
+}
+
 /// RMSNorm of each `dim`-wide row of `x` into `out`.
 pub fn rms_norm(out: &mut [f32], x: &[f32], weight: &[f32], dim: usize, eps: f32) {
     for (o, xi) in out.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
@@ -223,14 +352,21 @@ pub fn apply_rope(x: &mut [f32], cos: &[f32], sin: &[f32], style: RopeStyle) {
 /// `out[t] = silu(gate[t]) * up[t]` where each row of `gate_up` is
 /// `[gate (inter) | up (inter)]`.
 pub fn swiglu(out: &mut [f32], gate_up: &[f32], inter: usize) {
-    for (o, gu) in out
-        .chunks_exact_mut(inter)
-        .zip(gate_up.chunks_exact(2 * inter))
-    {
+    let row = |(o, gu): (&mut [f32], &[f32])| {
         let (g, u) = gu.split_at(inter);
         for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
             *o = g / (1.0 + (-g).exp()) * u;
         }
+    };
+    // One exp per value: worth threads from a few rows on.
+    if out.len() >= 4 * inter {
+        out.par_chunks_exact_mut(inter)
+            .zip(gate_up.par_chunks_exact(2 * inter))
+            .for_each(row);
+    } else {
+        out.chunks_exact_mut(inter)
+            .zip(gate_up.chunks_exact(2 * inter))
+            .for_each(row);
     }
 }
 
@@ -265,6 +401,42 @@ mod tests {
             }
             // Accumulate adds on top.
             matmul_t(&mut got, &a, &w, m, n, k, true);
+            for (x, y) in got.iter().zip(&want) {
+                assert!((x - 2.0 * y).abs() < 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn packed_matmul_matches_naive_and_rows_round_trip() {
+        // n not a multiple of PANEL; m on both sides of the task heuristics.
+        for &(m, n, k) in &[
+            (1, 300, 70),
+            (3, 1000, 96),
+            (70, 130, 64),
+            (2, 5, 3),
+            (16, 64, 576),
+        ] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+                .collect();
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 9.0)
+                .collect();
+            let packed = PackedMatrix::from_rows(&w, n, k);
+            assert_eq!((packed.rows(), packed.cols()), (n, k));
+            let mut row = vec![0.0; k];
+            for j in [0, n / 2, n - 1] {
+                packed.copy_row(j, &mut row);
+                assert_eq!(row, &w[j * k..(j + 1) * k]);
+            }
+            let want = naive(&a, &w, m, n, k);
+            let mut got = vec![0.0; m * n];
+            matmul_packed(&mut got, &a, &packed, m, false);
+            for (x, y) in got.iter().zip(&want) {
+                assert!((x - y).abs() < 1e-4, "{m}x{n}x{k}: {x} vs {y}");
+            }
+            matmul_packed(&mut got, &a, &packed, m, true);
             for (x, y) in got.iter().zip(&want) {
                 assert!((x - 2.0 * y).abs() < 1e-4);
             }
