@@ -60,6 +60,16 @@ pub enum EngineError {
 
     #[error("settings: {0}")]
     Settings(String),
+
+    /// The CUDA path cannot run on this machine: no driver, no device, a
+    /// missing CUDA library or a GPU too old. The message says which and
+    /// what to do.
+    #[error("{0}")]
+    CudaUnavailable(String),
+
+    /// A CUDA call failed (out of memory, a kernel or cuBLASLt error).
+    #[error("CUDA error: {0}")]
+    Cuda(String),
 }
 
 fn in_file(file: &Option<PathBuf>) -> String {

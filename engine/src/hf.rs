@@ -1,6 +1,9 @@
 //! Loading a Hugging Face model directory: `config.json` plus safetensors
 //! weights (one `model.safetensors` or shards listed in
-//! `model.safetensors.index.json`), converted from bf16/f16/f32 to f32.
+//! `model.safetensors.index.json`), converted from bf16/f16/f32 to f32, and
+//! the text side: `tokenizer_config.json` (chat template, special tokens),
+//! `chat_template.jinja`/`chat_template.json`, `generation_config.json`
+//! (end-of-generation ids).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -66,6 +69,142 @@ pub fn load_safetensors(dir: &Path, config: &ModelConfig) -> Result<Weights, Eng
     };
     check_weights(config, &weights, Some(&source))?;
     Ok(weights)
+}
+
+/// The weight files the loader reads from `dir`: the single safetensors
+/// file, or the index followed by every shard it names (sorted, once each).
+pub fn weight_file_paths(dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
+    Ok(match weight_files(dir)? {
+        WeightFiles::Single(file) => vec![file],
+        WeightFiles::Sharded { index, map } => {
+            let shards: std::collections::BTreeSet<PathBuf> =
+                map.values().map(|shard| dir.join(shard)).collect();
+            std::iter::once(index).chain(shards).collect()
+        }
+    })
+}
+
+/// What a Hugging Face directory says about turning chat into text.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HfTextConfig {
+    /// The default chat template: `chat_template.jinja`, else
+    /// `chat_template.json`, else `tokenizer_config.json`'s `chat_template`
+    /// (a string, or a list of named templates of which `default` is used).
+    pub chat_template: Option<String>,
+    /// `bos_token` / `eos_token` of `tokenizer_config.json`, as text.
+    pub bos_token: Option<String>,
+    pub eos_token: Option<String>,
+    /// End-of-generation ids of `generation_config.json` (`eos_token_id`,
+    /// one id or a list).
+    pub generation_eos_token_ids: Vec<u32>,
+}
+
+/// Reads the optional text-side files of a Hugging Face directory; missing
+/// files mean "not set", malformed ones are errors naming the file.
+pub fn read_text_config(dir: &Path) -> Result<HfTextConfig, EngineError> {
+    let mut out = HfTextConfig::default();
+    let tokenizer_config = read_json_opt(&dir.join("tokenizer_config.json"))?;
+    if let Some((path, v)) = &tokenizer_config {
+        out.bos_token = token_text(v.get("bos_token"));
+        out.eos_token = token_text(v.get("eos_token"));
+        out.chat_template = match v.get("chat_template") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(t) => Some(template_text(t).ok_or_else(|| {
+                EngineError::Config {
+                    path: path.clone(),
+                    message: "`chat_template` must be a string or a list of {name, template} \
+                          objects"
+                        .into(),
+                }
+            })?),
+        };
+    }
+    if let Some((path, v)) = read_json_opt(&dir.join("chat_template.json"))? {
+        let t = v
+            .get("chat_template")
+            .and_then(template_text)
+            .ok_or_else(|| EngineError::Config {
+                path: path.clone(),
+                message: "needs a `chat_template` string".into(),
+            })?;
+        out.chat_template = Some(t);
+    }
+    let jinja = dir.join("chat_template.jinja");
+    if jinja.is_file() {
+        out.chat_template =
+            Some(
+                std::fs::read_to_string(&jinja).map_err(|source| EngineError::Io {
+                    path: jinja.clone(),
+                    source,
+                })?,
+            );
+    }
+    if let Some((path, v)) = read_json_opt(&dir.join("generation_config.json"))? {
+        out.generation_eos_token_ids = match v.get("eos_token_id") {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::Array(ids)) => ids
+                .iter()
+                .map(|id| id.as_u64().and_then(|n| u32::try_from(n).ok()))
+                .collect::<Option<Vec<u32>>>()
+                .ok_or_else(|| EngineError::Config {
+                    path: path.clone(),
+                    message: "`eos_token_id` must be a token id or a list of token ids".into(),
+                })?,
+            Some(id) => vec![id
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| EngineError::Config {
+                    path: path.clone(),
+                    message: "`eos_token_id` must be a token id or a list of token ids".into(),
+                })?],
+        };
+    }
+    Ok(out)
+}
+
+fn read_json_opt(path: &Path) -> Result<Option<(PathBuf, serde_json::Value)>, EngineError> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let value = serde_json::from_str(&text).map_err(|e| EngineError::Config {
+        path: path.to_path_buf(),
+        message: format!("not valid JSON: {e}"),
+    })?;
+    Ok(Some((path.to_path_buf(), value)))
+}
+
+/// A special token as `tokenizer_config.json` writes it: a string or an
+/// AddedToken object with `content`.
+fn token_text(v: Option<&serde_json::Value>) -> Option<String> {
+    match v? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Object(o) => o.get("content")?.as_str().map(str::to_string),
+        _ => None,
+    }
+}
+
+fn template_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(named) => {
+            let pick = |want: Option<&str>| {
+                named.iter().find_map(|t| {
+                    let name = t.get("name")?.as_str()?;
+                    if want.is_none_or(|w| w == name) {
+                        t.get("template")?.as_str().map(str::to_string)
+                    } else {
+                        None
+                    }
+                })
+            };
+            pick(Some("default")).or_else(|| pick(None))
+        }
+        _ => None,
+    }
 }
 
 enum WeightFiles {

@@ -4,24 +4,34 @@
 
 pub mod config;
 pub mod cpu;
+pub mod cuda;
 pub mod engine;
 pub mod error;
 pub mod executor;
+pub mod fingerprint;
 pub mod hf;
 pub mod kv;
 pub mod layout;
+pub mod loader;
 pub mod sampling;
 pub mod scheduler;
 pub mod testing;
+pub mod text;
 pub mod weights;
 
 pub use config::{Architecture, ModelConfig, RopeScaling, RopeStyle};
 pub use engine::{
-    EngineSettings, EngineStats, FinishReason, GenerateOutput, GenerateRequest, LlmEngine,
-    LoglikelihoodOutput, LoglikelihoodRequest, TokenAction,
+    BoxedExecutor, DynEngine, EngineOutput, EngineSettings, EngineStats, FinishReason, Finished,
+    GenerateOutput, GenerateRequest, LlmEngine, LoglikelihoodOutput, LoglikelihoodRequest,
+    RequestId, TokenAction,
 };
 pub use error::EngineError;
 pub use executor::{BatchInput, BatchOutput, Executor};
+pub use fingerprint::{fingerprint_model, DigestCache, FingerprintError, ModelFormat};
+pub use loader::{load_model, probe_model, Device, LoadError, LoadOptions, LoadedModel, ModelInfo};
+pub use text::{
+    Completion, Prompt, ScoredContinuation, StopChecker, TextError, TextModel, TextParams,
+};
 pub use weights::{Tensor, Weights};
 
 pub mod chat_template;

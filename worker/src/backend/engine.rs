@@ -1,0 +1,597 @@
+//! The `engine` backend: Shardline's own inference engine inside the worker
+//! process.
+//!
+//! One OS thread owns the model. It loads it (never on the async runtime),
+//! then serves: between two engine steps it drains a channel of new
+//! requests into the engine, so the requests of every shard a worker runs
+//! share batches as soon as they arrive (continuous batching across
+//! shards). Each answer goes back on its own oneshot channel; a request
+//! whose caller went away (shard cancelled, lease lost) is dropped from the
+//! engine at the next step.
+//!
+//! The model's fingerprint is checked against the spec's before any weight
+//! is decoded: outputs are never written under another model's key.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use engine::text::StopChecker;
+use engine::{
+    load_model, DigestCache, EngineOutput, EngineSettings, EngineStats, LoadOptions, LoadedModel,
+    Prompt, RequestId, TextParams, TokenAction,
+};
+use jobs::spec::{BackendKind, Endpoint, ModelSpec, SystemRole};
+use jobs::{InferenceOutput, InferenceRequest, RenderedInput, RequestType, Usage};
+use tokio::sync::oneshot;
+
+use super::{Backend, BackendError};
+
+/// Requests in flight per sequence the engine batches: enough queued that
+/// a finished sequence is replaced at once.
+const QUEUE_PER_SEQ: usize = 2;
+
+type Reply = oneshot::Sender<Result<InferenceOutput, BackendError>>;
+
+/// A request on its way to the serving thread.
+struct Job {
+    request: InferenceRequest,
+    reply: Reply,
+    sent: Instant,
+}
+
+/// What the serving thread needs besides the model.
+#[derive(Clone, Debug)]
+struct ServeConfig {
+    path: PathBuf,
+    endpoint: Endpoint,
+    system_role: SystemRole,
+    threads: Option<usize>,
+}
+
+pub struct EngineBackend {
+    jobs: mpsc::Sender<Job>,
+    concurrency: usize,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for EngineBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBackend")
+            .field("path", &self.path)
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
+}
+
+impl EngineBackend {
+    /// Starts the serving thread, which loads the model in the background;
+    /// requests sent meanwhile wait for it. Errors here are the spec's
+    /// (no path, no fingerprint); a model that cannot be loaded fails every
+    /// request with [`BackendError::EndpointUnusable`], so the shard fails
+    /// once with the loader's message.
+    pub fn from_spec(model: &ModelSpec) -> Result<EngineBackend, BackendError> {
+        if model.backend != BackendKind::Engine {
+            return Err(BackendError::Config(format!(
+                "the engine backend cannot run a `{}` model",
+                model.backend.as_str()
+            )));
+        }
+        let path = resolve_path(model)?;
+        let expected = model.fingerprint.clone().ok_or_else(|| {
+            BackendError::Config(
+                "model.fingerprint is missing: the engine refuses to write outputs without \
+                 knowing which model they belong to; submit the job with `shardline run` or \
+                 `shardline submit`, which compute it"
+                    .into(),
+            )
+        })?;
+        let settings = engine_settings(model);
+        let concurrency = settings.max_num_seqs.max(1).saturating_mul(QUEUE_PER_SEQ);
+        let options = LoadOptions {
+            device: model.device.unwrap_or_default().into(),
+            settings,
+            digest_cache: DigestCache::default_location(),
+            expected_fingerprint: Some(expected),
+        };
+        let serve = ServeConfig {
+            path: path.clone(),
+            endpoint: model.endpoint,
+            system_role: model.system_role,
+            threads: model
+                .engine
+                .as_ref()
+                .and_then(|e| e.threads)
+                .map(|t| t as usize),
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("shardline-engine".into())
+            .spawn(move || serve_thread(serve, options, rx))
+            .map_err(|e| BackendError::Config(format!("cannot start the engine thread: {e}")))?;
+        Ok(EngineBackend {
+            jobs: tx,
+            concurrency,
+            path,
+        })
+    }
+
+    fn gone(&self) -> BackendError {
+        BackendError::EndpointUnusable {
+            url: self.path.display().to_string(),
+            message: format!(
+                "the engine serving {} stopped unexpectedly; see the worker's log",
+                self.path.display()
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for EngineBackend {
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    async fn run(&self, req: &InferenceRequest) -> Result<InferenceOutput, BackendError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                request: req.clone(),
+                reply,
+                sent: Instant::now(),
+            })
+            .map_err(|_| self.gone())?;
+        answer.await.map_err(|_| self.gone())?
+    }
+}
+
+/// `model.path` (already absolute when the spec came from a file), else
+/// the path in the environment variable `model.path_env` names.
+fn resolve_path(model: &ModelSpec) -> Result<PathBuf, BackendError> {
+    match (&model.path, &model.path_env) {
+        (Some(p), _) => Ok(p.clone()),
+        (None, Some(var)) => match std::env::var_os(var) {
+            Some(v) if !v.is_empty() => Ok(PathBuf::from(v)),
+            _ => Err(BackendError::Config(format!(
+                "environment variable {var} (named by model.path_env) is not set; export it with \
+                 the model's path (a GGUF file or a Hugging Face directory) on every worker"
+            ))),
+        },
+        (None, None) => Err(BackendError::Config(
+            "[model] needs `path` (a GGUF file or a Hugging Face directory) or `path_env`".into(),
+        )),
+    }
+}
+
+/// `[model.engine]` over the engine's defaults.
+fn engine_settings(model: &ModelSpec) -> EngineSettings {
+    let mut s = EngineSettings::default();
+    if let Some(e) = &model.engine {
+        if let Some(v) = e.max_num_seqs {
+            s.max_num_seqs = v as usize;
+        }
+        if let Some(v) = e.max_num_batched_tokens {
+            s.max_num_batched_tokens = v as usize;
+        }
+        if let Some(v) = e.kv_cache_memory {
+            s.kv_cache_bytes = usize::try_from(v.0).unwrap_or(usize::MAX);
+        }
+        if let Some(v) = e.max_model_len {
+            s.max_model_len = Some(v as usize);
+        }
+        if let Some(v) = e.enable_prefix_caching {
+            s.enable_prefix_caching = v;
+        }
+    }
+    s
+}
+
+/// The serving thread: load, then serve until the backend is dropped.
+fn serve_thread(config: ServeConfig, options: LoadOptions, jobs: mpsc::Receiver<Job>) {
+    let pool = match config.threads {
+        None => None,
+        Some(n) => match rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("shardline-engine-{i}"))
+            .build()
+        {
+            Ok(pool) => Some(pool),
+            Err(e) => {
+                let message = format!("cannot start {n} engine threads: {e}");
+                return refuse_all(&config, message, jobs);
+            }
+        },
+    };
+    let run = || {
+        let started = Instant::now();
+        match load_model(&config.path, &options) {
+            Ok(model) => {
+                tracing::info!(
+                    path = %config.path.display(),
+                    fingerprint = %model.fingerprint,
+                    parameters = model.info.num_parameters,
+                    device = %model.info.device,
+                    kv_blocks = model.info.num_kv_blocks,
+                    load_ms = started.elapsed().as_millis() as u64,
+                    "engine model loaded"
+                );
+                Server::new(config.clone(), model).serve(&jobs);
+            }
+            Err(e) => {
+                tracing::error!(path = %config.path.display(), error = %e, "cannot load the engine model");
+                refuse_all(&config, format!("cannot load the engine model: {e}"), jobs);
+            }
+        }
+    };
+    match pool {
+        Some(pool) => pool.install(run),
+        None => run(),
+    }
+}
+
+/// Answers every request with the same unusable error, until the backend
+/// is dropped.
+fn refuse_all(config: &ServeConfig, message: String, jobs: mpsc::Receiver<Job>) {
+    let url = config.path.display().to_string();
+    for job in jobs.iter() {
+        let _ = job.reply.send(Err(BackendError::EndpointUnusable {
+            url: url.clone(),
+            message: message.clone(),
+        }));
+    }
+}
+
+/// A request inside the engine.
+struct Pending {
+    reply: Reply,
+    sent: Instant,
+    kind: PendingKind,
+}
+
+enum PendingKind {
+    Generate { stop: StopChecker },
+    Score { context: usize, continuation: usize },
+}
+
+struct Server {
+    config: ServeConfig,
+    model: LoadedModel,
+    pending: HashMap<RequestId, Pending>,
+    /// Requests answered with an output.
+    served: u64,
+    /// Start of the current busy period, with the counters then, for the
+    /// idle log line.
+    busy_since: Option<(Instant, EngineStats, u64)>,
+}
+
+impl Server {
+    fn new(config: ServeConfig, model: LoadedModel) -> Server {
+        Server {
+            config,
+            model,
+            pending: HashMap::new(),
+            served: 0,
+            busy_since: None,
+        }
+    }
+
+    fn serve(mut self, jobs: &mpsc::Receiver<Job>) {
+        loop {
+            if !self.model.engine.has_unfinished() {
+                self.log_idle();
+                // Nothing to compute: wait for work (or the backend's end).
+                match jobs.recv() {
+                    Ok(job) => self.admit(job),
+                    Err(_) => return,
+                }
+            }
+            loop {
+                match jobs.try_recv() {
+                    Ok(job) => self.admit(job),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        if !self.model.engine.has_unfinished() {
+                            return;
+                        }
+                        break;
+                    }
+                }
+            }
+            self.drop_abandoned();
+            self.step();
+        }
+    }
+
+    /// Turns a request into engine work, or answers it at once when it
+    /// cannot run.
+    fn admit(&mut self, job: Job) {
+        if self.busy_since.is_none() {
+            self.busy_since = Some((Instant::now(), self.model.engine.stats(), self.served));
+        }
+        match self.add(&job.request) {
+            Ok((id, kind)) => {
+                self.pending.insert(
+                    id,
+                    Pending {
+                        reply: job.reply,
+                        sent: job.sent,
+                        kind,
+                    },
+                );
+            }
+            Err(e) => {
+                let _ = job.reply.send(Err(e));
+            }
+        }
+    }
+
+    fn add(&mut self, req: &InferenceRequest) -> Result<(RequestId, PendingKind), BackendError> {
+        let text = &self.model.text;
+        let invalid = |e: &dyn std::fmt::Display| BackendError::Invalid(e.to_string());
+        match req.request_type {
+            RequestType::Generate => {
+                let prompt = match (self.config.endpoint, &req.input) {
+                    (Endpoint::Chat, RenderedInput::Messages { messages }) => {
+                        Prompt::Chat(messages.clone())
+                    }
+                    // As an OpenAI chat endpoint does with a plain prompt.
+                    (Endpoint::Chat, RenderedInput::Prompt { prompt }) => {
+                        Prompt::Chat(vec![jobs::ChatMessage {
+                            role: "user".into(),
+                            content: prompt.clone(),
+                        }])
+                    }
+                    (Endpoint::Completions, RenderedInput::Prompt { prompt }) => {
+                        Prompt::Raw(prompt.clone())
+                    }
+                    (Endpoint::Completions, RenderedInput::Messages { .. }) => {
+                        return Err(BackendError::Unsupported(
+                            "endpoint = \"completions\" gives the model a plain prompt, but this \
+                             task renders chat messages; use a `prompt` template in [task] or set \
+                             endpoint = \"chat\" in [model]"
+                                .into(),
+                        ))
+                    }
+                };
+                let params =
+                    TextParams::from_job(&req.params, req.sample_index).map_err(|e| invalid(&e))?;
+                let prepared = text
+                    .prepare_generation(&prompt, &params, self.config.system_role)
+                    .map_err(|e| invalid(&e))?;
+                let id = self
+                    .model
+                    .engine
+                    .add_generate(prepared.request)
+                    .map_err(|e| invalid(&e))?;
+                Ok((
+                    id,
+                    PendingKind::Generate {
+                        stop: prepared.stop,
+                    },
+                ))
+            }
+            RequestType::Loglikelihood => {
+                let context = match &req.input {
+                    RenderedInput::Prompt { prompt } => prompt,
+                    RenderedInput::Messages { .. } => {
+                        return Err(BackendError::Unsupported(
+                            "loglikelihood needs a plain prompt, but this task renders chat \
+                             messages; use a `prompt` template in [task] for multiple_choice"
+                                .into(),
+                        ))
+                    }
+                };
+                let continuation = req.continuation.as_deref().ok_or_else(|| {
+                    BackendError::Unsupported(
+                        "a loglikelihood request has no continuation to score".into(),
+                    )
+                })?;
+                let tokens = text
+                    .loglikelihood_tokens(context, continuation, self.model.engine.max_model_len())
+                    .map_err(|e| invalid(&e))?;
+                if tokens.truncated > 0 {
+                    tracing::debug!(
+                        dropped = tokens.truncated,
+                        "context truncated from the left to fit the model"
+                    );
+                }
+                let kind = PendingKind::Score {
+                    context: tokens.request.context_tokens.len(),
+                    continuation: tokens.request.continuation_tokens.len(),
+                };
+                let id = self
+                    .model
+                    .engine
+                    .add_loglikelihood(tokens.request)
+                    .map_err(|e| invalid(&e))?;
+                Ok((id, kind))
+            }
+        }
+    }
+
+    /// Requests whose caller stopped waiting are not worth computing.
+    fn drop_abandoned(&mut self) {
+        let gone: Vec<RequestId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.reply.is_closed())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in gone {
+            self.pending.remove(&id);
+            self.model.engine.abort(id);
+        }
+    }
+
+    fn step(&mut self) {
+        let tokenizer = self.model.text.tokenizer();
+        let pending = &mut self.pending;
+        let result = self.model.engine.step_with(|id, tokens| {
+            match pending.get_mut(&id).map(|p| &mut p.kind) {
+                Some(PendingKind::Generate { stop }) => stop.push(tokenizer, tokens),
+                _ => TokenAction::Continue,
+            }
+        });
+        let finished = match result {
+            Ok(finished) => finished,
+            Err(e) => {
+                // The engine dropped every unfinished request; fail them.
+                tracing::error!(error = %e, "engine step failed");
+                for (_, p) in self.pending.drain() {
+                    let _ = p.reply.send(Err(BackendError::Invalid(format!(
+                        "the engine failed a step: {e}"
+                    ))));
+                }
+                return;
+            }
+        };
+        for f in finished {
+            let Some(p) = self.pending.remove(&f.id) else {
+                continue;
+            };
+            self.served += 1;
+            let latency_ms = u64::try_from(p.sent.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let output = match (f.output, p.kind) {
+                (EngineOutput::Generate(g), PendingKind::Generate { stop }) => {
+                    match self.model.text.complete(&stop, &g) {
+                        Ok(c) => Ok(InferenceOutput {
+                            text: Some(c.text),
+                            finish_reason: Some(c.finish_reason.to_string()),
+                            loglikelihood: None,
+                            usage: Usage {
+                                prompt_tokens: c.prompt_tokens as u64,
+                                completion_tokens: c.completion_tokens as u64,
+                            },
+                            latency_ms,
+                            attempts: 1,
+                        }),
+                        Err(e) => Err(BackendError::Invalid(e.to_string())),
+                    }
+                }
+                (
+                    EngineOutput::Loglikelihood(l),
+                    PendingKind::Score {
+                        context,
+                        continuation,
+                    },
+                ) => Ok(InferenceOutput {
+                    text: None,
+                    finish_reason: None,
+                    loglikelihood: Some(jobs::LoglikelihoodOutput {
+                        logprob: l.logprob,
+                        is_greedy: l.is_greedy,
+                        token_logprobs: l.token_logprobs,
+                    }),
+                    usage: Usage {
+                        prompt_tokens: (context + continuation) as u64,
+                        completion_tokens: 0,
+                    },
+                    latency_ms,
+                    attempts: 1,
+                }),
+                _ => Err(BackendError::Invalid(
+                    "the engine answered a request with the wrong kind of output".into(),
+                )),
+            };
+            let _ = p.reply.send(output);
+        }
+    }
+
+    /// One line per busy period: how much was done and how fast.
+    fn log_idle(&mut self) {
+        let Some((since, before, served_before)) = self.busy_since.take() else {
+            return;
+        };
+        let now = self.model.engine.stats();
+        let secs = since.elapsed().as_secs_f64().max(1e-9);
+        let computed = now.computed_tokens - before.computed_tokens;
+        tracing::info!(
+            requests = self.served - served_before,
+            steps = now.steps - before.steps,
+            computed_tokens = computed,
+            generated_tokens = now.generated_tokens - before.generated_tokens,
+            prefix_hit_tokens = now.prefix_cache.hit_tokens - before.prefix_cache.hit_tokens,
+            busy_secs = format!("{secs:.1}"),
+            tokens_per_sec = format!("{:.0}", computed as f64 / secs),
+            "engine idle"
+        );
+    }
+}
+
+/// Why an engine model could not be resolved before submitting.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelSpecError {
+    #[error(
+        "`model.path_env` names {var}, which is not set here; export it with the model's path \
+         (a GGUF file or a Hugging Face directory), or write the model's `fingerprint` in [model] \
+         to submit without having the model on this machine"
+    )]
+    PathEnvUnset { var: String },
+    #[error("`model.path`: {0}")]
+    Model(#[from] engine::LoadError),
+    #[error(
+        "`model.fingerprint` is {written}, but the model at {path} has fingerprint {found}; \
+         remove the field to use this model, or point `model.path` at the model it names"
+    )]
+    FingerprintMismatch {
+        path: PathBuf,
+        written: String,
+        found: String,
+    },
+}
+
+/// The model an engine spec resolved to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedModel {
+    pub path: PathBuf,
+    pub fingerprint: String,
+}
+
+/// What `shardline run` and `submit` do to an engine spec before
+/// submitting it: find the model (`path`, or `path_env` read here), check
+/// cheaply that the engine can load it (format, architecture, tokenizer,
+/// chat template), and fill `model.fingerprint` from its files (a digest
+/// cached per file, so a large model is hashed once). A spec that already
+/// has a fingerprint and whose model is not here is left as written.
+///
+/// `backend = "none"` specs that name a model get the same treatment, so
+/// cache-only scoring finds the engine's outputs. Other backends: `None`.
+pub fn resolve_model(model: &mut ModelSpec) -> Result<Option<ResolvedModel>, ModelSpecError> {
+    let names_model = model.path.is_some() || model.path_env.is_some();
+    match model.backend {
+        BackendKind::Engine => {}
+        BackendKind::None if names_model => {}
+        _ => return Ok(None),
+    }
+    let path = match (&model.path, &model.path_env) {
+        (Some(p), _) => p.clone(),
+        (None, Some(var)) => match std::env::var_os(var) {
+            Some(v) if !v.is_empty() => {
+                std::path::absolute(PathBuf::from(&v)).unwrap_or_else(|_| PathBuf::from(v))
+            }
+            _ if model.fingerprint.is_some() => return Ok(None),
+            _ => return Err(ModelSpecError::PathEnvUnset { var: var.clone() }),
+        },
+        (None, None) => return Ok(None),
+    };
+    engine::probe_model(&path)?;
+    let found = engine::fingerprint_model(&path, &DigestCache::default_location())
+        .map_err(engine::LoadError::from)?;
+    if let Some(written) = &model.fingerprint {
+        if *written != found {
+            return Err(ModelSpecError::FingerprintMismatch {
+                path,
+                written: written.clone(),
+                found,
+            });
+        }
+    }
+    model.fingerprint = Some(found.clone());
+    Ok(Some(ResolvedModel {
+        path,
+        fingerprint: found,
+    }))
+}
