@@ -22,6 +22,10 @@ scripts/ensure-s3.sh >/dev/null
 SHARDLINE_SMOLLM2_GGUF="$(scripts/fetch-smollm2.sh)"
 export SHARDLINE_SMOLLM2_GGUF
 
+# NVRTC 13.0 from PyPI: the CUDA kernels are compile-checked without a GPU.
+eval "$(scripts/ensure-nvrtc.sh)"
+export SHARDLINE_NVRTC_LIB_DIR SHARDLINE_CUDA_INCLUDE_DIR
+
 # Debug builds for tests: far cheaper to compile on a 2-core machine.
 cargo build --locked --workspace --bins
 cargo test --locked --workspace "$@"
