@@ -79,7 +79,18 @@ configure_trust() {
   return 0
 }
 
+# tests/e2e_cluster.rs starts (and restarts) a private server of its own
+# with initdb and pg_ctl, so the server binaries must be installed even when
+# another Postgres answers on the port.
+have_server_binaries() {
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+    || { command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; }
+}
+
 if ready && can_login; then
+  if ! have_server_binaries; then
+    install_postgres
+  fi
   say "Postgres already answers on $HOST:$PORT with trust auth for postgres; nothing to do"
   exit 0
 fi

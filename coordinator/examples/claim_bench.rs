@@ -97,6 +97,7 @@ async fn run(store: Arc<dyn Store>, args: &Args) -> Result<Figures, String> {
             spec_json: "{}".into(),
             spec_hash: format!("bench-{job_id}"),
             backend: BackendKind::Openai,
+            model: "m".into(),
             priority: 0,
             created_at: now,
         })

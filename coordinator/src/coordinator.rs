@@ -11,7 +11,7 @@ use jobs::request::{canonical_json, sha256_hex};
 use jobs::spec::ModelSpec;
 use jobs::{InferenceRequest, JobSpec, RequestKey};
 use rand::Rng;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,7 +21,8 @@ use uuid::Uuid;
 
 use crate::error::CoordinatorError;
 use crate::store::{
-    Backoff, Completion, LeaseFence, NewJob, Partial, RequestFailure, SegmentEntry, Store,
+    Backoff, Completion, ExpiredLease, LeaseFence, ModelPattern, NewJob, Partial, RequestFailure,
+    SegmentEntry, Store,
 };
 
 /// Most shards one claim hands out, whatever the worker asks for.
@@ -41,6 +42,19 @@ const REAP_BACKOFF: Backoff = Backoff {
 /// Shortest leader lease: a leader that stops renewing is replaced after at
 /// most this long (or three reaper periods, if longer).
 const MIN_LEADER_TTL: Duration = Duration::from_secs(10);
+/// Shards whose request keys are remembered from their claim, to check
+/// completions without reading the shard back. Past this the memory is
+/// dropped and completions read the shard from the store.
+const MAX_REMEMBERED_SHARDS: usize = 20_000;
+
+/// A shard's job and the keys of its requests.
+type ShardKeys = Arc<(Uuid, HashSet<RequestKey>)>;
+
+/// Only the keys of a shard's stored requests.
+#[derive(serde::Deserialize)]
+struct KeyOnly {
+    key: RequestKey,
+}
 
 #[derive(Clone)]
 pub struct CoordinatorConfig {
@@ -130,6 +144,9 @@ pub(crate) struct Inner {
     pub planning: tokio::sync::Mutex<()>,
     /// Parsed model sections of jobs, for leases.
     models: Mutex<HashMap<Uuid, ModelSpec>>,
+    /// Request keys of shards handed out by this replica (see
+    /// [`MAX_REMEMBERED_SHARDS`]).
+    shard_keys: Mutex<HashMap<Uuid, ShardKeys>>,
     /// This process's name in the leader row: unique per process, so a
     /// restarted replica never mistakes its previous life's row for its own.
     replica_id: String,
@@ -203,6 +220,21 @@ pub(crate) fn parse_segment_path(path: &str) -> Option<(Uuid, Uuid, u32)> {
     ))
 }
 
+/// Refuses a lease call that names a key outside its shard.
+pub(crate) fn check_keys<'a>(
+    shard_id: Uuid,
+    known: &HashSet<RequestKey>,
+    what: &str,
+    mut keys: impl Iterator<Item = &'a RequestKey>,
+) -> Result<(), CoordinatorError> {
+    match keys.find(|k| !known.contains(*k)) {
+        None => Ok(()),
+        Some(key) => Err(CoordinatorError::BadRequest(format!(
+            "{what} key {key} is not a request of shard {shard_id}"
+        ))),
+    }
+}
+
 impl Coordinator {
     pub fn new(
         store: Arc<dyn Store>,
@@ -218,6 +250,7 @@ impl Coordinator {
                 plan_wakeup: Notify::new(),
                 planning: tokio::sync::Mutex::new(()),
                 models: Mutex::new(HashMap::new()),
+                shard_keys: Mutex::new(HashMap::new()),
                 replica_id: replica_id(),
                 leading: AtomicBool::new(false),
             }),
@@ -268,6 +301,7 @@ impl Coordinator {
                 spec_json,
                 spec_hash: hash,
                 backend: spec.model.backend,
+                model: spec.model.model.clone(),
                 priority,
                 created_at: Utc::now(),
             })
@@ -282,19 +316,17 @@ impl Coordinator {
     }
 
     pub async fn job_status(&self, id: Uuid) -> Result<JobStatus, CoordinatorError> {
-        Ok(self.inner.store.get_job(id).await?.status())
+        let status = self.inner.store.get_job(id).await?.status();
+        Ok(self.priced(status).await)
     }
 
     /// Every job, newest first.
     pub async fn list_jobs(&self) -> Result<Vec<JobStatus>, CoordinatorError> {
-        Ok(self
-            .inner
-            .store
-            .list_jobs()
-            .await?
-            .iter()
-            .map(|j| j.status())
-            .collect())
+        let mut out = Vec::new();
+        for job in self.inner.store.list_jobs().await? {
+            out.push(self.priced(job.status()).await);
+        }
+        Ok(out)
     }
 
     /// Cancels a job: no shard of it is handed out again, and workers on its
@@ -324,7 +356,7 @@ impl Coordinator {
         Ok(self.inner.store.job_failures(id, limit).await?)
     }
 
-    async fn model_of(&self, job_id: Uuid) -> Result<ModelSpec, CoordinatorError> {
+    pub(crate) async fn model_of(&self, job_id: Uuid) -> Result<ModelSpec, CoordinatorError> {
         if let Ok(models) = self.inner.models.lock() {
             if let Some(model) = models.get(&job_id) {
                 return Ok(model.clone());
@@ -344,6 +376,15 @@ impl Coordinator {
     pub async fn claim(&self, req: &ClaimRequest) -> Result<ClaimResponse, CoordinatorError> {
         let counters = &self.inner.counters;
         counters.claims.fetch_add(1, Ordering::Relaxed);
+        let models = req
+            .capabilities
+            .models
+            .iter()
+            .map(|glob| {
+                ModelPattern::new(glob)
+                    .map_err(|e| CoordinatorError::BadRequest(format!("capabilities.models: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let wanted = req.max_shards.clamp(1, MAX_SHARDS_PER_CLAIM) as usize;
         let mut leases = Vec::new();
         for _ in 0..MAX_CLAIM_ROUNDS {
@@ -354,9 +395,10 @@ impl Coordinator {
             let claimed = self
                 .inner
                 .store
-                .claim(
+                .claim_matching(
                     &req.worker_id,
                     &req.capabilities.backends,
+                    &models,
                     (wanted - leases.len()) as u32,
                     self.lease_length(),
                     now,
@@ -380,6 +422,7 @@ impl Coordinator {
                         }
                     };
                 let keys: Vec<RequestKey> = requests.iter().map(|r| r.key.clone()).collect();
+                self.remember_keys(shard.shard_id, shard.job_id, keys.iter().cloned());
                 let cached = self.inner.store.lookup_keys(&keys).await?;
                 let before = requests.len();
                 let remaining: Vec<InferenceRequest> = requests
@@ -397,6 +440,7 @@ impl Coordinator {
                         .store
                         .complete(&fence, &Completion::default(), Utc::now())
                         .await?;
+                    self.forget_keys(shard.shard_id);
                     counters.completions.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
@@ -462,6 +506,26 @@ impl Coordinator {
         } else {
             Some(req.segment.clone())
         };
+        // A worker reports only requests of its shard: anything else would
+        // put foreign outputs in the index or failures on the wrong job.
+        let mut job_id = None;
+        if !req.written.is_empty() || !req.failed.is_empty() {
+            let Some(known) = self.shard_keys(req.shard_id).await? else {
+                self.inner
+                    .counters
+                    .completions_fenced
+                    .fetch_add(1, Ordering::Relaxed);
+                return Ok(CompleteResponse { accepted: false });
+            };
+            check_keys(req.shard_id, &known.1, "written", req.written.iter())?;
+            check_keys(
+                req.shard_id,
+                &known.1,
+                "failed",
+                req.failed.iter().map(|f| &f.key),
+            )?;
+            job_id = Some(known.0);
+        }
         let completion = Completion {
             segment,
             written: req.written.clone(),
@@ -476,12 +540,17 @@ impl Coordinator {
         let counters = &self.inner.counters;
         if accepted {
             counters.completions.fetch_add(1, Ordering::Relaxed);
+            self.forget_keys(req.shard_id);
             tracing::info!(shard_id = %req.shard_id, attempt = req.attempt, worker_id = %req.worker_id,
                 written = req.written.len(), failed = req.failed.len(), "shard completed");
         } else {
             counters.completions_fenced.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(shard_id = %req.shard_id, attempt = req.attempt, worker_id = %req.worker_id,
                 "late completion refused (lease no longer held)");
+            if let (Some(segment), Some(job_id)) = (&completion.segment, job_id) {
+                self.index_refused(job_id, req.shard_id, req.attempt, segment, &req.written)
+                    .await;
+            }
         }
         Ok(CompleteResponse { accepted })
     }
@@ -523,6 +592,19 @@ impl Coordinator {
             written: p.written.clone(),
             usage: p.usage,
         });
+        let mut job_id = None;
+        if let Some(partial) = partial.as_ref().filter(|p| !p.written.is_empty()) {
+            if partial.segment.is_empty() {
+                return Err(CoordinatorError::BadRequest(
+                    "release lists written keys but names no segment".into(),
+                ));
+            }
+            let Some(known) = self.shard_keys(req.shard_id).await? else {
+                return Ok(ReleaseResponse { accepted: false });
+            };
+            check_keys(req.shard_id, &known.1, "written", partial.written.iter())?;
+            job_id = Some(known.0);
+        }
         let accepted = self
             .inner
             .store
@@ -530,6 +612,18 @@ impl Coordinator {
             .await?;
         if accepted {
             self.inner.counters.releases.fetch_add(1, Ordering::Relaxed);
+        } else if let (Some(partial), Some(job_id)) = (&partial, job_id) {
+            // A worker that lost its lease (expired, or the job was
+            // cancelled) hands back what it paid for: index it, so that no
+            // attempt requests it again.
+            self.index_refused(
+                job_id,
+                req.shard_id,
+                req.attempt,
+                &partial.segment,
+                &partial.written,
+            )
+            .await;
         }
         Ok(ReleaseResponse { accepted })
     }
@@ -548,6 +642,9 @@ impl Coordinator {
                 "finished jobs left running were completed"
             );
         }
+        for lease in &outcome.expired {
+            self.index_expired(lease).await;
+        }
         let total = outcome.returned + outcome.dead + outcome.cancelled;
         if total > 0 {
             self.inner
@@ -562,6 +659,98 @@ impl Coordinator {
             );
         }
         Ok(outcome)
+    }
+
+    fn remember_keys(&self, shard_id: Uuid, job_id: Uuid, keys: impl Iterator<Item = RequestKey>) {
+        let entry: ShardKeys = Arc::new((job_id, keys.collect()));
+        if let Ok(mut map) = self.inner.shard_keys.lock() {
+            if map.len() >= MAX_REMEMBERED_SHARDS && !map.contains_key(&shard_id) {
+                // Shards whose workers died are never forgotten otherwise;
+                // starting over only costs a read per completion.
+                map.clear();
+            }
+            map.insert(shard_id, entry);
+        }
+    }
+
+    fn forget_keys(&self, shard_id: Uuid) {
+        if let Ok(mut map) = self.inner.shard_keys.lock() {
+            map.remove(&shard_id);
+        }
+    }
+
+    /// The job and request keys of a shard: remembered from its claim, else
+    /// read from the store. `None` when the shard does not exist.
+    pub(crate) async fn shard_keys(
+        &self,
+        shard_id: Uuid,
+    ) -> Result<Option<ShardKeys>, CoordinatorError> {
+        if let Ok(map) = self.inner.shard_keys.lock() {
+            if let Some(known) = map.get(&shard_id) {
+                return Ok(Some(Arc::clone(known)));
+            }
+        }
+        let Some((job_id, json)) = self.inner.store.shard_requests(shard_id).await? else {
+            return Ok(None);
+        };
+        let requests: Vec<KeyOnly> = serde_json::from_str(&json).map_err(|e| {
+            CoordinatorError::Internal(format!("shard {shard_id}: requests cannot be read: {e}"))
+        })?;
+        let known: ShardKeys = Arc::new((job_id, requests.into_iter().map(|r| r.key).collect()));
+        Ok(Some(known))
+    }
+
+    /// Indexes the outputs of an attempt whose lease call was refused. The
+    /// outputs are as good as any other attempt's (the key says what was
+    /// asked), and indexing them means no later attempt pays for them
+    /// again. Best effort: the shard's next attempt redoes whatever this
+    /// misses.
+    async fn index_refused(
+        &self,
+        job_id: Uuid,
+        shard_id: Uuid,
+        attempt: u32,
+        segment: &str,
+        written: &[RequestKey],
+    ) {
+        if written.is_empty() {
+            return;
+        }
+        let entry = SegmentEntry {
+            path: segment.to_string(),
+            job_id: Some(job_id),
+            shard_id: Some(shard_id),
+            attempt: Some(attempt),
+            keys: written.to_vec(),
+        };
+        match self.inner.store.index_segment(&entry, Utc::now()).await {
+            Ok(added) => tracing::info!(%shard_id, attempt, segment, added,
+                "indexed the outputs of a refused lease call"),
+            Err(e) => tracing::warn!(%shard_id, attempt, segment, error = %e,
+                "cannot index the outputs of a refused lease call"),
+        }
+    }
+
+    /// After the reaper took a lease back: if its worker wrote the
+    /// attempt's segment before it died (or before its completion got
+    /// through), index it so the next attempt skips those requests.
+    async fn index_expired(&self, lease: &ExpiredLease) {
+        let path = cache::segment_path(lease.job_id, lease.shard_id, lease.attempt);
+        let records = match cache::read_segment(self.inner.objects.as_ref(), &path).await {
+            Ok(records) => records,
+            Err(cache::SegmentError::Store(cache::StoreError::NotFound { .. })) => return,
+            Err(e) => {
+                tracing::warn!(segment = %path, error = %e, "cannot read the segment of an expired lease");
+                return;
+            }
+        };
+        let keys: Vec<RequestKey> = records
+            .into_iter()
+            .filter(|r| r.is_success())
+            .map(|r| r.key)
+            .collect();
+        self.index_refused(lease.job_id, lease.shard_id, lease.attempt, &path, &keys)
+            .await;
     }
 
     /// This process's name in the leader row.
@@ -650,6 +839,8 @@ impl Coordinator {
     /// indexed so that their requests are not sent again.
     pub async fn recover_after_crash(&self) -> Result<RecoveryStats, CoordinatorError> {
         let leases_returned = self.inner.store.recover_orphaned(Utc::now()).await?;
+        // Poll leases of submitted Batch API shards died with the process too.
+        self.inner.store.batch_recover_polls(Utc::now()).await?;
         if leases_returned > 0 {
             tracing::info!(leases_returned, "leases of the previous process returned");
         }
@@ -738,6 +929,7 @@ impl Coordinator {
         for state in [
             "available",
             "running",
+            "submitted",
             "completed",
             "failed",
             "dead",

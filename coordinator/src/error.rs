@@ -51,3 +51,11 @@ impl From<StoreError> for CoordinatorError {
         }
     }
 }
+
+impl CoordinatorError {
+    /// True when the same call may succeed shortly: the database was busy
+    /// or unreachable (e.g. Postgres restarting).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, CoordinatorError::Store(e) if e.is_retryable())
+    }
+}

@@ -38,6 +38,14 @@ pub struct ResultsBody {
     pub missing_requests: u64,
     pub missing_examples: Vec<MissingRequest>,
     pub failed_requests: u64,
+    /// Tokens the job's requests used (absent when scoring a spec that is
+    /// not a job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<jobs::Usage>,
+    /// Their cost under the spec's `[model.price]`, beside the synchronous
+    /// price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<jobs::cost::CostSummary>,
 }
 
 /// One element of `GET /v1/jobs/{id}/failures`.
@@ -222,14 +230,67 @@ async fn job_results(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     authorize(&c, &headers, Role::Admin)?;
-    let outcome = c.rescore(parse_id(&id)?, None).await?;
+    let id = parse_id(&id)?;
+    let outcome = c.rescore_job_blocking(id).await?;
+    let status = c.job_status(id).await?;
     Ok(Json(ResultsBody {
         report: outcome.report,
         missing_requests: outcome.missing_requests,
         missing_examples: outcome.missing_examples,
         failed_requests: outcome.failed_requests,
+        usage: Some(status.counts.usage),
+        cost: status.cost,
     })
     .into_response())
+}
+
+/// Body of `POST /v1/rescore` and `POST /v1/rescore/samples`: a spec to
+/// score from the cache alone (it need not have been submitted).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RescoreRequest {
+    pub spec: jobs::JobSpec,
+}
+
+async fn rescore_spec(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Admin)?;
+    let req: RescoreRequest = parse_body(&body)?;
+    req.spec.validate().map_err(CoordinatorError::from)?;
+    let outcome = c.rescore_spec_blocking(req.spec).await?;
+    Ok(Json(ResultsBody {
+        report: outcome.report,
+        missing_requests: outcome.missing_requests,
+        missing_examples: outcome.missing_examples,
+        failed_requests: outcome.failed_requests,
+        usage: None,
+        cost: None,
+    })
+    .into_response())
+}
+
+async fn rescore_samples(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Admin)?;
+    let req: RescoreRequest = parse_body(&body)?;
+    req.spec.validate().map_err(CoordinatorError::from)?;
+    Ok(samples_response(c.stream_samples(req.spec)))
+}
+
+fn samples_response(rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Response {
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 async fn job_samples(
@@ -240,15 +301,7 @@ async fn job_samples(
     authorize(&c, &headers, Role::Admin)?;
     // Resolve the job before the stream starts, so a bad id is a clean 404.
     let spec = c.job_spec(parse_id(&id)?).await?;
-    let rx = c.stream_samples(spec);
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    Ok(samples_response(c.stream_samples(spec)))
 }
 
 async fn job_failures(
@@ -342,6 +395,103 @@ async fn release(
     Ok(Json(answer).into_response())
 }
 
+// ---- the `openai-batch` lifecycle (worker token; see `jobs::batch`) ----
+
+/// 409 for a batch call whose holder no longer holds the shard.
+fn batch_fenced(shard_id: Uuid, worker_id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        format!("shard {shard_id} is no longer held by {worker_id}"),
+    )
+}
+
+async fn batch_reserve(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Worker)?;
+    let req: jobs::batch::BatchReserveRequest = parse_body(&body)?;
+    match c.batch_reserve(&req).await? {
+        Some(answer) => Ok(Json(answer).into_response()),
+        None => Err(batch_fenced(req.shard_id, &req.worker_id)),
+    }
+}
+
+async fn batch_submit(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Worker)?;
+    let req: jobs::batch::BatchSubmitRequest = parse_body(&body)?;
+    if !c.batch_submit(&req).await? {
+        return Err(fenced(req.shard_id, req.attempt, &req.worker_id));
+    }
+    Ok(Json(jobs::batch::BatchAccepted { accepted: true }).into_response())
+}
+
+async fn batch_requests(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Worker)?;
+    let req: jobs::batch::BatchRequestsRequest = parse_body(&body)?;
+    // Sent as stored: no decoding on the coordinator.
+    let json = c.batch_requests_json(req.shard_id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+async fn batch_claim(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Worker)?;
+    let req: jobs::batch::BatchClaimRequest = parse_body(&body)?;
+    Ok(Json(c.batch_claim(&req).await?).into_response())
+}
+
+async fn batch_heartbeat(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Worker)?;
+    let req: jobs::batch::BatchHeartbeatRequest = parse_body(&body)?;
+    match c.batch_heartbeat(&req).await? {
+        Some(answer) => Ok(Json(answer).into_response()),
+        None => Err(batch_fenced(req.shard_id, &req.worker_id)),
+    }
+}
+
+async fn batch_update(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Worker)?;
+    let req: jobs::batch::BatchUpdateRequest = parse_body(&body)?;
+    if !c.batch_update(&req).await? {
+        return Err(batch_fenced(req.shard_id, &req.worker_id));
+    }
+    Ok(Json(jobs::batch::BatchAccepted { accepted: true }).into_response())
+}
+
+async fn batch_finish(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    authorize(&c, &headers, Role::Worker)?;
+    let req: jobs::batch::BatchFinishRequest = parse_body(&body)?;
+    match c.batch_finish(&req).await? {
+        Some(answer) => Ok(Json(answer).into_response()),
+        None => Err(batch_fenced(req.shard_id, &req.worker_id)),
+    }
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -364,11 +514,20 @@ pub fn router(coordinator: Coordinator) -> Router {
         .route("/v1/jobs/{id}/results", get(job_results))
         .route("/v1/jobs/{id}/samples", get(job_samples))
         .route("/v1/jobs/{id}/failures", get(job_failures))
+        .route("/v1/rescore", post(rescore_spec))
+        .route("/v1/rescore/samples", post(rescore_samples))
         .route("/v1/leases/claim", post(claim))
         .route("/v1/leases/heartbeat", post(heartbeat))
         .route("/v1/leases/complete", post(complete))
         .route("/v1/leases/fail", post(fail))
         .route("/v1/leases/release", post(release))
+        .route("/v1/batches/reserve", post(batch_reserve))
+        .route("/v1/batches/submit", post(batch_submit))
+        .route("/v1/batches/requests", post(batch_requests))
+        .route("/v1/batches/claim", post(batch_claim))
+        .route("/v1/batches/heartbeat", post(batch_heartbeat))
+        .route("/v1/batches/update", post(batch_update))
+        .route("/v1/batches/finish", post(batch_finish))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)

@@ -1,6 +1,7 @@
 //! The Shardline coordinator: job store, planner, lease protocol, HTTP API
 //! and rescoring from the cache.
 
+mod batches;
 mod coordinator;
 mod docstream;
 mod error;

@@ -26,6 +26,8 @@ const SHARD_BATCH: usize = 50;
 const MISSING_EXAMPLES: usize = 5;
 /// How often the planner loop looks for jobs even without a wake-up.
 const PLAN_POLL: Duration = Duration::from_secs(5);
+/// Pause before planning again after the store failed transiently.
+const PLAN_RETRY: Duration = Duration::from_millis(500);
 
 /// Why planning stopped early: the job's own fault (recorded on the job) or
 /// the store's.
@@ -121,6 +123,13 @@ impl Coordinator {
                 Ok(state)
             }
             Err(PlanStop::Job(message)) => self.fail_planning(id, message).await,
+            Err(PlanStop::Store(e)) if e.is_retryable() => {
+                // The database is restarting or busy: the job stays in
+                // `planning`, and the next pass starts it over (its shards so
+                // far are deleted first), instead of failing a good job.
+                tracing::warn!(job_id = %id, error = %e, "planning interrupted; will retry");
+                Err(*e)
+            }
             Err(PlanStop::Store(e)) => {
                 // The job cannot go on without its store; say why on the job.
                 let message = format!("planning stopped: {e}");
@@ -219,12 +228,18 @@ impl Coordinator {
     /// other's shards).
     pub(crate) async fn run_planner(&self, stop: CancellationToken) {
         loop {
+            let mut pause = PLAN_POLL;
             if self.is_leader() {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     result = self.plan_pending() => {
-                        if let Err(e) = result {
-                            tracing::error!(error = %e, "planner pass failed");
+                        match result {
+                            Ok(()) => {}
+                            Err(e) if e.is_retryable() => {
+                                tracing::warn!(error = %e, "planner pass interrupted; retrying shortly");
+                                pause = PLAN_RETRY;
+                            }
+                            Err(e) => tracing::error!(error = %e, "planner pass failed"),
                         }
                     }
                 }
@@ -232,8 +247,101 @@ impl Coordinator {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = self.inner.plan_wakeup.notified() => {}
-                _ = tokio::time::sleep(PLAN_POLL) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{PostgresOptions, PostgresStore, ScratchDatabase, Store};
+    use crate::CoordinatorConfig;
+    use sqlx::Connection;
+    use std::sync::Arc;
+
+    /// A transient store failure in the middle of planning (here: a lock
+    /// held elsewhere until the statement times out) leaves the job in
+    /// `planning` for the next pass, which plans it completely.
+    #[tokio::test]
+    async fn a_transient_store_error_is_retried_not_fatal() {
+        let admin = ScratchDatabase::admin_url_from_env();
+        let db = ScratchDatabase::create(&admin, "shardline_plan")
+            .await
+            .expect("Postgres for the test (scripts/test.sh starts it)");
+        let options = PostgresOptions {
+            max_connections: 4,
+            statement_timeout: Duration::from_millis(200),
+            ..PostgresOptions::default()
+        };
+        let store: Arc<dyn Store> = Arc::new(
+            PostgresStore::connect_with(db.url(), options)
+                .await
+                .expect("connect"),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let rows: String = (0..5)
+            .map(|i| format!("{{\"id\": \"d{i}\", \"q\": \"q{i}\", \"a\": \"a\"}}\n"))
+            .collect();
+        std::fs::write(dir.path().join("data.jsonl"), rows).unwrap();
+        let spec = JobSpec::from_toml_str(
+            r#"
+name = "retry"
+[model]
+backend = "openai"
+model = "m"
+base_url = "http://127.0.0.1:9/v1"
+[dataset]
+path = "data.jsonl"
+id_field = "id"
+[task]
+kind = "generate"
+prompt = "{{ q }}"
+target = "{{ a }}"
+[[metrics]]
+type = "exact_match"
+[sharding]
+shard_size = 2
+"#,
+            "job.toml",
+            Some(dir.path()),
+        )
+        .expect("spec");
+        let objects: Arc<dyn cache::ObjectStore> =
+            Arc::new(cache::LocalDirStore::new(dir.path().join("cache")));
+        let coordinator = Coordinator::new(
+            store.clone(),
+            objects,
+            CoordinatorConfig::with_tokens("a", "w"),
+        );
+        let job = coordinator.submit(spec).await.expect("submit");
+
+        // Another session locks the job row: writing shards times out.
+        let mut blocker = sqlx::PgConnection::connect(db.url()).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+        sqlx::query("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE")
+            .bind(job.id)
+            .execute(&mut blocker)
+            .await
+            .unwrap();
+        let err = coordinator.plan_job(job.id).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        let status = coordinator.job_status(job.id).await.unwrap();
+        assert_eq!(status.state, JobState::Planning, "{status:?}");
+        assert_eq!(status.error, None);
+
+        sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+        let _ = blocker.close().await;
+        assert_eq!(
+            coordinator.plan_job(job.id).await.unwrap(),
+            JobState::Running
+        );
+        let status = coordinator.job_status(job.id).await.unwrap();
+        assert_eq!(status.counts.requests, 5);
+        assert_eq!(
+            status.counts.shards_total, 3,
+            "no shard left over from the first pass"
+        );
     }
 }

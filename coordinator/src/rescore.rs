@@ -257,26 +257,58 @@ impl Coordinator {
         .await
     }
 
-    /// Streams `samples.jsonl` of a spec through a channel (for HTTP).
+    /// [`Coordinator::rescore`] (no samples) on a blocking thread: scoring
+    /// and the bootstrap are CPU work that would otherwise hold one of the
+    /// runtime's threads, delaying the lease calls of every worker (a
+    /// missed heartbeat costs a lease).
+    pub async fn rescore_job_blocking(
+        &self,
+        job_id: Uuid,
+    ) -> Result<RescoreOutcome, CoordinatorError> {
+        let this = self.clone();
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || runtime.block_on(this.rescore(job_id, None)))
+            .await
+            .map_err(|e| CoordinatorError::Internal(format!("rescoring task failed: {e}")))?
+    }
+
+    /// [`Coordinator::rescore_spec`] (no samples) on a blocking thread, as
+    /// [`Coordinator::rescore_job_blocking`].
+    pub async fn rescore_spec_blocking(
+        &self,
+        spec: JobSpec,
+    ) -> Result<RescoreOutcome, CoordinatorError> {
+        let this = self.clone();
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || runtime.block_on(this.rescore_spec(&spec, None)))
+            .await
+            .map_err(|e| CoordinatorError::Internal(format!("rescoring task failed: {e}")))?
+    }
+
+    /// Streams `samples.jsonl` of a spec through a channel (for HTTP),
+    /// scoring on a blocking thread (see [`Coordinator::rescore_job_blocking`]).
     pub(crate) fn stream_samples(
         &self,
         spec: JobSpec,
     ) -> mpsc::Receiver<Result<Bytes, std::io::Error>> {
         let (tx, rx) = mpsc::channel(4);
         let this = self.clone();
-        tokio::spawn(async move {
-            let sink = SampleSink::Channel(tx.clone());
-            let result = rescore_into(
-                this.inner.store.as_ref(),
-                this.inner.objects.as_ref(),
-                &spec,
-                sink,
-            )
-            .await;
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "samples stream stopped");
-                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-            }
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            runtime.block_on(async move {
+                let sink = SampleSink::Channel(tx.clone());
+                let result = rescore_into(
+                    this.inner.store.as_ref(),
+                    this.inner.objects.as_ref(),
+                    &spec,
+                    sink,
+                )
+                .await;
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "samples stream stopped");
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                }
+            })
         });
         rx
     }

@@ -137,6 +137,7 @@ fn claim_req(worker: &str, max: u32) -> ClaimRequest {
         worker_id: worker.into(),
         capabilities: WorkerCapabilities {
             backends: vec![BackendKind::Openai],
+            models: vec![],
         },
         max_shards: max,
     }
@@ -751,4 +752,162 @@ async fn http_cancel_and_reaper() {
     assert!(!hb.keep_going);
     assert!(hb.cancelled);
     s.shutdown().await;
+}
+
+#[tokio::test]
+async fn completions_naming_foreign_keys_are_refused() {
+    let env = env().await;
+    let spec = spec(env.dir.path(), "openai", 2);
+    let job = env.coordinator.submit(spec.clone()).await.unwrap();
+    env.coordinator.plan_job(job.id).await.unwrap();
+    let mut leases = env
+        .coordinator
+        .claim(&claim_req("w", 2))
+        .await
+        .unwrap()
+        .leases;
+    assert_eq!(leases.len(), 2);
+    let (first, second) = (leases.remove(0), leases.remove(0));
+    // Keys of the other shard are not this shard's to report.
+    let segment = write_answers(&env, &first, &first.requests).await;
+    let mut foreign = completion("w", &first, segment.clone());
+    foreign.written.push(second.requests[0].key.clone());
+    let err = env.coordinator.complete(&foreign).await.unwrap_err();
+    assert!(
+        matches!(&err, CoordinatorError::BadRequest(m) if m.contains("is not a request of shard")),
+        "{err}"
+    );
+    let mut failed = completion("w", &first, segment.clone());
+    failed.failed.push(FailedRequest {
+        key: jobs::RequestKey("0".repeat(64)),
+        error: "x".into(),
+    });
+    assert!(matches!(
+        env.coordinator.complete(&failed).await,
+        Err(CoordinatorError::BadRequest(_))
+    ));
+    // Nothing was recorded by the refused calls: the honest one goes through.
+    let done = env
+        .coordinator
+        .complete(&completion("w", &first, segment))
+        .await
+        .unwrap();
+    assert!(done.accepted);
+    let foreign_indexed = env
+        .store
+        .lookup_keys(&[second.requests[0].key.clone()])
+        .await
+        .unwrap();
+    assert!(foreign_indexed.is_empty());
+}
+
+#[tokio::test]
+async fn refused_late_completion_keeps_its_outputs() {
+    let env = env().await;
+    let spec = spec(env.dir.path(), "openai", 10);
+    let job = env.coordinator.submit(spec.clone()).await.unwrap();
+    env.coordinator.plan_job(job.id).await.unwrap();
+    let lease = env
+        .coordinator
+        .claim(&claim_req("w1", 1))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    // The lease expires while w1 still works; the shard goes back.
+    let later = chrono::Utc::now() + chrono::Duration::seconds(30);
+    let reaped = env
+        .store
+        .reap_expired(later, &coordinator::store::Backoff::NONE)
+        .await
+        .unwrap();
+    assert_eq!(reaped.returned, 1);
+    let segment = write_answers(&env, &lease, &lease.requests).await;
+    let late = env
+        .coordinator
+        .complete(&completion("w1", &lease, segment))
+        .await
+        .unwrap();
+    assert!(!late.accepted, "the late completion is fenced");
+    // Its outputs are indexed all the same, so the next attempt (which
+    // filters cached keys at claim time) requests none of them again.
+    let keys: Vec<_> = lease.requests.iter().map(|r| r.key.clone()).collect();
+    let indexed = env.store.lookup_keys(&keys).await.unwrap();
+    assert_eq!(indexed.len(), keys.len());
+    let status = env.coordinator.job_status(job.id).await.unwrap();
+    assert_eq!(status.state, JobState::Running);
+    assert_eq!(
+        status.counts.completed, 0,
+        "the refused completion counts nothing"
+    );
+    assert_eq!(status.counts.usage.prompt_tokens, 0);
+}
+
+#[tokio::test]
+async fn reaper_indexes_the_segment_of_a_dead_worker() {
+    let env = env().await;
+    let spec = spec(env.dir.path(), "openai", 10);
+    let job = env.coordinator.submit(spec.clone()).await.unwrap();
+    env.coordinator.plan_job(job.id).await.unwrap();
+    let lease = env
+        .coordinator
+        .claim(&claim_req("w1", 1))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    // The worker wrote its segment, then died before completing.
+    write_answers(&env, &lease, &lease.requests[..3]).await;
+    tokio::time::sleep(Duration::from_millis(2_200)).await; // the 2 s lease ends
+    let reaped = env.coordinator.reap_expired().await.unwrap();
+    assert_eq!(reaped.expired.len(), 1);
+    let keys: Vec<_> = lease.requests.iter().map(|r| r.key.clone()).collect();
+    let indexed = env.store.lookup_keys(&keys).await.unwrap();
+    assert_eq!(indexed.len(), 3, "the dead worker's outputs are indexed");
+    // After the backoff, the next attempt gets only the missing request.
+    let mut next = Vec::new();
+    for _ in 0..40 {
+        next = env
+            .coordinator
+            .claim(&claim_req("w2", 1))
+            .await
+            .unwrap()
+            .leases;
+        if !next.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        next.len(),
+        1,
+        "the shard is claimable again after its backoff"
+    );
+    assert_eq!(next[0].requests, lease.requests[3..].to_vec());
+}
+
+#[tokio::test]
+async fn claims_name_only_valid_model_patterns() {
+    let env = env().await;
+    let spec = spec(env.dir.path(), "openai", 10);
+    let job = env.coordinator.submit(spec.clone()).await.unwrap();
+    env.coordinator.plan_job(job.id).await.unwrap();
+    let mut other = claim_req("w", 1);
+    other.capabilities.models = vec!["gpt-*".into()];
+    assert!(env
+        .coordinator
+        .claim(&other)
+        .await
+        .unwrap()
+        .leases
+        .is_empty());
+    let mut empty = claim_req("w", 1);
+    empty.capabilities.models = vec![" ".into()];
+    assert!(matches!(
+        env.coordinator.claim(&empty).await,
+        Err(CoordinatorError::BadRequest(_))
+    ));
+    let mut mine = claim_req("w", 1);
+    mine.capabilities.models = vec!["gpt-*".into(), "m".into()];
+    assert_eq!(env.coordinator.claim(&mine).await.unwrap().leases.len(), 1);
 }

@@ -9,7 +9,9 @@
 //!   `GET /v1/jobs` (Vec<JobStatus>), `GET /v1/jobs/{id}` (JobStatus),
 //!   `POST /v1/jobs/{id}/cancel` (JobStatus),
 //!   `GET /v1/jobs/{id}/results` (ResultsResponse),
-//!   `GET /v1/jobs/{id}/samples` (samples.jsonl, streamed)
+//!   `GET /v1/jobs/{id}/samples` (samples.jsonl, streamed),
+//!   `POST /v1/rescore` (`{"spec": …}` → ResultsResponse, scored from the
+//!   cache alone), `POST /v1/rescore/samples` (same body; samples.jsonl)
 //! - worker token: `POST /v1/leases/claim` (ClaimRequest → ClaimResponse),
 //!   `POST /v1/leases/heartbeat` (HeartbeatRequest → HeartbeatResponse),
 //!   `POST /v1/leases/complete` (CompleteRequest → CompleteResponse; 409 when
@@ -51,6 +53,9 @@ impl JobState {
 pub enum ShardState {
     Available,
     Running,
+    /// Its requests are in provider batches (`openai-batch`): no lease, any
+    /// worker may poll them.
+    Submitted,
     Completed,
     Failed,
     Dead,
@@ -97,11 +102,23 @@ pub struct JobStatus {
     pub error: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// Cost of `counts.usage` under the spec's `[model.price]` (absent
+    /// without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::cost::CostSummary>,
 }
 
+/// What a worker can run. The coordinator hands it only shards of jobs whose
+/// backend is in `backends` and whose `model.model` matches one of `models`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct WorkerCapabilities {
     pub backends: Vec<BackendKind>,
+    /// Glob patterns over the job's `model.model` (`*` any run of
+    /// characters, `?` one character, everything else literal, case
+    /// sensitive). Empty: any model. Absent in older workers' claims, which
+    /// therefore serve any model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns an exit code or a [`Failure`].
 
 mod cache_cmd;
+mod dry_run;
 mod home;
 mod remote;
 mod rescore;
@@ -44,7 +45,16 @@ pub type CmdResult = Result<i32, Failure>;
 pub async fn dispatch(command: Command) -> i32 {
     let result = match command {
         Command::Run(args) => run::run(args).await,
-        Command::Rescore(args) => rescore::rescore(args).await,
+        Command::Rescore(args) => {
+            // A job id can only be rescored where the job lives; a spec file
+            // goes to a coordinator only when one is named.
+            let is_job_id = uuid::Uuid::parse_str(&args.job.to_string_lossy()).is_ok();
+            if is_job_id || args.coordinator.is_some() {
+                remote::rescore(args).await
+            } else {
+                rescore::rescore(args).await
+            }
+        }
         Command::Serve(args) => serve::serve(args).await,
         Command::Worker(args) => worker::worker(args).await,
         Command::Submit(args) => remote::submit(args).await,
@@ -64,7 +74,7 @@ pub async fn dispatch(command: Command) -> i32 {
 
 /// The error and its causes on one line. Library errors often repeat their
 /// source's text in their own message; a cause already said is not repeated.
-fn chain_message(error: &anyhow::Error) -> String {
+pub(crate) fn chain_message(error: &anyhow::Error) -> String {
     let mut message = String::new();
     for cause in error.chain() {
         let text = cause.to_string();
@@ -99,15 +109,5 @@ pub async fn interrupted() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// Reads a secret from the environment variable `name`.
-pub fn secret_from_env(name: &str, what: &str) -> Result<String, Failure> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Ok(v),
-        _ => Err(Failure::usage(anyhow::anyhow!(
-            "{what}: environment variable {name} is not set; set it (or name another variable with the matching --*-env flag)"
-        ))),
     }
 }

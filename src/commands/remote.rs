@@ -1,21 +1,47 @@
-//! `submit`, `status`, `results`, `cancel` against a running coordinator.
+//! `submit`, `status`, `results`, `rescore` and `cancel` against a running
+//! coordinator.
 
 use anyhow::Context;
+use futures::stream::BoxStream;
 use futures::StreamExt;
+use std::path::Path;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
-use jobs::protocol::JobStatus;
+use jobs::protocol::{JobState, JobStatus};
 
 use super::home::write_json;
 use super::run::load_spec;
-use super::{secret_from_env, CmdResult, Failure};
-use crate::cli::{CancelArgs, RemoteArgs, ResultsArgs, StatusArgs, SubmitArgs};
+use super::{interrupted, CmdResult, Failure};
+use crate::cli::{
+    CancelArgs, ConfigArg, RemoteArgs, RescoreArgs, ResultsArgs, StatusArgs, SubmitArgs,
+};
+use crate::config::{self, ClientFlags, ConfigFile};
 use crate::exit;
 
+fn connect(
+    coordinator: Option<String>,
+    token_env: Option<String>,
+    config: &ConfigArg,
+) -> Result<worker::CoordinatorClient, Failure> {
+    let env = config::process_env;
+    let file = ConfigFile::load(config.path.as_deref(), &env).map_err(Failure::usage)?;
+    let flags = ClientFlags {
+        coordinator,
+        token_env,
+    };
+    let settings = config::resolve_client(&flags, &env, &file).map_err(Failure::usage)?;
+    worker::CoordinatorClient::new(&settings.coordinator, settings.token.expose().to_string())
+        .map_err(Failure::usage)
+}
+
 fn client(remote: &RemoteArgs) -> Result<worker::CoordinatorClient, Failure> {
-    let token = secret_from_env(&remote.token_env, "coordinator token")?;
-    Ok(worker::CoordinatorClient::new(&remote.coordinator, token)?)
+    connect(
+        remote.coordinator.clone(),
+        remote.token_env.clone(),
+        &remote.config,
+    )
 }
 
 fn parse_id(text: &str) -> Result<Uuid, Failure> {
@@ -28,48 +54,113 @@ fn parse_id(text: &str) -> Result<Uuid, Failure> {
 
 pub async fn submit(args: SubmitArgs) -> CmdResult {
     let spec = load_spec(&args.job, None, None)?;
-    let status = client(&args.remote)?
-        .submit(&spec)
+    let c = client(&args.remote)?;
+    let status = c
+        .submit_with_priority(&spec, args.priority)
         .await
         .context("cannot submit the job")?;
     println!("{}", status.id);
     eprintln!(
-        "submitted {} as job {} ({:?})",
-        spec.name, status.id, status.state
+        "submitted {} as job {} ({})",
+        spec.name,
+        status.id,
+        state_name(status.state)
     );
+    if args.watch {
+        return watch(&c, Some(status.id), Duration::from_secs(2)).await;
+    }
     Ok(exit::OK)
 }
 
 pub async fn status(args: StatusArgs) -> CmdResult {
     let c = client(&args.remote)?;
-    let jobs = match &args.job_id {
-        Some(id) => vec![c.job(parse_id(id)?).await.context("cannot read the job")?],
-        None => c.list_jobs().await.context("cannot list jobs")?,
-    };
-    println!(
-        "{:<36}  {:<20}  {:<9}  {:>9}  {:>9}  {:>9}  {:>7}",
-        "id", "name", "state", "requests", "cached", "done", "failed"
-    );
-    for job in &jobs {
-        print_row(job);
+    let id = args.job_id.as_deref().map(parse_id).transpose()?;
+    if args.watch {
+        let every = Duration::from_secs_f64(args.interval.clamp(0.2, 3600.0));
+        return watch(&c, id, every).await;
     }
+    print_table(&fetch(&c, id).await?);
     Ok(exit::OK)
 }
 
-fn print_row(job: &JobStatus) {
-    let c = &job.counts;
+async fn fetch(c: &worker::CoordinatorClient, id: Option<Uuid>) -> Result<Vec<JobStatus>, Failure> {
+    Ok(match id {
+        Some(id) => vec![c.job(id).await.context("cannot read the job")?],
+        None => c.list_jobs().await.context("cannot list jobs")?,
+    })
+}
+
+/// Prints the table every `every` until the job (or every job that was
+/// live at the start) has ended, then exits 0 if all completed, 1 if one
+/// failed or was cancelled. Ctrl-C stops watching (the jobs go on).
+async fn watch(c: &worker::CoordinatorClient, id: Option<Uuid>, every: Duration) -> CmdResult {
+    let first = fetch(c, id).await?;
+    let watched: Vec<Uuid> = first
+        .iter()
+        .filter(|j| id.is_some() || !j.state.is_terminal())
+        .map(|j| j.id)
+        .collect();
+    let mut jobs = first;
+    let interrupt = interrupted();
+    tokio::pin!(interrupt);
+    loop {
+        let shown: Vec<JobStatus> = jobs
+            .into_iter()
+            .filter(|j| watched.contains(&j.id))
+            .collect();
+        print_table(&shown);
+        if shown.iter().all(|j| j.state.is_terminal()) {
+            let bad = shown
+                .iter()
+                .any(|j| matches!(j.state, JobState::Failed | JobState::Cancelled));
+            return Ok(if bad { exit::RUNTIME } else { exit::OK });
+        }
+        tokio::select! {
+            _ = &mut interrupt => return Ok(exit::INTERRUPTED),
+            _ = tokio::time::sleep(every) => {}
+        }
+        // A coordinator restarting is not the job failing: keep watching.
+        jobs = match fetch(c, id).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                eprintln!("warning: {}; retrying", super::chain_message(&e.error));
+                shown
+            }
+        };
+    }
+}
+
+fn state_name(state: JobState) -> String {
+    format!("{state:?}").to_lowercase()
+}
+
+fn print_table(jobs: &[JobStatus]) {
     println!(
-        "{:<36}  {:<20}  {:<9}  {:>9}  {:>9}  {:>9}  {:>7}",
-        job.id,
-        job.name,
-        format!("{:?}", job.state).to_lowercase(),
-        c.requests,
-        c.cached,
-        c.completed,
-        c.failed
+        "{:<36}  {:<20}  {:<9}  {:>9}  {:>9}  {:>9}  {:>7}  {:>13}",
+        "id", "name", "state", "requests", "cached", "done", "failed", "shards"
     );
-    if let Some(error) = &job.error {
-        println!("    error: {error}");
+    for job in jobs {
+        let c = &job.counts;
+        println!(
+            "{:<36}  {:<20}  {:<9}  {:>9}  {:>9}  {:>9}  {:>7}  {:>13}",
+            job.id,
+            job.name,
+            state_name(job.state),
+            c.requests,
+            c.cached,
+            c.completed,
+            c.failed,
+            format!("{}/{}", c.shards_completed, c.shards_total)
+        );
+        if let Some(error) = &job.error {
+            println!("    error: {error}");
+        }
+        if c.usage != jobs::Usage::default() || job.cost.is_some() {
+            println!(
+                "    {}",
+                jobs::cost::usage_line(&c.usage, job.cost.as_ref())
+            );
+        }
     }
 }
 
@@ -77,47 +168,115 @@ pub async fn results(args: ResultsArgs) -> CmdResult {
     let c = client(&args.remote)?;
     let id = parse_id(&args.job_id)?;
     let report = c.results(id).await.context("cannot fetch the results")?;
-    match &args.output {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            write_json(&dir.join("metrics.json"), &report)?;
-            let path = dir.join("samples.jsonl");
-            let mut file = tokio::fs::File::create(&path)
-                .await
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            // Streamed: a million-row job's samples never sit in memory.
-            let mut stream = c
-                .samples_stream(id)
-                .await
-                .context("cannot fetch the samples")?;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.context("the samples download broke off")?;
-                file.write_all(&chunk)
-                    .await
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            file.flush().await?;
-            eprintln!(
-                "wrote {} and {}",
-                dir.join("metrics.json").display(),
-                path.display()
-            );
+    if let Some(dir) = &args.output {
+        let samples = c
+            .samples_stream(id)
+            .await
+            .context("cannot fetch the samples")?;
+        write_outputs(dir, &report, samples).await?;
+        if let Some(usage) = report
+            .get("usage")
+            .and_then(|u| serde_json::from_value::<jobs::Usage>(u.clone()).ok())
+        {
+            let cost = report
+                .get("cost")
+                .and_then(|c| serde_json::from_value::<jobs::cost::CostSummary>(c.clone()).ok());
+            eprintln!("{}", jobs::cost::usage_line(&usage, cost.as_ref()));
         }
-        None => println!("{}", serde_json::to_string_pretty(&report)?),
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
     }
+    Ok(missing_code(&report, &format!("job {id}")))
+}
+
+/// `shardline rescore` on a coordinator: a job id rescores that job, a spec
+/// file is scored as given (new metrics over the same outputs), both from
+/// the coordinator's cache with zero inference.
+pub async fn rescore(args: RescoreArgs) -> CmdResult {
+    let c = connect(
+        args.coordinator.clone(),
+        args.token_env.clone(),
+        &args.config,
+    )?;
+    let text = args.job.to_string_lossy().to_string();
+    let (report, samples, what) = match Uuid::parse_str(&text) {
+        Ok(id) => {
+            let report = c.results(id).await.context("cannot rescore the job")?;
+            let samples = match &args.output {
+                Some(_) => Some(
+                    c.samples_stream(id)
+                        .await
+                        .context("cannot fetch the samples")?,
+                ),
+                None => None,
+            };
+            (report, samples, format!("job {id}"))
+        }
+        Err(_) => {
+            let spec = load_spec(&args.job, args.model.as_deref(), args.limit)?;
+            let report = c
+                .rescore_spec(&spec)
+                .await
+                .context("cannot rescore the spec")?;
+            let samples = match &args.output {
+                Some(_) => Some(
+                    c.rescore_samples_stream(&spec)
+                        .await
+                        .context("cannot fetch the samples")?,
+                ),
+                None => None,
+            };
+            (report, samples, spec.name.clone())
+        }
+    };
+    match (&args.output, samples) {
+        (Some(dir), Some(samples)) => write_outputs(dir, &report, samples).await?,
+        _ => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(missing_code(&report, &what))
+}
+
+async fn write_outputs<B: AsRef<[u8]>>(
+    dir: &Path,
+    report: &serde_json::Value,
+    mut samples: BoxStream<'static, Result<B, worker::ClientError>>,
+) -> Result<(), Failure> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    write_json(&dir.join("metrics.json"), report)?;
+    let path = dir.join("samples.jsonl");
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    // Streamed: a million-row job's samples never sit in memory.
+    while let Some(chunk) = samples.next().await {
+        let chunk = chunk.context("the samples download broke off")?;
+        file.write_all(chunk.as_ref())
+            .await
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    file.flush().await.context("cannot write the samples")?;
+    eprintln!(
+        "wrote {} and {}",
+        dir.join("metrics.json").display(),
+        path.display()
+    );
+    Ok(())
+}
+
+/// `INCOMPLETE` when outputs are missing, after saying how many.
+fn missing_code(report: &serde_json::Value, what: &str) -> i32 {
     let missing = report
         .get("missing_requests")
         .and_then(|m| m.as_u64())
         .unwrap_or(0);
     if missing > 0 {
         eprintln!(
-            "error: {missing} requests of job {id} failed or are missing from the cache; \
+            "error: {missing} requests of {what} failed or are missing from the cache; \
              the other docs were scored"
         );
-        return Ok(exit::INCOMPLETE);
+        return exit::INCOMPLETE;
     }
-    Ok(exit::OK)
+    exit::OK
 }
 
 pub async fn cancel(args: CancelArgs) -> CmdResult {
@@ -126,6 +285,6 @@ pub async fn cancel(args: CancelArgs) -> CmdResult {
         .cancel(parse_id(&args.job_id)?)
         .await
         .context("cannot cancel the job")?;
-    print_row(&status);
+    print_table(&[status]);
     Ok(exit::OK)
 }

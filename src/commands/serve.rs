@@ -1,49 +1,118 @@
-//! `shardline serve`: the coordinator's HTTP API over the home folder's store.
+//! `shardline serve`: the coordinator's HTTP API over Postgres (many
+//! machines, several replicas) or SQLite (one machine), with the cache in S3
+//! or a directory.
 
 use anyhow::Context;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::home::Home;
-use super::{interrupted, secret_from_env, CmdResult};
-use crate::cli::ServeArgs;
+use super::{interrupted, CmdResult, Failure};
+use crate::cli::{HomeArgs, ServeArgs};
+use crate::config::{self, ConfigFile, S3Flags, ServeFlags};
 use crate::exit;
 
+fn flags(args: &ServeArgs) -> ServeFlags {
+    ServeFlags {
+        listen: args.listen.clone(),
+        database_url: args.database_url.clone(),
+        cache: args.cache.clone(),
+        home: args.home.clone(),
+        admin_token_env: args.admin_token_env.clone(),
+        worker_token_env: args.worker_token_env.clone(),
+        lease_secs: args.lease_secs,
+        heartbeat_secs: args.heartbeat_secs,
+        reaper_interval_ms: args.reaper_interval_ms,
+        s3: S3Flags {
+            endpoint: args.s3.s3_endpoint.clone(),
+            force_path_style: args.s3.s3_force_path_style,
+            region: args.s3.s3_region.clone(),
+        },
+    }
+}
+
 pub async fn serve(args: ServeArgs) -> CmdResult {
-    let admin_token = secret_from_env(&args.admin_token_env, "admin token")?;
-    let worker_token = secret_from_env(&args.worker_token_env, "worker token")?;
-    let home = Home::open(&args.home)?;
+    let env = config::process_env;
+    let file = ConfigFile::load(args.config.path.as_deref(), &env).map_err(Failure::usage)?;
+    let settings = config::resolve_serve(&flags(&args), &env, &file).map_err(Failure::usage)?;
+
+    // The home folder (and its lock) only when something lives in it.
+    let home = if settings.database_url.is_none() || settings.cache.is_none() {
+        Some(Home::open(&HomeArgs {
+            home: settings.home.clone(),
+            cache: settings.cache.clone(),
+        })?)
+    } else {
+        None
+    };
+    let (store, store_name): (Arc<dyn coordinator::Store>, String) =
+        match (&settings.database_url, &home) {
+            (Some(url), _) => (
+                coordinator::store::open(url)
+                    .await
+                    .context("cannot open the store")?,
+                coordinator::store::postgres::redact_url(url),
+            ),
+            (None, Some(home)) => (home.store().await?, home.db_path().display().to_string()),
+            (None, None) => unreachable_home()?,
+        };
+    let cache_location = match (&settings.cache, &home) {
+        (Some(c), _) => c.clone(),
+        (None, Some(home)) => home.cache_location.clone(),
+        (None, None) => unreachable_home()?,
+    };
+    let objects =
+        cache::open_store_with(&cache_location, settings.s3.clone()).map_err(Failure::usage)?;
+    objects
+        .check_access()
+        .await
+        .with_context(|| format!("cannot use the cache {}", objects.describe()))?;
+
     let coordinator = coordinator::Coordinator::new(
-        home.store().await?,
-        home.objects()?,
+        store,
+        objects.clone(),
         coordinator::CoordinatorConfig {
-            admin_token,
-            worker_token,
-            lease_secs: args.lease_secs.max(3),
-            heartbeat_interval_secs: (args.lease_secs / 3).max(1),
-            reaper_interval: Duration::from_secs(2),
+            admin_token: settings.admin_token.expose().to_string(),
+            worker_token: settings.worker_token.expose().to_string(),
+            lease_secs: settings.lease_secs,
+            heartbeat_interval_secs: settings.heartbeat_secs,
+            reaper_interval: Duration::from_millis(settings.reaper_interval_ms),
         },
     );
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
     eprintln!(
-        "coordinator listening on http://{} (store {}, cache {})",
+        "coordinator listening on http://{} (store {store_name}, cache {}, leases {} s)",
         listener.local_addr()?,
-        home.db_path().display(),
-        home.cache_location
+        objects.describe(),
+        settings.lease_secs
     );
     let stop = CancellationToken::new();
-    let server = tokio::spawn(coordinator::serve(
+    let mut server = tokio::spawn(coordinator::serve(
         listener,
         coordinator,
         stop.clone().cancelled_owned(),
     ));
-    interrupted().await;
+    let ended = tokio::select! {
+        _ = interrupted() => None,
+        // The server ends by itself only on an error.
+        ended = &mut server => Some(ended),
+    };
     stop.cancel();
-    server
-        .await
+    let ended = match ended {
+        Some(ended) => ended,
+        None => server.await,
+    };
+    ended
         .context("coordinator task failed")?
         .context("coordinator stopped with an error")?;
     Ok(exit::OK)
+}
+
+fn unreachable_home<T>() -> Result<T, Failure> {
+    Err(Failure::runtime(anyhow::anyhow!(
+        "internal error: no home folder opened for the SQLite store or the cache"
+    )))
 }

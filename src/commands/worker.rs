@@ -1,32 +1,67 @@
-//! `shardline worker`: pulls shards from a coordinator and runs them.
+//! `shardline worker`: pulls shards from a coordinator and runs them,
+//! writing outputs to the shared cache.
 
+use anyhow::Context;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use super::{interrupted, secret_from_env, CmdResult, Failure};
+use super::{interrupted, CmdResult, Failure};
 use crate::cli::WorkerArgs;
+use crate::config::{self, ConfigFile, S3Flags, WorkerFlags};
 use crate::exit;
 
+fn flags(args: &WorkerArgs) -> WorkerFlags {
+    WorkerFlags {
+        coordinator: args.coordinator.clone(),
+        token_env: args.token_env.clone(),
+        cache: args.cache.clone(),
+        backends: args.backends.clone(),
+        models: args.models.clone(),
+        shards: args.shards,
+        id: args.id.clone(),
+        poll_ms: args.poll_ms,
+        s3: S3Flags {
+            endpoint: args.s3.s3_endpoint.clone(),
+            force_path_style: args.s3.s3_force_path_style,
+            region: args.s3.s3_region.clone(),
+        },
+    }
+}
+
 pub async fn worker(args: WorkerArgs) -> CmdResult {
-    let token = secret_from_env(&args.token_env, "worker token")?;
-    let objects = cache::open_store(&args.cache).map_err(Failure::usage)?;
-    let client = worker::CoordinatorClient::new(&args.coordinator, token)?;
-    let worker_id = args.id.clone().unwrap_or_else(|| {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_string());
-        format!("{host}-{}", std::process::id())
-    });
+    let env = config::process_env;
+    let file = ConfigFile::load(args.config.path.as_deref(), &env).map_err(Failure::usage)?;
+    let settings = config::resolve_worker(&flags(&args), &env, &file).map_err(Failure::usage)?;
+    let objects =
+        cache::open_store_with(&settings.cache, settings.s3.clone()).map_err(Failure::usage)?;
+    objects
+        .check_access()
+        .await
+        .with_context(|| format!("cannot use the cache {}", objects.describe()))?;
+    let client =
+        worker::CoordinatorClient::new(&settings.coordinator, settings.token.expose().to_string())
+            .map_err(Failure::usage)?;
+    let worker_id = settings.id.clone().unwrap_or_else(default_worker_id);
     let config = worker::WorkerConfig {
         worker_id: worker_id.clone(),
-        backends: vec![jobs::spec::BackendKind::Openai],
-        max_concurrent_shards: args.shards,
-        poll_interval: Duration::from_secs(2),
+        backends: settings.backends.clone(),
+        max_concurrent_shards: settings.shards,
+        poll_interval: Duration::from_millis(settings.poll_ms.max(100)),
     };
+    let models = if settings.models.is_empty() {
+        "any model".to_string()
+    } else {
+        format!("models {}", settings.models.join(", "))
+    };
+    let backends: Vec<&str> = settings.backends.iter().map(|b| b.as_str()).collect();
     eprintln!(
-        "worker {worker_id} pulling shards from {}",
-        args.coordinator
+        "worker {worker_id} pulling shards from {} (backends {}, {models}; cache {})",
+        settings.coordinator,
+        backends.join(", "),
+        objects.describe()
     );
     let stop = CancellationToken::new();
-    let w = worker::Worker::new(config, client, objects);
+    let w = worker::Worker::new(config, client, objects).with_models(settings.models.clone());
     let handle = tokio::spawn({
         let stop = stop.clone();
         async move { w.run(stop).await }
@@ -41,12 +76,23 @@ pub async fn worker(args: WorkerArgs) -> CmdResult {
     let stats = handle.await.map_err(anyhow::Error::from)??;
     stopper.abort();
     eprintln!(
-        "worker stopped: {} shards completed, {} requests ok, {} failed",
-        stats.shards_completed, stats.requests_ok, stats.requests_failed
+        "worker stopped: {} shards completed, {} requests ok, {} failed, {} lease calls fenced",
+        stats.shards_completed, stats.requests_ok, stats.requests_failed, stats.fenced
     );
     Ok(if stop.is_cancelled() {
         exit::INTERRUPTED
     } else {
         exit::OK
     })
+}
+
+/// `host-pid`: readable in the shards table, unique per process.
+fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_string());
+    format!("{host}-{}", std::process::id())
 }

@@ -9,12 +9,17 @@
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use jobs::batch::{
+    BatchAccepted, BatchClaimRequest, BatchClaimResponse, BatchFinishRequest, BatchFinishResponse,
+    BatchHeartbeatRequest, BatchHeartbeatResponse, BatchRequestsRequest, BatchReserveRequest,
+    BatchReserveResponse, BatchSubmitRequest, BatchUpdateRequest,
+};
 use jobs::protocol::{
     ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, ErrorBody, FailRequest,
     FailResponse, HeartbeatRequest, HeartbeatResponse, JobStatus, ReleaseRequest, ReleaseResponse,
     SubmitJobRequest,
 };
-use jobs::JobSpec;
+use jobs::{InferenceRequest, JobSpec};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -181,12 +186,47 @@ impl CoordinatorClient {
     // ---- job API (admin token) ----
 
     pub async fn submit(&self, spec: &JobSpec) -> Result<JobStatus, ClientError> {
+        self.submit_with_priority(spec, 0).await
+    }
+
+    /// Submits at a priority: higher runs first, equal priorities share the
+    /// workers.
+    pub async fn submit_with_priority(
+        &self,
+        spec: &JobSpec,
+        priority: i32,
+    ) -> Result<JobStatus, ClientError> {
         let body = SubmitJobRequest {
             spec: spec.clone(),
-            priority: 0,
+            priority,
         };
         self.call(Method::POST, "/v1/jobs", Some(&body), TokenKind::Admin)
             .await
+    }
+
+    /// Scores `spec` on the coordinator from its cache alone (the spec need
+    /// not have been submitted): the same body as [`CoordinatorClient::results`].
+    pub async fn rescore_spec(&self, spec: &JobSpec) -> Result<serde_json::Value, ClientError> {
+        let body = serde_json::json!({ "spec": spec });
+        self.call(Method::POST, "/v1/rescore", Some(&body), TokenKind::Admin)
+            .await
+    }
+
+    /// `samples.jsonl` of [`CoordinatorClient::rescore_spec`], as a stream.
+    pub async fn rescore_samples_stream(
+        &self,
+        spec: &JobSpec,
+    ) -> Result<BoxStream<'static, Result<Bytes, ClientError>>, ClientError> {
+        let route = "/v1/rescore/samples";
+        let body = serde_json::json!({ "spec": spec });
+        let response = self
+            .send_raw(Method::POST, route, Some(&body), TokenKind::Admin, None)
+            .await?;
+        let base_url = self.base_url.clone();
+        Ok(response
+            .bytes_stream()
+            .map_err(move |e| transport_error(route, &base_url, &e))
+            .boxed())
     }
 
     pub async fn list_jobs(&self) -> Result<Vec<JobStatus>, ClientError> {
@@ -324,6 +364,80 @@ impl CoordinatorClient {
     ) -> Result<LeaseOutcome<ReleaseResponse>, ClientError> {
         fenced_to_outcome(
             self.call_retrying(Method::POST, "/v1/leases/release", req)
+                .await,
+        )
+    }
+
+    // ---- batch routes (worker token), see `jobs::batch` ----
+
+    /// Room under the model's enqueued-token cap. 409 → fenced.
+    pub async fn batch_reserve(
+        &self,
+        req: &BatchReserveRequest,
+    ) -> Result<LeaseOutcome<BatchReserveResponse>, ClientError> {
+        fenced_to_outcome(
+            self.call_retrying(Method::POST, "/v1/batches/reserve", req)
+                .await,
+        )
+    }
+
+    /// `running` → `submitted` with the batch ids. 409 → fenced.
+    pub async fn batch_submit(
+        &self,
+        req: &BatchSubmitRequest,
+    ) -> Result<LeaseOutcome<BatchAccepted>, ClientError> {
+        fenced_to_outcome(
+            self.call_retrying(Method::POST, "/v1/batches/submit", req)
+                .await,
+        )
+    }
+
+    /// The shard's requests in planned order (what batch state indices point
+    /// into).
+    pub async fn batch_requests(
+        &self,
+        req: &BatchRequestsRequest,
+    ) -> Result<Vec<InferenceRequest>, ClientError> {
+        self.call_retrying(Method::POST, "/v1/batches/requests", req)
+            .await
+    }
+
+    /// Poll leases on submitted shards that are due.
+    pub async fn batch_claim(
+        &self,
+        req: &BatchClaimRequest,
+    ) -> Result<BatchClaimResponse, ClientError> {
+        self.call_retrying(Method::POST, "/v1/batches/claim", req)
+            .await
+    }
+
+    /// Renews a poll lease; a 409 comes back as [`ClientError::Fenced`].
+    pub async fn batch_heartbeat(
+        &self,
+        req: &BatchHeartbeatRequest,
+    ) -> Result<BatchHeartbeatResponse, ClientError> {
+        self.call_retrying(Method::POST, "/v1/batches/heartbeat", req)
+            .await
+    }
+
+    /// Records a submitted shard's new state. 409 → fenced.
+    pub async fn batch_update(
+        &self,
+        req: &BatchUpdateRequest,
+    ) -> Result<LeaseOutcome<BatchAccepted>, ClientError> {
+        fenced_to_outcome(
+            self.call_retrying(Method::POST, "/v1/batches/update", req)
+                .await,
+        )
+    }
+
+    /// Completes, fails or cancels a submitted shard. 409 → fenced.
+    pub async fn batch_finish(
+        &self,
+        req: &BatchFinishRequest,
+    ) -> Result<LeaseOutcome<BatchFinishResponse>, ClientError> {
+        fenced_to_outcome(
+            self.call_retrying(Method::POST, "/v1/batches/finish", req)
                 .await,
         )
     }

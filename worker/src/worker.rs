@@ -250,6 +250,8 @@ pub struct Worker {
     client: CoordinatorClient,
     objects: Arc<dyn cache::ObjectStore>,
     backends: Arc<BackendCache>,
+    /// Model globs sent with every claim; empty serves any model.
+    models: Vec<String>,
 }
 
 impl Worker {
@@ -263,7 +265,17 @@ impl Worker {
             client,
             objects,
             backends: Arc::new(BackendCache::default()),
+            models: Vec::new(),
         }
+    }
+
+    /// Serves only jobs whose `model.model` matches one of `globs` (`*` any
+    /// run of characters, `?` one character; case sensitive). The
+    /// coordinator does the matching when it hands out shards. Without
+    /// this, a worker serves any model.
+    pub fn with_models(mut self, globs: Vec<String>) -> Self {
+        self.models = globs;
+        self
     }
 
     /// Replaces how backends are built from model specs (with a new cache of
@@ -309,6 +321,14 @@ impl Worker {
         let mut shard_size_hint = 0usize;
         let mut claim_error = None;
         tracing::info!(worker_id = %worker.config.worker_id, max_shards = cap, "worker started");
+        // Submitted Batch API shards hold no lease: every worker that runs
+        // the backend polls them.
+        let poller_stop = shutdown.child_token();
+        let poller = worker
+            .config
+            .backends
+            .contains(&BackendKind::OpenaiBatch)
+            .then(|| worker.spawn_batch_poller(poller_stop.clone()));
 
         while !shutdown.is_cancelled() {
             // Registered before looking at the load so that no progress
@@ -330,6 +350,7 @@ impl Worker {
                     worker_id: worker.config.worker_id.clone(),
                     capabilities: WorkerCapabilities {
                         backends: worker.config.backends.clone(),
+                        models: worker.models.clone(),
                     },
                     max_shards: u32::try_from(wanted.min(free)).unwrap_or(u32::MAX),
                 };
@@ -386,11 +407,34 @@ impl Worker {
         while let Some(done) = running.join_next().await {
             add_joined(&mut stats, done);
         }
+        if let Some(poller) = poller {
+            poller_stop.cancel();
+            add_joined(&mut stats, poller.await);
+        }
         tracing::info!(worker_id = %worker.config.worker_id, ?stats, "worker stopped");
         match claim_error {
             Some(e) => Err(WorkerError::Claim(e)),
             None => Ok(stats),
         }
+    }
+
+    /// Starts the poller of submitted Batch API shards.
+    fn spawn_batch_poller(&self, stop: CancellationToken) -> tokio::task::JoinHandle<WorkerStats> {
+        crate::backend::openai_batch::spawn_poller(
+            self.client.clone(),
+            Arc::clone(&self.objects),
+            Arc::clone(&self.backends),
+            crate::backend::openai_batch::PollerConfig {
+                worker_id: self.config.worker_id.clone(),
+                capabilities: WorkerCapabilities {
+                    backends: vec![BackendKind::OpenaiBatch],
+                    models: self.models.clone(),
+                },
+                max_concurrent: crate::backend::openai_batch::poll::MAX_PASSES,
+                max_idle: self.config.poll_interval.max(MIN_POLL),
+            },
+            stop,
+        )
     }
 
     /// Starts a claimed shard, counting its requests in its model's load
@@ -452,6 +496,23 @@ impl Worker {
             .in_current_span(),
         );
 
+        if let Some(batch) = backend.batch().cloned() {
+            // Batch API shards are submitted as provider batches, not run
+            // request by request; pollers finish them.
+            let stats = crate::backend::openai_batch::submit::submit_shard(
+                &self.client,
+                &self.config.worker_id,
+                &batch,
+                &lease,
+                requests,
+                &lost,
+                &stop,
+            )
+            .await;
+            heartbeat.abort();
+            return stats;
+        }
+
         let fingerprint = lease.model.fingerprint();
         let concurrency = backend.concurrency().max(1);
         let outcomes = stream::iter(requests)
@@ -494,17 +555,18 @@ impl Worker {
         let finished = records.len() == total;
 
         if lost.load(Ordering::Relaxed) {
-            // Someone else owns the shard now; keep what was paid for in the
-            // cache (a later reindex finds it) but do not complete.
-            if !records.is_empty() {
-                if let Err(e) = cache::write_segment(self.objects.as_ref(), &path, &records).await {
-                    tracing::warn!(error = %e, segment = %path, "cannot write the partial segment");
-                }
-            }
+            // The lease expired and went to another attempt, or the job was
+            // cancelled: never complete. What was paid for is kept: written
+            // to the cache and handed back, so the coordinator indexes it
+            // (the hand-back itself is refused, as the lease is gone).
             tracing::warn!(
                 done = records.len(),
                 "lease lost or job cancelled; stopped the shard without completing it"
             );
+            if !summary.written.is_empty() {
+                self.release_partial(&lease, &path, &records, summary, &mut stats)
+                    .await;
+            }
             return stats;
         }
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{
-    Backoff, Completion, LeaseFence, NewJob, NewShard, Partial, PlanTotals, SegmentEntry, Store,
-    StoreError,
+    Backoff, Completion, LeaseFence, ModelPattern, NewJob, NewShard, Partial, PlanTotals,
+    SegmentEntry, Store, StoreError,
 };
 
 const LEASE: Duration = Duration::from_secs(10);
@@ -96,6 +96,7 @@ async fn prioritized_job(
             spec_json: "{}".into(),
             spec_hash: format!("hash-{tag}"),
             backend,
+            model: "m".into(),
             priority,
             created_at,
         })
@@ -197,6 +198,7 @@ pub(crate) async fn idempotent_create(store: &dyn Store) {
         spec_json: "{}".into(),
         spec_hash: "same-hash".into(),
         backend: BackendKind::Openai,
+        model: "m".into(),
         priority: 0,
         created_at: t0(),
     };
@@ -322,6 +324,7 @@ pub(crate) async fn claim_filters_backend_and_job_state(store: &dyn Store) {
             spec_json: "{}".into(),
             spec_hash: "planning".into(),
             backend: BackendKind::Openai,
+            model: "m".into(),
             priority: 0,
             created_at: t0(),
         })
@@ -361,6 +364,87 @@ pub(crate) async fn claim_filters_backend_and_job_state(store: &dyn Store) {
         .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].job_id, fx.job_id);
+}
+
+/// A running job of one model with `shards` one-request shards.
+async fn job_of_model(store: &dyn Store, tag: &str, model: &str, shards: u64) -> Uuid {
+    let id = Uuid::new_v4();
+    store
+        .create_job(NewJob {
+            id,
+            name: tag.into(),
+            spec_json: "{}".into(),
+            spec_hash: format!("hash-{tag}"),
+            backend: BackendKind::Openai,
+            model: model.into(),
+            priority: 0,
+            created_at: t0(),
+        })
+        .await
+        .expect("create job");
+    let new: Vec<NewShard> = (0..shards)
+        .map(|seq| NewShard {
+            id: Uuid::new_v4(),
+            seq,
+            requests_json: serde_json::to_string(&[request(tag, seq)]).expect("json"),
+            request_count: 1,
+            max_attempts: 3,
+        })
+        .collect();
+    store.insert_shards(id, &new, t0()).await.expect("shards");
+    store
+        .finish_planning(id, PlanTotals::default(), t0())
+        .await
+        .expect("finish planning");
+    id
+}
+
+fn patterns(globs: &[&str]) -> Vec<ModelPattern> {
+    globs
+        .iter()
+        .map(|g| ModelPattern::new(g).expect("pattern"))
+        .collect()
+}
+
+pub(crate) async fn claim_matches_worker_models(store: &dyn Store) {
+    let llama = job_of_model(store, "llama", "llama-3-8b", 2).await;
+    let gpt = job_of_model(store, "gpt", "gpt-4o-mini", 2).await;
+    // SQL wildcards in a model name are literal characters of a pattern.
+    let odd = job_of_model(store, "odd", "a_b%c", 1).await;
+    let near = job_of_model(store, "near", "axb%c", 1).await;
+    let openai = [BackendKind::Openai];
+    let claim = |globs: &'static [&'static str], max: u32| {
+        let models = patterns(globs);
+        async move {
+            store
+                .claim_matching(WORKER, &openai, &models, max, LEASE, t0())
+                .await
+                .expect("claim")
+                .into_iter()
+                .map(|c| c.job_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    // Nothing matches: nothing is handed out, and nothing is locked.
+    assert!(claim(&["mistral-*"], 10).await.is_empty());
+    assert!(claim(&["LLAMA-*"], 10).await.is_empty(), "case sensitive");
+    assert!(
+        claim(&["llama"], 10).await.is_empty(),
+        "whole name, not a prefix"
+    );
+    let got = claim(&["llama-*"], 10).await;
+    assert_eq!(got, vec![llama, llama]);
+    let got = claim(&["gpt-4o-?ini", "nothing"], 10).await;
+    assert_eq!(got, vec![gpt, gpt]);
+    let got = claim(&["a_b%c"], 10).await;
+    assert_eq!(got, vec![odd], "`_` and `%` are not wildcards");
+    // No pattern: any model.
+    let got = store
+        .claim(WORKER, &openai, 10, LEASE, t0())
+        .await
+        .expect("claim");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].job_id, near);
 }
 
 pub(crate) async fn late_worker_is_fenced(store: &dyn Store) {
@@ -549,6 +633,15 @@ pub(crate) async fn reaper_spends_attempts(store: &dyn Store) {
     let first = store.reap_expired(at(11), &Backoff::NONE).await.unwrap();
     assert_eq!(first.returned, 1);
     let shard = &store.list_shards(fx.job_id).await.unwrap()[0];
+    // The caller learns which attempt expired (to index its segment).
+    assert_eq!(
+        first.expired,
+        vec![super::ExpiredLease {
+            job_id: fx.job_id,
+            shard_id: shard.id,
+            attempt: 1,
+        }]
+    );
     assert_eq!(shard.state, ShardState::Available);
     assert_eq!(shard.attempts_used, 1);
     assert!(shard.lease_owner.is_none());
@@ -591,6 +684,11 @@ pub(crate) async fn cancel_stops_shards(store: &dyn Store) {
         .await
         .unwrap()
         .is_empty());
+    // A worker that finishes before its next heartbeat cannot complete.
+    assert!(!store
+        .complete(&lease.fence(WORKER), &Completion::default(), at(1))
+        .await
+        .unwrap());
     let hb = store
         .heartbeat(&lease.fence(WORKER), 0, LEASE, at(2))
         .await
@@ -711,6 +809,7 @@ pub(crate) async fn planning_without_shards_completes(store: &dyn Store) {
             spec_json: "{}".into(),
             spec_hash: "all-cached".into(),
             backend: BackendKind::Openai,
+            model: "m".into(),
             priority: 0,
             created_at: t0(),
         })
@@ -988,6 +1087,7 @@ macro_rules! store_conformance_suite {
             idempotent_create,
             claim_heartbeat_complete,
             claim_filters_backend_and_job_state,
+            claim_matches_worker_models,
             late_worker_is_fenced,
             fail_backs_off_then_dies,
             release_keeps_attempts_and_indexes_partial,

@@ -7,14 +7,20 @@
 //! controlled clock. Policies (lease length, retry backoff, leader lease) are
 //! decided by the caller and passed in; the store only records them.
 
+pub mod batch;
 mod error;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
 
 #[cfg(test)]
+pub(crate) mod batch_conformance;
+#[cfg(test)]
 pub(crate) mod conformance;
 
+pub use batch::{
+    BatchEnd, BatchFence, BatchSubmission, BatchUpdate, ClaimedPoll, PollClaim, PollFence,
+};
 pub use error::StoreError;
 pub use postgres::{PostgresOptions, PostgresStore, ScratchDatabase};
 pub use sqlite::SqliteStore;
@@ -63,9 +69,70 @@ pub struct NewJob {
     /// sha256 of the spec's canonical JSON; at most one live job per hash.
     pub spec_hash: String,
     pub backend: BackendKind,
+    /// The spec's `model.model`, matched against workers' model patterns.
+    pub model: String,
     /// Higher is claimed first; within a priority, jobs share workers fairly.
     pub priority: i32,
     pub created_at: DateTime<Utc>,
+}
+
+/// A worker's model glob: `*` matches any run of characters, `?` exactly
+/// one, everything else itself (case sensitive). Each store turns it into
+/// its own SQL pattern language, so both match the same names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelPattern(String);
+
+impl ModelPattern {
+    /// Rejects empty patterns (they would match nothing, surely a mistake).
+    pub fn new(glob: &str) -> Result<Self, String> {
+        let glob = glob.trim();
+        if glob.is_empty() {
+            return Err("an empty model pattern matches no model; use `*` for any".into());
+        }
+        Ok(ModelPattern(glob.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Postgres `LIKE` pattern (backslash escapes).
+    pub(crate) fn like(&self) -> String {
+        let mut out = String::with_capacity(self.0.len() + 4);
+        for c in self.0.chars() {
+            match c {
+                '*' => out.push('%'),
+                '?' => out.push('_'),
+                '%' | '_' | '\\' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// SQLite `GLOB` pattern: only `[` has to be made literal.
+    pub(crate) fn sqlite_glob(&self) -> String {
+        self.0.replace('[', "[[]")
+    }
+
+    /// The same match in Rust, for checks outside the database.
+    pub fn matches(&self, name: &str) -> bool {
+        fn go(p: &[char], n: &[char]) -> bool {
+            match (p.first(), n.first()) {
+                (None, None) => true,
+                (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+                (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
+                (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+                _ => false,
+            }
+        }
+        let p: Vec<char> = self.0.chars().collect();
+        let n: Vec<char> = name.chars().collect();
+        go(&p, &n)
+    }
 }
 
 /// A job and its progress counts.
@@ -94,6 +161,7 @@ impl JobRecord {
             error: self.error.clone(),
             created_at: self.created_at.to_rfc3339(),
             updated_at: self.updated_at.to_rfc3339(),
+            cost: None,
         }
     }
 }
@@ -205,9 +273,20 @@ pub struct Partial {
     pub usage: Usage,
 }
 
+/// One lease the reaper took back, so the caller can index a segment its
+/// worker wrote before dying (its outputs then need no second request).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpiredLease {
+    pub job_id: Uuid,
+    pub shard_id: Uuid,
+    pub attempt: u32,
+}
+
 /// What one reaper pass did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReapOutcome {
+    /// Every lease taken back, whatever became of its shard.
+    pub expired: Vec<ExpiredLease>,
     /// Expired leases made available again.
     pub returned: u64,
     /// Shards that ran out of attempts (their jobs failed).
@@ -331,6 +410,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// it; running shards learn at their next heartbeat.
     async fn cancel_job(&self, job_id: Uuid, now: DateTime<Utc>) -> Result<JobRecord, StoreError>;
     async fn list_shards(&self, job_id: Uuid) -> Result<Vec<ShardRecord>, StoreError>;
+    /// A shard's job and its requests as written by the planner (JSON), or
+    /// `None` when there is no such shard.
+    async fn shard_requests(&self, shard_id: Uuid) -> Result<Option<(Uuid, String)>, StoreError>;
 
     /// The segment of every key that is in the cache index.
     async fn lookup_keys(
@@ -359,6 +441,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         worker_id: &str,
         backends: &[BackendKind],
+        max: u32,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedShard>, StoreError> {
+        self.claim_matching(worker_id, backends, &[], max, lease, now)
+            .await
+    }
+    /// [`Store::claim`] for a worker that serves only some models: shards
+    /// of jobs whose model matches none of `models` are left for others.
+    /// Empty `models` means any model.
+    async fn claim_matching(
+        &self,
+        worker_id: &str,
+        backends: &[BackendKind],
+        models: &[ModelPattern],
         max: u32,
         lease: Duration,
         now: DateTime<Utc>,
@@ -439,6 +536,74 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         keys: &[RequestKey],
     ) -> Result<HashMap<RequestKey, String>, StoreError>;
     async fn metrics(&self) -> Result<StoreMetrics, StoreError>;
+
+    // ---- the `openai-batch` lifecycle (see `batch`) ----
+
+    /// Room under the enqueued-token cap of `model_key`: grants a prefix of
+    /// `wanted` (see [`batch::grant`]) and records this shard's enqueued
+    /// tokens as `base` plus what was granted. `None` when the holder's
+    /// fence does not match; else the granted count and the tokens other
+    /// shards of the model have enqueued.
+    async fn batch_reserve(
+        &self,
+        holder: &BatchFence,
+        model_key: &str,
+        cap: u64,
+        base: u64,
+        wanted: &[u64],
+        now: DateTime<Utc>,
+    ) -> Result<Option<(u32, u64)>, StoreError>;
+    /// Fenced on the lease: `running` → `submitted`, recording the batch
+    /// state (batch ids included) in the same step, and ending the lease.
+    async fn batch_submit(
+        &self,
+        fence: &LeaseFence,
+        submission: &BatchSubmission,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Poll leases (until now + `lease`) on up to `max` submitted shards of
+    /// jobs with a backend in `backends` and a model matching `models`
+    /// (empty: any) that are due, or whose job stopped; earliest due first.
+    async fn batch_claim_polls(
+        &self,
+        worker_id: &str,
+        backends: &[BackendKind],
+        models: &[ModelPattern],
+        max: u32,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<PollClaim, StoreError>;
+    /// Renews a poll lease; the job's state, or `None` when fenced.
+    async fn batch_heartbeat(
+        &self,
+        fence: &PollFence,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobState>, StoreError>;
+    /// Fenced on the poll lease: records the state, indexes the partial
+    /// outputs (adding their usage and counting them completed), and renews
+    /// or ends the lease.
+    async fn batch_update(
+        &self,
+        fence: &PollFence,
+        update: &BatchUpdate,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Fenced on the poll lease: indexes the partial outputs and ends the
+    /// shard (completed with its failures, dead with its job failed, or
+    /// cancelled), completing the job with its last shard. `None` when
+    /// fenced.
+    async fn batch_finish(
+        &self,
+        fence: &PollFence,
+        end: &BatchEnd,
+        partial: Option<&Partial>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ShardState>, StoreError>;
+    /// Ends every poll lease (the embedded coordinator restarting: no poller
+    /// of the previous process survives).
+    async fn batch_recover_polls(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 pub(crate) fn job_state_str(state: JobState) -> &'static str {
@@ -466,10 +631,36 @@ pub(crate) fn parse_shard_state(s: &str) -> Option<ShardState> {
     Some(match s {
         "available" => ShardState::Available,
         "running" => ShardState::Running,
+        "submitted" => ShardState::Submitted,
         "completed" => ShardState::Completed,
         "failed" => ShardState::Failed,
         "dead" => ShardState::Dead,
         "cancelled" => ShardState::Cancelled,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod model_pattern_tests {
+    use super::ModelPattern;
+
+    #[test]
+    fn globs_match_whole_names() {
+        let p = |g: &str| ModelPattern::new(g).unwrap();
+        assert!(p("llama-*").matches("llama-3-8b"));
+        assert!(p("*").matches(""));
+        assert!(p("gpt-4o-?ini").matches("gpt-4o-mini"));
+        assert!(!p("llama").matches("llama-3"));
+        assert!(!p("Llama-*").matches("llama-3"));
+        assert!(p("a_b%c").matches("a_b%c"));
+        assert!(!p("a_b%c").matches("axb%c"));
+        assert!(ModelPattern::new("  ").is_err());
+    }
+
+    #[test]
+    fn sql_patterns_escape_their_own_wildcards() {
+        let p = ModelPattern::new(r"a_b%c\d*?[x]").unwrap();
+        assert_eq!(p.like(), r"a\_b\%c\\d%_[x]");
+        assert_eq!(p.sqlite_glob(), r"a_b%c\d*?[[]x]");
+    }
 }

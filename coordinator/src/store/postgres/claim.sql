@@ -1,5 +1,5 @@
 -- $1 worker, $2 lease end, $3 now, $4 backends, $5 max shards, $6 candidates
--- per job.
+-- per job, $7 the worker's model patterns (LIKE; empty: any model).
 --
 -- Order: highest priority first; within a priority the job with the fewest
 -- running shards, counting the ones this claim takes (ROW_NUMBER), so one
@@ -13,6 +13,7 @@ WITH eligible AS MATERIALIZED (
            (SELECT COUNT(*) FROM shards r WHERE r.job_id = j.id AND r.state = 'running') AS running
     FROM jobs j
     WHERE j.state = 'running' AND j.backend = ANY($4::text[])
+      AND (cardinality($7::text[]) = 0 OR j.model LIKE ANY($7::text[]))
 ),
 candidates AS MATERIALIZED (
     SELECT c.id, e.priority, e.created_at, c.job_id, c.seq,

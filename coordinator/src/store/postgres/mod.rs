@@ -12,6 +12,7 @@
 //! [`StoreError::Unavailable`], which callers retry (the pool tests each
 //! connection before use and replaces the dead ones after a Postgres restart).
 
+mod batches;
 mod completer;
 mod scratch;
 
@@ -33,8 +34,9 @@ use uuid::Uuid;
 
 use super::{
     job_state_str, parse_job_state, parse_shard_state, Backoff, ClaimedShard, Completion,
-    HeartbeatOutcome, JobRecord, LeaseFence, NewJob, NewShard, Partial, PlanTotals, ReapOutcome,
-    RequestFailure, SegmentEntry, ShardRecord, Store, StoreError, StoreMetrics, LEADER_DUTIES,
+    ExpiredLease, HeartbeatOutcome, JobRecord, LeaseFence, ModelPattern, NewJob, NewShard, Partial,
+    PlanTotals, ReapOutcome, RequestFailure, SegmentEntry, ShardRecord, Store, StoreError,
+    StoreMetrics, LEADER_DUTIES,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -92,20 +94,51 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// `url` with any password replaced by `***`, safe to print.
+/// `url` with any password replaced by `***`, safe to print: the one in the
+/// user info (even one holding an unescaped `/` or `?`), and the `password`
+/// and `sslpassword` query parameters libpq also accepts.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_string();
+    // The last `@` ends the user info wherever it is, so a password holding
+    // a `/` or `?` is still found.
+    let (main, query) = match rest.rfind('@') {
+        Some(at) => match rest[at..].find('?') {
+            Some(q) => rest.split_at(at + q),
+            None => (rest, ""),
+        },
+        None => match rest.find('?') {
+            Some(q) => rest.split_at(q),
+            None => (rest, ""),
+        },
     };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-        None => url.to_string(),
-    }
+    let main = match main.rfind('@') {
+        Some(at) => {
+            let (userinfo, host) = main.split_at(at);
+            match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{user}:***{host}"),
+                None => main.to_string(),
+            }
+        }
+        None => main.to_string(),
+    };
+    let query = query
+        .split_inclusive(['?', '&'])
+        .map(|part| {
+            let (param, sep) = match part.strip_suffix(['?', '&']) {
+                Some(p) => (p, &part[p.len()..]),
+                None => (part, ""),
+            };
+            match param.split_once('=') {
+                Some((name, _)) if name == "password" || name == "sslpassword" => {
+                    format!("{name}=***{sep}")
+                }
+                _ => part.to_string(),
+            }
+        })
+        .collect::<String>();
+    format!("{scheme}://{main}{query}")
 }
 
 impl PostgresStore {
@@ -310,6 +343,7 @@ impl Store for PostgresStore {
                 .bind(job.backend.as_str())
                 .bind(job.priority)
                 .bind(job.created_at)
+                .bind(&job.model)
                 .fetch_optional(&self.pool)
                 .await?;
             if inserted.is_some() {
@@ -486,6 +520,17 @@ impl Store for PostgresStore {
         rows.iter().map(shard_from_row).collect()
     }
 
+    async fn shard_requests(&self, shard_id: Uuid) -> Result<Option<(Uuid, String)>, StoreError> {
+        let row = sqlx::query(include_str!("shard_requests.sql"))
+            .bind(shard_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(Some((row.try_get(0)?, row.try_get(1)?))),
+            None => Ok(None),
+        }
+    }
+
     async fn lookup_keys(
         &self,
         keys: &[RequestKey],
@@ -537,10 +582,11 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn claim(
+    async fn claim_matching(
         &self,
         worker_id: &str,
         backends: &[BackendKind],
+        models: &[ModelPattern],
         max: u32,
         lease: Duration,
         now: DateTime<Utc>,
@@ -550,6 +596,8 @@ impl Store for PostgresStore {
         }
         let names: Vec<&str> = backends.iter().map(|b| b.as_str()).collect();
         let names = &names;
+        let patterns: Vec<String> = models.iter().map(ModelPattern::like).collect();
+        let patterns = &patterns;
         // Room for many claimers skipping each other's locked rows, while
         // keeping the ranked set (sorted on every claim) small.
         let per_job = (i64::from(max) * 16).clamp(64, 4096);
@@ -562,6 +610,7 @@ impl Store for PostgresStore {
                 .bind(names)
                 .bind(i64::from(max))
                 .bind(per_job)
+                .bind(patterns)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(StoreError::from)
@@ -703,11 +752,15 @@ impl Store for PostgresStore {
             let mut outcome = ReapOutcome::default();
             for row in &rows {
                 let state: String = row.try_get("state")?;
-                let shards = count(row.try_get("shards")?);
+                outcome.expired.push(ExpiredLease {
+                    job_id: row.try_get("job_id")?,
+                    shard_id: row.try_get("id")?,
+                    attempt: small(row.try_get("attempt")?),
+                });
                 match state.as_str() {
-                    "dead" => outcome.dead += shards,
-                    "cancelled" => outcome.cancelled += shards,
-                    _ => outcome.returned += shards,
+                    "dead" => outcome.dead += 1,
+                    "cancelled" => outcome.cancelled += 1,
+                    _ => outcome.returned += 1,
                 }
             }
             outcome.jobs_completed = sqlx::query(include_str!("jobs_complete_finished.sql"))
@@ -815,7 +868,107 @@ impl Store for PostgresStore {
             .await?;
         metrics_from_rows(&jobs, &shards, &requests)
     }
+
+    async fn batch_reserve(
+        &self,
+        holder: &super::BatchFence,
+        model_key: &str,
+        cap: u64,
+        base: u64,
+        wanted: &[u64],
+        now: DateTime<Utc>,
+    ) -> Result<Option<(u32, u64)>, StoreError> {
+        self.batch_reserve_impl(holder, model_key, cap, base, wanted, now)
+            .await
+    }
+
+    async fn batch_submit(
+        &self,
+        fence: &LeaseFence,
+        submission: &super::BatchSubmission,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.batch_submit_impl(fence, submission, now).await
+    }
+
+    async fn batch_claim_polls(
+        &self,
+        worker_id: &str,
+        backends: &[BackendKind],
+        models: &[ModelPattern],
+        max: u32,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<super::PollClaim, StoreError> {
+        self.batch_claim_polls_impl(worker_id, backends, models, max, lease, now)
+            .await
+    }
+
+    async fn batch_heartbeat(
+        &self,
+        fence: &super::PollFence,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobState>, StoreError> {
+        self.batch_heartbeat_impl(fence, lease, now).await
+    }
+
+    async fn batch_update(
+        &self,
+        fence: &super::PollFence,
+        update: &super::BatchUpdate,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.batch_update_impl(fence, update, lease, now).await
+    }
+
+    async fn batch_finish(
+        &self,
+        fence: &super::PollFence,
+        end: &super::BatchEnd,
+        partial: Option<&Partial>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ShardState>, StoreError> {
+        self.batch_finish_impl(fence, end, partial, now).await
+    }
+
+    async fn batch_recover_polls(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.batch_recover_polls_impl(now).await
+    }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_survive_redaction() {
+        let cases = [
+            (
+                "postgres://u:secret@h:5432/db",
+                "postgres://u:***@h:5432/db",
+            ),
+            ("postgres://u:pa/ss@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:pa?ss@h/db?x=1", "postgres://u:***@h/db?x=1"),
+            (
+                "postgres://u@h/db?sslmode=require&password=secret",
+                "postgres://u@h/db?sslmode=require&password=***",
+            ),
+            (
+                "postgres://h/db?sslpassword=secret&user=u",
+                "postgres://h/db?sslpassword=***&user=u",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            ("sqlite:///tmp/x.db", "sqlite:///tmp/x.db"),
+        ];
+        for (url, want) in cases {
+            let got = redact_url(url);
+            assert_eq!(got, want, "{url}");
+            assert!(!got.contains("secret") && !got.contains("pa/ss"), "{got}");
+        }
+    }
+}

@@ -18,7 +18,7 @@ WITH reaped AS (
         updated_at = $1
     FROM jobs j
     WHERE j.id = s.job_id AND s.state = 'running' AND s.lease_expires_at < $1
-    RETURNING s.job_id, s.seq, s.state, s.attempts_used, s.last_error
+    RETURNING s.id, s.job_id, s.seq, s.attempt, s.state, s.attempts_used, s.last_error
 ),
 failed_jobs AS (
     UPDATE jobs
@@ -31,4 +31,4 @@ failed_jobs AS (
     WHERE jobs.id = r.job_id AND jobs.state IN ('planning', 'running')
     RETURNING 1
 )
-SELECT state, COUNT(*) AS shards FROM reaped GROUP BY state
+SELECT id, job_id, attempt, state FROM reaped

@@ -36,6 +36,7 @@ async fn make() -> (PostgresStore, ScratchDatabase) {
 }
 
 crate::store::conformance::store_conformance_suite!(make);
+crate::store::batch_conformance::batch_conformance_suite!(make);
 
 fn t0() -> chrono::DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000, 0)
@@ -53,6 +54,7 @@ async fn job(store: &dyn Store, tag: &str, shards: u64) -> Uuid {
             spec_json: "{}".into(),
             spec_hash: tag.into(),
             backend: BackendKind::Openai,
+            model: "m".into(),
             priority: 0,
             created_at: t0(),
         })

@@ -1,4 +1,5 @@
--- ?1 worker, ?2 lease end, ?3 now, ?4 backends (JSON array), ?5 max shards.
+-- ?1 worker, ?2 lease end, ?3 now, ?4 backends (JSON array), ?5 max shards,
+-- ?6 the worker's model patterns (JSON array of GLOBs; empty: any model).
 -- Highest priority first; within a priority the job with the fewest running
 -- shards, counting the ones this claim takes (ROW_NUMBER), so one batch is
 -- spread across jobs; then older jobs, then seq. Only the first ?5 claimable
@@ -12,6 +13,8 @@ WITH eligible AS MATERIALIZED (
             ORDER BY a.seq LIMIT 1 OFFSET ?5 - 1) AS last_seq
     FROM jobs j
     WHERE j.state = 'running' AND j.backend IN (SELECT value FROM json_each(?4))
+      AND (json_array_length(?6) = 0
+           OR EXISTS (SELECT 1 FROM json_each(?6) p WHERE j.model GLOB p.value))
 ),
 candidates AS (
     SELECT s.id, e.priority, e.created_at, s.job_id, s.seq,

@@ -6,6 +6,8 @@
 //! busy timeout for it, instead of failing midway when a read would have to
 //! be upgraded to a write.
 
+mod batches;
+
 use super::rows::{collect_key_texts, count, lease_end, metrics_from_rows};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -24,8 +26,9 @@ use uuid::Uuid;
 
 use super::{
     job_state_str, parse_job_state, parse_shard_state, Backoff, ClaimedShard, Completion,
-    HeartbeatOutcome, JobRecord, LeaseFence, NewJob, NewShard, Partial, PlanTotals, ReapOutcome,
-    RequestFailure, SegmentEntry, ShardRecord, Store, StoreError, StoreMetrics, LEADER_DUTIES,
+    ExpiredLease, HeartbeatOutcome, JobRecord, LeaseFence, ModelPattern, NewJob, NewShard, Partial,
+    PlanTotals, ReapOutcome, RequestFailure, SegmentEntry, ShardRecord, Store, StoreError,
+    StoreMetrics, LEADER_DUTIES,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -227,6 +230,7 @@ impl Store for SqliteStore {
             .bind(backend_str(job.backend))
             .bind(ms(job.created_at))
             .bind(i64::from(job.priority))
+            .bind(&job.model)
             .execute(&self.pool)
             .await
             .map_err(StoreError::from);
@@ -400,6 +404,18 @@ impl Store for SqliteStore {
         rows.iter().map(shard_from_row).collect()
     }
 
+    async fn shard_requests(&self, shard_id: Uuid) -> Result<Option<(Uuid, String)>, StoreError> {
+        let row = sqlx::query(include_str!("shard_requests.sql"))
+            .bind(shard_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let job_id: String = row.try_get(0)?;
+        Ok(Some((parse_uuid("shards", &job_id)?, row.try_get(1)?)))
+    }
+
     async fn lookup_keys(
         &self,
         keys: &[RequestKey],
@@ -447,10 +463,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn claim(
+    async fn claim_matching(
         &self,
         worker_id: &str,
         backends: &[BackendKind],
+        models: &[ModelPattern],
         max: u32,
         lease: Duration,
         now: DateTime<Utc>,
@@ -459,6 +476,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let names: Vec<&str> = backends.iter().map(|b| backend_str(*b)).collect();
+        let globs: Vec<String> = models.iter().map(ModelPattern::sqlite_glob).collect();
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(include_str!("claim.sql"))
             .bind(worker_id)
@@ -466,6 +484,7 @@ impl Store for SqliteStore {
             .bind(ms(now))
             .bind(serde_json::Value::from(names).to_string())
             .bind(i64::from(max))
+            .bind(serde_json::Value::from(globs).to_string())
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -681,6 +700,13 @@ impl Store for SqliteStore {
         let mut outcome = ReapOutcome::default();
         for row in &rows {
             let state: String = row.try_get("state")?;
+            let shard_id: String = row.try_get("id")?;
+            let job_id: String = row.try_get("job_id")?;
+            outcome.expired.push(ExpiredLease {
+                job_id: parse_uuid("shards", &job_id)?,
+                shard_id: parse_uuid("shards", &shard_id)?,
+                attempt: u32::try_from(row.try_get::<i64, _>("attempt")?).unwrap_or(0),
+            });
             match state.as_str() {
                 "dead" => {
                     outcome.dead += 1;
@@ -799,6 +825,74 @@ impl Store for SqliteStore {
             .await?;
         metrics_from_rows(&jobs, &shards, &requests)
     }
+
+    async fn batch_reserve(
+        &self,
+        holder: &super::BatchFence,
+        model_key: &str,
+        cap: u64,
+        base: u64,
+        wanted: &[u64],
+        now: DateTime<Utc>,
+    ) -> Result<Option<(u32, u64)>, StoreError> {
+        self.batch_reserve_impl(holder, model_key, cap, base, wanted, now)
+            .await
+    }
+
+    async fn batch_submit(
+        &self,
+        fence: &LeaseFence,
+        submission: &super::BatchSubmission,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.batch_submit_impl(fence, submission, now).await
+    }
+
+    async fn batch_claim_polls(
+        &self,
+        worker_id: &str,
+        backends: &[BackendKind],
+        models: &[ModelPattern],
+        max: u32,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<super::PollClaim, StoreError> {
+        self.batch_claim_polls_impl(worker_id, backends, models, max, lease, now)
+            .await
+    }
+
+    async fn batch_heartbeat(
+        &self,
+        fence: &super::PollFence,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobState>, StoreError> {
+        self.batch_heartbeat_impl(fence, lease, now).await
+    }
+
+    async fn batch_update(
+        &self,
+        fence: &super::PollFence,
+        update: &super::BatchUpdate,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.batch_update_impl(fence, update, lease, now).await
+    }
+
+    async fn batch_finish(
+        &self,
+        fence: &super::PollFence,
+        end: &super::BatchEnd,
+        partial: Option<&Partial>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ShardState>, StoreError> {
+        self.batch_finish_impl(fence, end, partial, now).await
+    }
+
+    async fn batch_recover_polls(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.batch_recover_polls_impl(now).await
+    }
 }
 
 #[cfg(test)]
@@ -814,4 +908,5 @@ mod tests {
     }
 
     crate::store::conformance::store_conformance_suite!(make);
+    crate::store::batch_conformance::batch_conformance_suite!(make);
 }

@@ -15,4 +15,4 @@ SET attempts_used = attempts_used + CASE WHEN (SELECT state FROM jobs WHERE id =
         * (1.0 - ?4 * ((random() & 1048575) / 1048576.0)) AS INTEGER),
     updated_at = ?1
 WHERE state = 'running' AND lease_expires_at < ?1
-RETURNING job_id, seq, state, attempts_used, last_error
+RETURNING id, job_id, seq, attempt, state, attempts_used, last_error
