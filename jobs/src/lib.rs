@@ -2,6 +2,8 @@
 //! dataset readers, prompt rendering, request keys, sharding plan, metrics
 //! and aggregation.
 
+pub mod batch;
+pub mod cost;
 pub mod dataset;
 pub mod metrics;
 pub mod output;

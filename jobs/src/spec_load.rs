@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::render;
-use crate::spec::{BackendKind, Endpoint, JobSpec, MetricKind, TaskKind};
+use crate::spec::{BackendKind, Endpoint, JobSpec, MetricKind, TaskKind, ENGINE_EXTRA_BODY_KEYS};
 
 /// Body keys the backend sets itself; `extra_body` may not override them.
 const RESERVED_BODY_KEYS: &[&str] = &["model", "messages", "prompt", "stream", "n"];
@@ -174,7 +174,9 @@ impl JobSpec {
         if let Some(base) = base_dir {
             spec.resolve_paths(base);
         }
-        spec.validate()
+        // A file may leave `model.fingerprint` to the CLI, which computes it
+        // from the model before submitting.
+        spec.validate_as_written()
             .map_err(|e| e.located_in(origin, Some(text)))?;
         Ok(spec)
     }
@@ -192,14 +194,28 @@ impl JobSpec {
         if let Some(fewshot) = &mut self.task.fewshot {
             fewshot.path = resolve(&fewshot.path);
         }
+        if let Some(model_path) = &self.model.path {
+            self.model.path = Some(resolve(model_path));
+        }
+    }
+
+    /// [`JobSpec::validate`] without the checks of what `shardline run` and
+    /// `submit` fill in before submitting (the engine model's fingerprint).
+    pub fn validate_as_written(&self) -> Result<(), SpecError> {
+        self.validate_inner(false)
     }
 
     /// Checks everything serde cannot: templates and regexes compile,
     /// metrics fit the task kind, numbers are in range. Used for TOML files
     /// and for specs submitted as JSON.
     pub fn validate(&self) -> Result<(), SpecError> {
+        self.validate_inner(true)
+    }
+
+    fn validate_inner(&self, submitted: bool) -> Result<(), SpecError> {
         self.validate_name()?;
         self.validate_model()?;
+        self.validate_engine(submitted)?;
         self.validate_dataset()?;
         self.validate_task()?;
         self.validate_metrics()?;
@@ -263,11 +279,11 @@ impl JobSpec {
                 ));
             }
         }
-        if m.backend == BackendKind::Openai {
+        if matches!(m.backend, BackendKind::Openai | BackendKind::OpenaiBatch) {
             match (&m.base_url, &m.base_url_env) {
                 (None, None) => return Err(SpecError::invalid(
                     "model.base_url",
-                    "the `openai` backend needs `base_url` (e.g. \"http://localhost:8000/v1\") \
+                    "the `openai` and `openai-batch` backends need `base_url` (e.g. \"http://localhost:8000/v1\") \
                          or `base_url_env` (the name of an environment variable holding it)",
                 )),
                 (Some(url), _) => {
@@ -320,7 +336,116 @@ impl JobSpec {
                 "must be at least 1 (leave it out for no limit)",
             ));
         }
+        crate::batch::validate_model(m)?;
         Ok(())
+    }
+
+    /// The `engine` backend's fields: where the model is, its fingerprint
+    /// once submitted, the engine settings, and no field of another backend
+    /// (nor engine fields on other backends, except that `backend = "none"`
+    /// keeps an engine job's model identity for cache-only scoring).
+    fn validate_engine(&self, submitted: bool) -> Result<(), SpecError> {
+        let m = &self.model;
+        let engine = m.backend == BackendKind::Engine;
+        if !engine && m.backend != BackendKind::None {
+            let foreign = [
+                ("path", m.path.is_some()),
+                ("path_env", m.path_env.is_some()),
+                ("fingerprint", m.fingerprint.is_some()),
+                ("device", m.device.is_some()),
+                ("engine", m.engine.is_some()),
+            ];
+            if let Some((field, _)) = foreign.into_iter().find(|(_, set)| *set) {
+                return Err(SpecError::invalid(
+                    format!("model.{field}"),
+                    format!(
+                        "applies only to `backend = \"engine\"` (this job uses `{}`); remove it \
+                         or change the backend",
+                        m.backend.as_str()
+                    ),
+                ));
+            }
+        } else if engine {
+            for (field, set) in [
+                ("base_url", m.base_url.is_some()),
+                ("base_url_env", m.base_url_env.is_some()),
+                ("api_key_env", m.api_key_env.is_some()),
+            ] {
+                if set {
+                    return Err(SpecError::invalid(
+                        format!("model.{field}"),
+                        "applies only to the `openai` backends; the `engine` backend runs the model \
+                         at `path` (or `path_env`) itself",
+                    ));
+                }
+            }
+            match (&m.path, &m.path_env) {
+                (None, None) => {
+                    return Err(SpecError::invalid(
+                        "model.path",
+                        "the `engine` backend needs `path` (a GGUF file or a Hugging Face model \
+                         directory, relative to the job file) or `path_env` (the name of an \
+                         environment variable holding it)",
+                    ))
+                }
+                (Some(p), _) if p.as_os_str().is_empty() => {
+                    return Err(SpecError::invalid("model.path", "must not be empty"))
+                }
+                (None, Some(var)) if var.trim().is_empty() => {
+                    return Err(SpecError::invalid("model.path_env", "must not be empty"))
+                }
+                _ => {}
+            }
+            for key in self.task.generation.extra_body.keys() {
+                if !ENGINE_EXTRA_BODY_KEYS.contains(&key.as_str()) {
+                    return Err(SpecError::invalid(
+                        format!("task.generation.extra_body.{key}"),
+                        format!(
+                            "is not a parameter the `engine` backend understands; accepted keys: {}",
+                            ENGINE_EXTRA_BODY_KEYS.join(", ")
+                        ),
+                    ));
+                }
+            }
+            if let Some(e) = &m.engine {
+                for (field, value, min) in [
+                    ("max_num_seqs", e.max_num_seqs, 1),
+                    ("max_num_batched_tokens", e.max_num_batched_tokens, 1),
+                    ("max_model_len", e.max_model_len, 2),
+                    ("threads", e.threads, 1),
+                ] {
+                    if value.is_some_and(|v| v < min) {
+                        return Err(SpecError::invalid(
+                            format!("model.engine.{field}"),
+                            format!("must be at least {min} (leave it out for the default)"),
+                        ));
+                    }
+                }
+                if e.kv_cache_memory.is_some_and(|b| b.0 < 1 << 20) {
+                    return Err(SpecError::invalid(
+                        "model.engine.kv_cache_memory",
+                        "must be at least 1MiB (e.g. \"512MiB\"; leave it out for the default)",
+                    ));
+                }
+            }
+        }
+        match &m.fingerprint {
+            Some(fp) if !crate::spec::is_fingerprint(fp) => Err(SpecError::invalid(
+                "model.fingerprint",
+                format!(
+                    "{fp:?} is not a model fingerprint (64 lowercase hex characters, the sha256 \
+                     that `shardline run` computes from the model); remove it to have it computed"
+                ),
+            )),
+            None if engine && submitted => Err(SpecError::invalid(
+                "model.fingerprint",
+                "is missing: outputs of the `engine` backend are cached under the model's \
+                 fingerprint (sha256 of its weights, tokenizer and chat template). `shardline \
+                 run` and `shardline submit` compute it from `model.path` before submitting; a \
+                 spec posted to the API directly must include it (64 hex characters)",
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn validate_dataset(&self) -> Result<(), SpecError> {
@@ -942,6 +1067,130 @@ type = "acc"
         assert_eq!(
             e.to_string(),
             "job spec: `model.concurrency`: must be at least 1"
+        );
+    }
+
+    const ENGINE: &str = r#"
+name = "local"
+
+[model]
+backend = "engine"
+model = "smollm2"
+path = "models/smollm2.gguf"
+device = "cpu"
+
+[model.engine]
+max_num_seqs = 8
+kv_cache_memory = "256MiB"
+
+[dataset]
+path = "d.jsonl"
+
+[task]
+kind = "generate"
+prompt = "{{ q }}"
+"#;
+
+    #[test]
+    fn engine_spec_needs_a_fingerprint_only_once_submitted() {
+        let spec =
+            JobSpec::from_toml_str(ENGINE, "job.toml", Some(Path::new("/jobs/local"))).unwrap();
+        assert_eq!(
+            spec.model.path.as_deref(),
+            Some(Path::new("/jobs/local/models/smollm2.gguf"))
+        );
+        let engine = spec.model.engine.clone().unwrap();
+        assert_eq!(
+            engine.kv_cache_memory,
+            Some(crate::spec::ByteSize(256 << 20))
+        );
+        assert_eq!(engine.max_num_seqs, Some(8));
+        // What the API gets without a fingerprint is refused, saying how to
+        // get one.
+        let e = spec.validate().unwrap_err();
+        assert_eq!(e.field(), Some("model.fingerprint"));
+        assert!(e.to_string().contains("shardline run"), "{e}");
+        let mut done = spec.clone();
+        done.model.fingerprint = Some("ab".repeat(32));
+        done.validate().unwrap();
+        assert_eq!(
+            done.model.fingerprint().0,
+            format!("engine:{}", "ab".repeat(32))
+        );
+        done.model.cache_namespace = Some("mine".into());
+        assert_eq!(done.model.fingerprint().0, "ns:mine");
+        // JSON round trip (what `submit` posts) keeps every engine field.
+        let back: JobSpec = serde_json::from_str(&serde_json::to_string(&done).unwrap()).unwrap();
+        assert_eq!(back, done);
+        // `none` keeps the engine identity for cache-only scoring.
+        let mut none = done.clone();
+        none.model.backend = BackendKind::None;
+        none.model.cache_namespace = None;
+        none.validate().unwrap();
+        assert_eq!(
+            none.model.fingerprint().0,
+            format!("engine:{}", "ab".repeat(32))
+        );
+    }
+
+    #[test]
+    fn engine_fields_are_checked_with_line_and_accepted_values() {
+        let e = err(&ENGINE.replace("device = \"cpu\"", "device = \"gpu\""));
+        assert!(
+            e.contains("job.toml:8:") && e.contains("`model.device`"),
+            "{e}"
+        );
+        assert!(e.contains("\"cpu\", \"cuda\" or \"cuda:N\""), "{e}");
+        let ok = JobSpec::from_toml_str(
+            &ENGINE.replace("device = \"cpu\"", "device = \"cuda:1\""),
+            "job.toml",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.model.device,
+            Some(crate::spec::DeviceSpec::Cuda { ordinal: 1 })
+        );
+        let e = err(&ENGINE.replace("\"256MiB\"", "\"2 parsecs\""));
+        assert!(
+            e.contains("`model.engine.kv_cache_memory`") && e.contains("MiB"),
+            "{e}"
+        );
+        let e = err(&ENGINE.replace("path = \"models/smollm2.gguf\"\n", ""));
+        assert!(e.contains("`model.path`") && e.contains("path_env"), "{e}");
+        let e = err(&ENGINE.replace("device = \"cpu\"", "base_url = \"http://x/v1\""));
+        assert!(
+            e.contains("`model.base_url`") && e.contains("engine"),
+            "{e}"
+        );
+        let e = err(&ENGINE.replace("max_num_seqs = 8", "max_num_seqs = 0"));
+        assert!(
+            e.contains("job.toml:11:") && e.contains("`model.engine.max_num_seqs`"),
+            "{e}"
+        );
+        let e = err(&ENGINE.replace("max_num_seqs = 8", "max_num_sequences = 8"));
+        assert!(e.contains("max_num_sequences"), "{e}");
+        let e = err(&format!(
+            "{ENGINE}\n[task.generation]\nextra_body = {{ repetition_penalty = 1.1 }}\n"
+        ));
+        assert!(
+            e.contains("`task.generation.extra_body.repetition_penalty`")
+                && e.contains("top_k, ignore_eos, stop_token_ids"),
+            "{e}"
+        );
+        let e = err(&ENGINE.replace("device = \"cpu\"", "fingerprint = \"sha256:abc\""));
+        assert!(
+            e.contains("`model.fingerprint`") && e.contains("64 lowercase hex"),
+            "{e}"
+        );
+        // Engine fields on an endpoint backend are refused.
+        let e = err(&GOOD.replace(
+            "base_url = \"http://localhost:8000/v1\"",
+            "base_url = \"http://localhost:8000/v1\"\npath = \"m.gguf\"",
+        ));
+        assert!(
+            e.contains("`model.path`") && e.contains("applies only to"),
+            "{e}"
         );
     }
 }

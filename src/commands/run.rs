@@ -23,6 +23,9 @@ const EMBEDDED_LEASE_SECS: u64 = 30;
 
 pub async fn run(args: RunArgs) -> CmdResult {
     let spec = load_spec(&args.job, args.model.as_deref(), args.limit)?;
+    if args.dry_run {
+        return super::dry_run::dry_run(&args, &spec).await;
+    }
     let home = Home::open(&args.home)?;
     let store = home.store().await?;
     let objects = home.objects()?;
@@ -110,7 +113,11 @@ async fn drive(
         let worker_client = worker::CoordinatorClient::new(url, worker_token.to_string())?;
         let config = worker::WorkerConfig {
             worker_id: format!("embedded-{}-{i}", std::process::id()),
-            backends: vec![jobs::spec::BackendKind::Openai],
+            backends: vec![
+                jobs::spec::BackendKind::Openai,
+                jobs::spec::BackendKind::Engine,
+                jobs::spec::BackendKind::OpenaiBatch,
+            ],
             max_concurrent_shards: args.shards_per_worker,
             poll_interval: Duration::from_millis(200),
         };
@@ -250,6 +257,9 @@ fn print_counts(status: &JobStatus) {
             String::new()
         }
     );
+    if let Some(cost) = &status.cost {
+        eprintln!("cost: {}", cost.describe());
+    }
 }
 
 /// Loads a job spec and applies the command-line overrides.
@@ -260,6 +270,18 @@ pub fn load_spec(path: &Path, model: Option<&str>, limit: Option<u64>) -> Result
     }
     if let Some(l) = limit {
         spec.dataset.limit = Some(l);
+    }
+    // An engine job's outputs are keyed by its model's fingerprint: compute
+    // it here (hashing runs once per model file; later runs read a cached
+    // digest), so a wrong or broken model path fails before submitting.
+    match worker::backend::engine::resolve_model(&mut spec.model) {
+        Ok(Some(model)) => eprintln!(
+            "model {} (fingerprint {})",
+            model.path.display(),
+            &model.fingerprint[..12]
+        ),
+        Ok(None) => {}
+        Err(e) => return Err(Failure::usage(anyhow::anyhow!("{}: {e}", path.display()))),
     }
     spec.validate().map_err(Failure::usage)?;
     Ok(spec)

@@ -12,6 +12,9 @@
 //! `GET /_fake/stats` returns [`FakeStats`] as JSON for tests that run the `fake-openai` binary.
 
 mod api_error;
+mod fake_batch;
+mod fake_batch_engine;
+mod fake_batch_routes;
 mod model;
 mod params;
 mod server;
@@ -27,6 +30,7 @@ use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use fake_batch::{BatchSummary, FakeBatchApi, FakeBatchConfig, FakeBatchStats, LineError};
 pub use model::{default_answer, token_count, tokenize};
 
 /// Knobs of the fake server; change them at runtime with [`FakeOpenAi::set_config`].

@@ -417,7 +417,7 @@ fn answer_text(config: &FakeConfig, prompt: &str, seed: Option<i64>, temperature
         .unwrap_or_else(|| default_answer(prompt, seed, temperature))
 }
 
-fn chat_response(config: &FakeConfig, request: &ChatRequest, prompt: &str) -> Value {
+pub(crate) fn chat_response(config: &FakeConfig, request: &ChatRequest, prompt: &str) -> Value {
     let common = &request.common;
     let full = answer_text(config, prompt, common.seed, common.temperature);
     let generation = generate(&full, &common.stop, common.max_tokens);
@@ -439,7 +439,7 @@ fn chat_response(config: &FakeConfig, request: &ChatRequest, prompt: &str) -> Va
     })
 }
 
-fn completion_response(config: &FakeConfig, request: &CompletionRequest) -> Value {
+pub(crate) fn completion_response(config: &FakeConfig, request: &CompletionRequest) -> Value {
     let common = &request.common;
     let full = answer_text(config, &request.prompt, common.seed, common.temperature);
     let generation = generate(&full, &common.stop, common.max_tokens);

@@ -2,7 +2,9 @@
 //! [`build_backend`], which picks the implementation a model spec names.
 
 mod breaker;
+pub mod engine;
 pub mod openai;
+pub mod openai_batch;
 mod rate_limit;
 
 use async_trait::async_trait;
@@ -11,7 +13,9 @@ use jobs::{InferenceOutput, InferenceRequest};
 use std::sync::Arc;
 
 pub use breaker::{DEFAULT_COOLDOWN as BREAKER_COOLDOWN, DEFAULT_THRESHOLD as BREAKER_THRESHOLD};
+pub use engine::EngineBackend;
 pub use openai::OpenAiBackend;
+pub use openai_batch::OpenAiBatchBackend;
 pub use rate_limit::TokenBucket;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -45,6 +49,10 @@ pub enum BackendError {
     /// (a token straddles the context/continuation boundary).
     #[error("cannot score the continuation: {0}")]
     Unscorable(String),
+    /// The in-process engine cannot run this request on its model (too
+    /// long for the model, parameters it does not support, ...).
+    #[error("{0}")]
+    Invalid(String),
     /// The backend's circuit breaker is open: the endpoint failed the same
     /// way (unreachable, key rejected, model unknown) many times in a row,
     /// so every request would fail. The worker fails the whole shard with
@@ -70,12 +78,20 @@ pub trait Backend: Send + Sync {
 
     /// Runs one request, retrying transient failures internally.
     async fn run(&self, req: &InferenceRequest) -> Result<InferenceOutput, BackendError>;
+
+    /// The Batch API backend, when this is one: the worker then runs whole
+    /// shards through provider batches instead of request by request.
+    fn batch(&self) -> Option<&OpenAiBatchBackend> {
+        None
+    }
 }
 
 /// Builds the backend a model spec names.
 pub fn build_backend(model: &ModelSpec) -> Result<Arc<dyn Backend>, BackendError> {
     match model.backend {
         BackendKind::Openai => Ok(Arc::new(OpenAiBackend::from_spec(model)?)),
+        BackendKind::OpenaiBatch => Ok(Arc::new(OpenAiBatchBackend::from_spec(model)?)),
+        BackendKind::Engine => Ok(Arc::new(EngineBackend::from_spec(model)?)),
         BackendKind::None => Err(BackendError::Config(
             "backend none makes no inference calls; this shard should not exist".into(),
         )),

@@ -160,8 +160,12 @@ impl OpenAiBackend {
         format!("{}{}", self.base_url, path)
     }
 
-    /// Path and JSON body of a request.
-    fn build_body(&self, req: &InferenceRequest) -> Result<(&'static str, Value), BackendError> {
+    /// Path (under the base URL) and JSON body of a request. The Batch API
+    /// backend writes the same bodies into its input files.
+    pub(crate) fn build_body(
+        &self,
+        req: &InferenceRequest,
+    ) -> Result<(&'static str, Value), BackendError> {
         match req.request_type {
             RequestType::Generate => self.generate_body(req),
             RequestType::Loglikelihood => self.loglikelihood_body(req),
@@ -451,20 +455,37 @@ impl Backend for OpenAiBackend {
             .map_err(|_| BackendError::Config("the backend was shut down".into()))?;
         let estimate = Self::estimate_tokens(req);
         let (answer, latency, attempts) = self.send_with_retries(&url, &body, estimate).await?;
-        let usage = parse_usage(&answer);
         if let Some(bucket) = &self.tokens_per_minute {
+            let usage = parse_usage(&answer);
             let actual = usage.prompt_tokens.saturating_add(usage.completion_tokens) as f64;
             if actual > 0.0 {
                 bucket.adjust(estimate - actual);
             }
         }
+        self.output_from_answer(req, &url, &answer, latency, attempts)
+    }
+}
+
+impl OpenAiBackend {
+    /// Reads a 2xx answer to `req` (from `url`): the generated text or the
+    /// continuation's score, and the usage. The Batch API backend reads the
+    /// bodies of its output files with it.
+    pub(crate) fn output_from_answer(
+        &self,
+        req: &InferenceRequest,
+        url: &str,
+        answer: &Value,
+        latency: Duration,
+        attempts: u32,
+    ) -> Result<InferenceOutput, BackendError> {
+        let usage = parse_usage(answer);
         let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         match req.request_type {
             RequestType::Generate => {
                 let (text, finish_reason) =
-                    parse_generation(&answer, self.endpoint).map_err(|message| {
+                    parse_generation(answer, self.endpoint).map_err(|message| {
                         BackendError::BadResponse {
-                            url: url.clone(),
+                            url: url.to_string(),
                             message,
                         }
                     })?;
@@ -480,11 +501,11 @@ impl Backend for OpenAiBackend {
             RequestType::Loglikelihood => {
                 let (context, continuation) = loglikelihood_parts(req)?;
                 let (prompt, boundary) = loglikelihood_prompt(context, continuation);
-                let scored = parse_loglikelihood(&answer, boundary, prompt.chars().count())
+                let scored = parse_loglikelihood(answer, boundary, prompt.chars().count())
                     .map_err(|e| match e {
                         LoglikelihoodError::Straddles(message) => BackendError::Unscorable(message),
                         LoglikelihoodError::Malformed(message) => BackendError::BadResponse {
-                            url: url.clone(),
+                            url: url.to_string(),
                             message,
                         },
                     })?;
@@ -602,7 +623,7 @@ fn describe_transport(e: &reqwest::Error) -> String {
     }
 }
 
-fn resolve_base_url(model: &ModelSpec) -> Result<String, BackendError> {
+pub(crate) fn resolve_base_url(model: &ModelSpec) -> Result<String, BackendError> {
     let raw = match (&model.base_url, &model.base_url_env) {
         (Some(url), _) => url.clone(),
         (None, Some(var)) => match std::env::var(var) {

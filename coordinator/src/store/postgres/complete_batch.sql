@@ -28,6 +28,9 @@ done AS (
     FROM input i
     WHERE s.id = i.shard_id AND s.attempt = i.attempt AND s.lease_owner = i.owner
       AND s.state = 'running'
+      -- A cancelled (or failed) job takes no more completions; the worker's
+      -- outputs are still indexed by the caller.
+      AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = s.job_id AND j.state = 'running')
     RETURNING s.id, s.job_id
 ),
 accepted AS (

@@ -1,0 +1,334 @@
+//! Token prices and cost: the `[model.price]` table of a job spec, the cost
+//! of a job's recorded token usage (under the job's own backend, beside what
+//! the same tokens cost on the synchronous API), and the token estimate that
+//! `shardline run --dry-run` prints before anything is sent.
+//!
+//! The estimate is an approximation, documented as such: without the
+//! provider's tokenizer, input tokens are counted as one token per
+//! [`CHARS_PER_TOKEN`] characters of the rendered input (OpenAI's own rule of
+//! thumb for English text), plus [`TOKENS_PER_MESSAGE`] per chat message for
+//! the role markers; output tokens are bounded by `max_tokens` (one token for
+//! a log-likelihood request).
+
+use serde::{Deserialize, Serialize};
+
+use crate::output::Usage;
+use crate::request::{InferenceRequest, RenderedInput, RequestType};
+use crate::spec::{BackendKind, ModelSpec};
+use crate::spec_load::SpecError;
+
+/// Characters per token in the estimate (no tokenizer is known for an API
+/// model).
+pub const CHARS_PER_TOKEN: f64 = 4.0;
+/// Tokens a chat message costs beyond its content (role and separators).
+pub const TOKENS_PER_MESSAGE: u64 = 4;
+/// The Batch API's price as a fraction of the synchronous one, used when the
+/// price table gives no batch prices.
+pub const DEFAULT_BATCH_DISCOUNT: f64 = 0.5;
+
+/// `[model.price]`: what a million tokens cost.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PriceSpec {
+    /// Per million input (prompt) tokens on the synchronous API.
+    pub input_per_million: f64,
+    /// Per million output (completion) tokens on the synchronous API.
+    pub output_per_million: f64,
+    /// Per million input tokens through the Batch API; half of
+    /// `input_per_million` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_input_per_million: Option<f64>,
+    /// Per million output tokens through the Batch API; half of
+    /// `output_per_million` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_output_per_million: Option<f64>,
+    /// Shown beside the amounts.
+    #[serde(default = "default_currency")]
+    pub currency: String,
+}
+
+fn default_currency() -> String {
+    "USD".to_string()
+}
+
+impl PriceSpec {
+    fn batch_input(&self) -> f64 {
+        self.batch_input_per_million
+            .unwrap_or(self.input_per_million * DEFAULT_BATCH_DISCOUNT)
+    }
+
+    fn batch_output(&self) -> f64 {
+        self.batch_output_per_million
+            .unwrap_or(self.output_per_million * DEFAULT_BATCH_DISCOUNT)
+    }
+
+    /// Cost of `input` and `output` tokens on the synchronous API.
+    pub fn synchronous(&self, input: u64, output: u64) -> f64 {
+        per_million(input, self.input_per_million) + per_million(output, self.output_per_million)
+    }
+
+    /// Cost of `input` and `output` tokens through the Batch API.
+    pub fn batch(&self, input: u64, output: u64) -> f64 {
+        per_million(input, self.batch_input()) + per_million(output, self.batch_output())
+    }
+
+    /// Cost under `backend`: batch prices for `openai-batch`, synchronous
+    /// prices otherwise.
+    pub fn under(&self, backend: BackendKind, input: u64, output: u64) -> f64 {
+        match backend {
+            BackendKind::OpenaiBatch => self.batch(input, output),
+            _ => self.synchronous(input, output),
+        }
+    }
+
+    /// Rejects prices a typo would produce (negative, NaN).
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let fields = [
+            ("input_per_million", Some(self.input_per_million)),
+            ("output_per_million", Some(self.output_per_million)),
+            ("batch_input_per_million", self.batch_input_per_million),
+            ("batch_output_per_million", self.batch_output_per_million),
+        ];
+        for (name, value) in fields {
+            if let Some(v) = value {
+                if !v.is_finite() || v < 0.0 {
+                    return Err(SpecError::invalid(
+                        format!("model.price.{name}"),
+                        format!("{v} is not a price; give a number ≥ 0 (per million tokens)"),
+                    ));
+                }
+            }
+        }
+        if self.currency.trim().is_empty() {
+            return Err(SpecError::invalid(
+                "model.price.currency",
+                "must not be empty when set (e.g. \"USD\")",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn per_million(tokens: u64, price: f64) -> f64 {
+    tokens as f64 * price / 1_000_000.0
+}
+
+/// What a job's recorded tokens cost.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CostSummary {
+    pub currency: String,
+    /// The backend whose prices `cost` uses.
+    pub backend: BackendKind,
+    /// Cost of the recorded tokens under the job's backend.
+    pub cost: f64,
+    /// What the same tokens cost on the synchronous API.
+    pub synchronous_cost: f64,
+}
+
+impl CostSummary {
+    /// `"0.0123 USD (synchronous: 0.0246 USD)"`.
+    pub fn describe(&self) -> String {
+        if self.backend == BackendKind::OpenaiBatch {
+            format!(
+                "{} {} (synchronous API: {} {})",
+                money(self.cost),
+                self.currency,
+                money(self.synchronous_cost),
+                self.currency
+            )
+        } else {
+            format!("{} {}", money(self.cost), self.currency)
+        }
+    }
+}
+
+/// `tokens: 350 prompt, 150 completion; cost: 0.0005 USD (synchronous API:
+/// 0.0010 USD)`, the line `status`, `results` and `run` print.
+pub fn usage_line(usage: &Usage, cost: Option<&CostSummary>) -> String {
+    let mut line = format!(
+        "tokens: {} prompt, {} completion",
+        usage.prompt_tokens, usage.completion_tokens
+    );
+    if let Some(cost) = cost {
+        line.push_str("; cost: ");
+        line.push_str(&cost.describe());
+    }
+    line
+}
+
+/// Amounts with four significant decimals below 1, two above.
+pub fn money(amount: f64) -> String {
+    if amount.abs() < 1.0 {
+        format!("{amount:.4}")
+    } else {
+        format!("{amount:.2}")
+    }
+}
+
+/// The cost of `usage` under the model's price table; `None` without one.
+pub fn job_cost(model: &ModelSpec, usage: Usage) -> Option<CostSummary> {
+    let price = model.price.as_ref()?;
+    Some(CostSummary {
+        currency: price.currency.clone(),
+        backend: model.backend,
+        cost: price.under(model.backend, usage.prompt_tokens, usage.completion_tokens),
+        synchronous_cost: price.synchronous(usage.prompt_tokens, usage.completion_tokens),
+    })
+}
+
+/// Estimated input tokens of one request (see the module documentation).
+pub fn estimate_input_tokens(req: &InferenceRequest) -> u64 {
+    let (chars, messages) = match &req.input {
+        RenderedInput::Prompt { prompt } => (prompt.chars().count(), 0u64),
+        RenderedInput::Messages { messages } => (
+            messages.iter().map(|m| m.content.chars().count()).sum(),
+            messages.len() as u64,
+        ),
+    };
+    let chars = chars + req.continuation.as_deref().map_or(0, |c| c.chars().count());
+    (chars as f64 / CHARS_PER_TOKEN).ceil() as u64 + messages * TOKENS_PER_MESSAGE
+}
+
+/// Most output tokens one request can produce.
+pub fn max_output_tokens(req: &InferenceRequest) -> u64 {
+    match req.request_type {
+        RequestType::Generate => u64::from(req.params.max_tokens),
+        RequestType::Loglikelihood => 1,
+    }
+}
+
+/// Estimated tokens of a set of requests, and their cost.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct TokenEstimate {
+    pub requests: u64,
+    /// Estimated input tokens (characters / 4 plus message overhead).
+    pub input_tokens: u64,
+    /// Upper bound on output tokens (`max_tokens` per request).
+    pub max_output_tokens: u64,
+}
+
+impl TokenEstimate {
+    pub fn add(&mut self, req: &InferenceRequest) {
+        self.requests += 1;
+        self.input_tokens = self.input_tokens.saturating_add(estimate_input_tokens(req));
+        self.max_output_tokens = self
+            .max_output_tokens
+            .saturating_add(max_output_tokens(req));
+    }
+
+    /// Cost range under the model's prices: inputs only (no output at all)
+    /// to inputs plus every output token allowed; under the job's backend
+    /// and on the synchronous API.
+    pub fn cost(&self, model: &ModelSpec) -> Option<EstimatedCost> {
+        let price = model.price.as_ref()?;
+        Some(EstimatedCost {
+            currency: price.currency.clone(),
+            backend: model.backend,
+            low: price.under(model.backend, self.input_tokens, 0),
+            high: price.under(model.backend, self.input_tokens, self.max_output_tokens),
+            synchronous_low: price.synchronous(self.input_tokens, 0),
+            synchronous_high: price.synchronous(self.input_tokens, self.max_output_tokens),
+        })
+    }
+}
+
+/// An estimated cost range (see [`TokenEstimate::cost`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct EstimatedCost {
+    pub currency: String,
+    pub backend: BackendKind,
+    pub low: f64,
+    pub high: f64,
+    pub synchronous_low: f64,
+    pub synchronous_high: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::{ChatMessage, GenerationParams, ModelFingerprint};
+
+    fn price() -> PriceSpec {
+        PriceSpec {
+            input_per_million: 0.15,
+            output_per_million: 0.60,
+            batch_input_per_million: None,
+            batch_output_per_million: None,
+            currency: "USD".into(),
+        }
+    }
+
+    #[test]
+    fn batch_prices_default_to_half() {
+        let p = price();
+        assert!((p.synchronous(1_000_000, 1_000_000) - 0.75).abs() < 1e-12);
+        assert!((p.batch(1_000_000, 1_000_000) - 0.375).abs() < 1e-12);
+        let mut p = price();
+        p.batch_input_per_million = Some(0.1);
+        assert!((p.batch(1_000_000, 0) - 0.1).abs() < 1e-12);
+        assert!((p.under(BackendKind::Openai, 2_000_000, 0) - 0.3).abs() < 1e-12);
+    }
+
+    #[test]
+    fn negative_prices_are_refused() {
+        let mut p = price();
+        p.output_per_million = -1.0;
+        let e = p.validate().unwrap_err().to_string();
+        assert!(e.contains("model.price.output_per_million"), "{e}");
+    }
+
+    #[test]
+    fn estimate_counts_chars_and_messages() {
+        let fp = ModelFingerprint::api("openai", "m");
+        let params = GenerationParams {
+            max_tokens: 10,
+            temperature: 0.0,
+            top_p: None,
+            stop: vec![],
+            seed: None,
+            extra_body: Default::default(),
+        };
+        let chat = InferenceRequest::new(
+            &fp,
+            0,
+            RequestType::Generate,
+            RenderedInput::Messages {
+                messages: vec![
+                    ChatMessage {
+                        role: "system".into(),
+                        content: "abcd".into(),
+                    },
+                    ChatMessage {
+                        role: "user".into(),
+                        content: "abcde".into(),
+                    },
+                ],
+            },
+            None,
+            params.clone(),
+            0,
+        );
+        // ceil(9 / 4) + 2 messages × 4.
+        assert_eq!(estimate_input_tokens(&chat), 3 + 8);
+        assert_eq!(max_output_tokens(&chat), 10);
+        let ll = InferenceRequest::new(
+            &fp,
+            0,
+            RequestType::Loglikelihood,
+            RenderedInput::Prompt {
+                prompt: "12345678".into(),
+            },
+            Some(" x".into()),
+            params,
+            0,
+        );
+        assert_eq!(estimate_input_tokens(&ll), 3);
+        assert_eq!(max_output_tokens(&ll), 1);
+        let mut est = TokenEstimate::default();
+        est.add(&chat);
+        est.add(&ll);
+        assert_eq!(est.requests, 2);
+        assert_eq!(est.input_tokens, 14);
+        assert_eq!(est.max_output_tokens, 11);
+    }
+}
