@@ -53,7 +53,7 @@ fn parse_id(text: &str) -> Result<Uuid, Failure> {
 }
 
 pub async fn submit(args: SubmitArgs) -> CmdResult {
-    let spec = load_spec(&args.job, None, None)?;
+    let spec = load_spec(&args.job, None, None).await?;
     let c = client(&args.remote)?;
     let status = c
         .submit_with_priority(&spec, args.priority)
@@ -213,7 +213,7 @@ pub async fn rescore(args: RescoreArgs) -> CmdResult {
             (report, samples, format!("job {id}"))
         }
         Err(_) => {
-            let spec = load_spec(&args.job, args.model.as_deref(), args.limit)?;
+            let spec = load_spec(&args.job, args.model.as_deref(), args.limit).await?;
             let report = c
                 .rescore_spec(&spec)
                 .await

@@ -12,7 +12,7 @@ use crate::cli::RescoreArgs;
 use crate::exit;
 
 pub async fn rescore(args: RescoreArgs) -> CmdResult {
-    let spec = load_spec(&args.job, args.model.as_deref(), args.limit)?;
+    let spec = load_spec(&args.job, args.model.as_deref(), args.limit).await?;
     let home = Home::open(&args.home)?;
     let coordinator = home.offline_coordinator().await?;
     let out_dir = args

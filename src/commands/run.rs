@@ -22,7 +22,7 @@ use crate::progress::Progress;
 const EMBEDDED_LEASE_SECS: u64 = 30;
 
 pub async fn run(args: RunArgs) -> CmdResult {
-    let spec = load_spec(&args.job, args.model.as_deref(), args.limit)?;
+    let spec = load_spec(&args.job, args.model.as_deref(), args.limit).await?;
     if args.dry_run {
         return super::dry_run::dry_run(&args, &spec).await;
     }
@@ -263,7 +263,25 @@ fn print_counts(status: &JobStatus) {
 }
 
 /// Loads a job spec and applies the command-line overrides.
-pub fn load_spec(path: &Path, model: Option<&str>, limit: Option<u64>) -> Result<JobSpec, Failure> {
+/// Loads and checks a job file. Runs on a blocking thread: an engine job's
+/// first run hashes its model file, which may take a while for a large one.
+pub async fn load_spec(
+    path: &Path,
+    model: Option<&str>,
+    limit: Option<u64>,
+) -> Result<JobSpec, Failure> {
+    let path = path.to_path_buf();
+    let model = model.map(str::to_string);
+    tokio::task::spawn_blocking(move || load_spec_blocking(&path, model.as_deref(), limit))
+        .await
+        .map_err(|e| Failure::runtime(anyhow::anyhow!("loading the job spec stopped: {e}")))?
+}
+
+fn load_spec_blocking(
+    path: &Path,
+    model: Option<&str>,
+    limit: Option<u64>,
+) -> Result<JobSpec, Failure> {
     let mut spec = JobSpec::from_toml_file(path).map_err(Failure::usage)?;
     if let Some(m) = model {
         spec.model.model = m.to_string();
