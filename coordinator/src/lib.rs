@@ -5,6 +5,7 @@ mod batches;
 mod coordinator;
 mod docstream;
 mod error;
+pub mod estimate;
 pub mod http;
 mod planner;
 mod rescore;

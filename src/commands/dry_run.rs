@@ -1,110 +1,32 @@
-//! `shardline run JOB --dry-run`: plans the job on this machine (dataset, prompts, request
-//! keys), looks the keys up in the home's cache, and prints what running it would send and
-//! cost, before anything is sent anywhere. Token counts are estimates (`jobs::cost`).
-
-use anyhow::Context;
-use std::collections::HashSet;
+//! `shardline run JOB --dry-run`: prints what running the job would send and
+//! cost, as estimated by `coordinator::estimate` against the home's cache,
+//! before anything is sent anywhere.
 
 use jobs::batch::BatchSpec;
-use jobs::cost::{money, TokenEstimate, CHARS_PER_TOKEN, TOKENS_PER_MESSAGE};
+use jobs::cost::{money, CHARS_PER_TOKEN, TOKENS_PER_MESSAGE};
 use jobs::spec::BackendKind;
-use jobs::{InferenceRequest, JobSpec, RequestKey};
+use jobs::JobSpec;
+
+use coordinator::estimate::{estimate, Estimate as Plan};
+use coordinator::CoordinatorError;
 
 use super::home::Home;
 use super::{CmdResult, Failure};
 use crate::cli::RunArgs;
 use crate::exit;
 
-/// Keys looked up in the cache index per call.
-const LOOKUP_BATCH: usize = 5_000;
-
-/// What a dry run found.
-struct Plan {
-    docs: u64,
-    bad_rows: u64,
-    /// Distinct requests of the job.
-    requests: u64,
-    cached: u64,
-    /// The requests to send.
-    to_send: TokenEstimate,
-    shards: u64,
-    /// Batch input files (`openai-batch` only), counting requests per file.
-    batch_files: u64,
-}
-
 pub async fn dry_run(args: &RunArgs, spec: &JobSpec) -> CmdResult {
     let home = Home::open(&args.home)?;
     let store = home.store().await?;
-    let plan = plan(spec, store.as_ref()).await?;
+    let plan = estimate(spec, store.as_ref()).await.map_err(|e| match e {
+        // The index could not be read: a runtime failure, not bad input.
+        CoordinatorError::Store(_) => Failure::runtime(
+            anyhow::Error::new(e).context("cannot look the requests up in the cache index"),
+        ),
+        other => Failure::usage(other),
+    })?;
     print(spec, &plan);
     Ok(exit::OK)
-}
-
-async fn plan(spec: &JobSpec, store: &dyn coordinator::Store) -> Result<Plan, Failure> {
-    let planner = jobs::plan::Planner::new(spec).map_err(Failure::usage)?;
-    let mut reader = jobs::DatasetReader::open(&spec.dataset).map_err(Failure::usage)?;
-    let mut seen: HashSet<RequestKey> = HashSet::new();
-    let mut pending: Vec<InferenceRequest> = Vec::new();
-    let mut plan = Plan {
-        docs: 0,
-        bad_rows: 0,
-        requests: 0,
-        cached: 0,
-        to_send: TokenEstimate::default(),
-        shards: 0,
-        batch_files: 0,
-    };
-    for doc in &mut reader {
-        let doc = doc.map_err(Failure::usage)?;
-        let planned = planner.plan_doc(&doc).map_err(Failure::usage)?;
-        plan.docs += 1;
-        for req in planned.requests {
-            if seen.insert(req.key.clone()) {
-                pending.push(req);
-            }
-        }
-        if pending.len() >= LOOKUP_BATCH {
-            count(store, &mut plan, std::mem::take(&mut pending)).await?;
-        }
-    }
-    count(store, &mut plan, pending).await?;
-    plan.bad_rows = reader.bad_rows();
-    let to_send = plan.to_send.requests;
-    let shard_size = u64::from(spec.sharding.shard_size.max(1));
-    plan.shards = to_send.div_ceil(shard_size);
-    if spec.model.backend == BackendKind::OpenaiBatch {
-        // Full shards split alike; the last one may be smaller.
-        let per_file = u64::from(BatchSpec::of(&spec.model).max_requests_per_file.max(1));
-        let full = to_send / shard_size;
-        let rest = to_send % shard_size;
-        plan.batch_files = full * shard_size.div_ceil(per_file) + rest.div_ceil(per_file);
-    }
-    Ok(plan)
-}
-
-/// Counts `requests` as cached or to send.
-async fn count(
-    store: &dyn coordinator::Store,
-    plan: &mut Plan,
-    requests: Vec<InferenceRequest>,
-) -> Result<(), Failure> {
-    if requests.is_empty() {
-        return Ok(());
-    }
-    let keys: Vec<RequestKey> = requests.iter().map(|r| r.key.clone()).collect();
-    let cached = store
-        .lookup_keys(&keys)
-        .await
-        .context("cannot look the requests up in the cache index")?;
-    for req in &requests {
-        plan.requests += 1;
-        if cached.contains_key(&req.key) {
-            plan.cached += 1;
-        } else {
-            plan.to_send.add(req);
-        }
-    }
-    Ok(())
 }
 
 fn thousands(n: u64) -> String {
