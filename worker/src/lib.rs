@@ -1,10 +1,12 @@
 //! Shardline worker: claims shards from the coordinator over HTTP, runs
-//! their requests on a backend (an OpenAI-compatible endpoint for now),
+//! their requests on a backend (Shardline's engine, an OpenAI-compatible
+//! endpoint, or the OpenAI Batch API),
 //! heartbeats while it works, writes one cache segment per shard attempt and
 //! completes the lease, fenced on the attempt number.
 //!
 //! - [`client`]: the coordinator HTTP client (job API and lease API).
-//! - [`backend`]: the [`Backend`] trait and the OpenAI-compatible backend.
+//! - [`backend`]: the [`Backend`] trait and its implementations (`engine`,
+//!   `openai`, `openai-batch`).
 //! - [`worker`]: the claim / run / complete loop with graceful shutdown.
 //! - [`retry`]: backoff and `Retry-After` parsing shared by both.
 
