@@ -5,7 +5,7 @@ use bytes::Bytes;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use crate::object_store::{check_path, ObjectMeta, ObjectStore, StoreError};
+use crate::object_store::{check_path, ObjectMeta, ObjectStore, ObjectStoreError};
 
 /// Objects are files under `root`. Writes go to a temporary file in the same
 /// directory, are fsynced, then renamed into place, so a crash never leaves a
@@ -24,14 +24,14 @@ impl LocalDirStore {
         &self.root
     }
 
-    fn io_err(&self, op: &'static str, path: &str, source: std::io::Error) -> StoreError {
+    fn io_err(&self, op: &'static str, path: &str, source: std::io::Error) -> ObjectStoreError {
         if source.kind() == ErrorKind::NotFound && op == "read" {
-            return StoreError::NotFound {
+            return ObjectStoreError::NotFound {
                 store: self.describe(),
                 path: path.to_string(),
             };
         }
-        StoreError::Io {
+        ObjectStoreError::Io {
             op,
             store: self.describe(),
             path: path.to_string(),
@@ -42,7 +42,7 @@ impl LocalDirStore {
 
 #[async_trait]
 impl ObjectStore for LocalDirStore {
-    async fn put(&self, path: &str, data: Bytes) -> Result<(), StoreError> {
+    async fn put(&self, path: &str, data: Bytes) -> Result<(), ObjectStoreError> {
         check_path(path)?;
         let target = self.root.join(path);
         let owned_path = path.to_string();
@@ -53,7 +53,7 @@ impl ObjectStore for LocalDirStore {
         result.map_err(|e| self.io_err("write", &owned_path, e))
     }
 
-    async fn get(&self, path: &str) -> Result<Bytes, StoreError> {
+    async fn get(&self, path: &str) -> Result<Bytes, ObjectStoreError> {
         check_path(path)?;
         match tokio::fs::read(self.root.join(path)).await {
             Ok(data) => Ok(Bytes::from(data)),
@@ -61,7 +61,7 @@ impl ObjectStore for LocalDirStore {
         }
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, ObjectStoreError> {
         let root = self.root.clone();
         let prefix_owned = prefix.to_string();
         let listed = tokio::task::spawn_blocking(move || list_dir(&root, &prefix_owned))
@@ -73,7 +73,7 @@ impl ObjectStore for LocalDirStore {
         Ok(objects)
     }
 
-    async fn delete(&self, path: &str) -> Result<(), StoreError> {
+    async fn delete(&self, path: &str) -> Result<(), ObjectStoreError> {
         check_path(path)?;
         match tokio::fs::remove_file(self.root.join(path)).await {
             Ok(()) => Ok(()),
@@ -202,7 +202,7 @@ mod tests {
         store.delete("a/c").await.unwrap();
         assert!(matches!(
             store.get("a/c").await,
-            Err(StoreError::NotFound { .. })
+            Err(ObjectStoreError::NotFound { .. })
         ));
         store.delete("a/c").await.unwrap();
     }
@@ -215,7 +215,7 @@ mod tests {
             assert!(
                 matches!(
                     store.put(bad, Bytes::new()).await,
-                    Err(StoreError::InvalidPath { .. })
+                    Err(ObjectStoreError::InvalidPath { .. })
                 ),
                 "{bad}"
             );
@@ -230,7 +230,10 @@ mod tests {
         assert_eq!(local.describe(), "/tmp/cache-dir");
         for bad in ["", "file://", "gs://bucket/x", "s3://"] {
             assert!(
-                matches!(crate::open_store(bad), Err(StoreError::Unsupported(..))),
+                matches!(
+                    crate::open_store(bad),
+                    Err(ObjectStoreError::Unsupported(..))
+                ),
                 "{bad}"
             );
         }

@@ -10,7 +10,7 @@ use crate::local::LocalDirStore;
 use crate::s3::{S3ErrorKind, S3Options, S3Store};
 
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum ObjectStoreError {
     #[error("object {path} not found in {store}")]
     NotFound { store: String, path: String },
     #[error("invalid object path {path:?}: {reason}")]
@@ -59,15 +59,15 @@ pub struct ObjectMeta {
 /// before a crash safe to index afterwards.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + Debug {
-    async fn put(&self, path: &str, data: Bytes) -> Result<(), StoreError>;
-    async fn get(&self, path: &str) -> Result<Bytes, StoreError>;
+    async fn put(&self, path: &str, data: Bytes) -> Result<(), ObjectStoreError>;
+    async fn get(&self, path: &str) -> Result<Bytes, ObjectStoreError>;
     /// Every object whose path starts with `prefix`, sorted by path.
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
-    async fn delete(&self, path: &str) -> Result<(), StoreError>;
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, ObjectStoreError>;
+    async fn delete(&self, path: &str) -> Result<(), ObjectStoreError>;
     /// Proves the store is usable (reachable, authorised, existing), so a
     /// command can fail at startup instead of at its first write. Stores
     /// that cannot fail that way keep the default.
-    async fn check_access(&self) -> Result<(), StoreError> {
+    async fn check_access(&self) -> Result<(), ObjectStoreError> {
         Ok(())
     }
     /// Where the store lives, for messages (never includes credentials).
@@ -77,7 +77,7 @@ pub trait ObjectStore: Send + Sync + Debug {
 /// Opens a cache location: a directory path, a `file://` URL, or
 /// `s3://bucket/prefix` with [`S3Options::from_env`]. Nothing is contacted:
 /// call [`ObjectStore::check_access`] to fail early.
-pub fn open_store(location: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
+pub fn open_store(location: &str) -> Result<Arc<dyn ObjectStore>, ObjectStoreError> {
     if location.starts_with("s3://") {
         return open_store_with(location, S3Options::from_env()?);
     }
@@ -86,19 +86,22 @@ pub fn open_store(location: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
 
 /// [`open_store`] with explicit S3 options (from flags or a config file);
 /// the options are ignored for local directories.
-pub fn open_store_with(location: &str, s3: S3Options) -> Result<Arc<dyn ObjectStore>, StoreError> {
+pub fn open_store_with(
+    location: &str,
+    s3: S3Options,
+) -> Result<Arc<dyn ObjectStore>, ObjectStoreError> {
     if location.starts_with("s3://") {
         return Ok(Arc::new(S3Store::new(location, s3)?));
     }
     if location.contains("://") && !location.starts_with("file://") {
-        return Err(StoreError::Unsupported(
+        return Err(ObjectStoreError::Unsupported(
             location.to_string(),
             "use a directory, file://DIR or s3://BUCKET/PREFIX",
         ));
     }
     let path = location.strip_prefix("file://").unwrap_or(location);
     if path.is_empty() {
-        return Err(StoreError::Unsupported(
+        return Err(ObjectStoreError::Unsupported(
             location.to_string(),
             "empty cache location",
         ));
@@ -107,9 +110,9 @@ pub fn open_store_with(location: &str, s3: S3Options) -> Result<Arc<dyn ObjectSt
 }
 
 /// Rejects paths that could escape the store root or are not portable to S3.
-pub(crate) fn check_path(path: &str) -> Result<(), StoreError> {
+pub(crate) fn check_path(path: &str) -> Result<(), ObjectStoreError> {
     let bad = |reason| {
-        Err(StoreError::InvalidPath {
+        Err(ObjectStoreError::InvalidPath {
             path: path.to_string(),
             reason,
         })

@@ -19,7 +19,7 @@ use std::fmt;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
-use crate::object_store::{check_path, ObjectMeta, ObjectStore, StoreError};
+use crate::object_store::{check_path, ObjectMeta, ObjectStore, ObjectStoreError};
 
 /// Objects larger than this are uploaded in parts, so one lost connection
 /// costs a part, not the whole object.
@@ -57,8 +57,8 @@ pub struct S3Location {
 impl S3Location {
     /// Parses `s3://bucket` or `s3://bucket/some/prefix` (a trailing `/` is
     /// optional).
-    pub fn parse(location: &str) -> Result<Self, StoreError> {
-        let invalid = |reason| Err(StoreError::Unsupported(location.to_string(), reason));
+    pub fn parse(location: &str) -> Result<Self, ObjectStoreError> {
+        let invalid = |reason| Err(ObjectStoreError::Unsupported(location.to_string(), reason));
         let Some(rest) = location.strip_prefix("s3://") else {
             return invalid("an S3 location starts with s3://");
         };
@@ -82,7 +82,7 @@ impl S3Location {
             );
         }
         if !prefix.is_empty() {
-            if let Err(StoreError::InvalidPath { .. }) = check_path(prefix) {
+            if let Err(ObjectStoreError::InvalidPath { .. }) = check_path(prefix) {
                 return invalid(
                     "the prefix has an empty, '.' or '..' component, a backslash or NUL",
                 );
@@ -186,12 +186,12 @@ impl S3Options {
     /// `SHARDLINE_S3_FORCE_PATH_STYLE` (`1`/`true`/`yes` or `0`/`false`/`no`);
     /// `AWS_REGION`, else `AWS_DEFAULT_REGION`. Credentials are left to the
     /// AWS chain.
-    pub fn from_env() -> Result<Self, StoreError> {
+    pub fn from_env() -> Result<Self, ObjectStoreError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// [`S3Options::from_env`] over any variable lookup (tests, config files).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, StoreError> {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ObjectStoreError> {
         let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         let endpoint_url = non_empty("SHARDLINE_S3_ENDPOINT")
             .or_else(|| non_empty("AWS_ENDPOINT_URL_S3"))
@@ -202,7 +202,7 @@ impl S3Options {
                 "1" | "true" | "yes" | "on" => true,
                 "0" | "false" | "no" | "off" => false,
                 _ => {
-                    return Err(StoreError::InvalidOption {
+                    return Err(ObjectStoreError::InvalidOption {
                         name: "SHARDLINE_S3_FORCE_PATH_STYLE",
                         value,
                         expected: "1, true, yes, 0, false or no",
@@ -324,7 +324,7 @@ impl S3Store {
     /// A store for `s3://bucket/prefix`. Nothing is contacted yet; call
     /// [`ObjectStore::check_access`] to fail early on a wrong endpoint,
     /// bucket or credentials.
-    pub fn new(location: &str, options: S3Options) -> Result<Self, StoreError> {
+    pub fn new(location: &str, options: S3Options) -> Result<Self, ObjectStoreError> {
         Ok(S3Store {
             location: S3Location::parse(location)?,
             options,
@@ -350,8 +350,8 @@ impl S3Store {
             .unwrap_or_else(|| "AWS S3".to_string())
     }
 
-    /// Turns an SDK error into a [`StoreError::S3`] that says what to check.
-    fn error<E>(&self, op: &'static str, path: &str, err: SdkError<E>) -> StoreError
+    /// Turns an SDK error into a [`ObjectStoreError::S3`] that says what to check.
+    fn error<E>(&self, op: &'static str, path: &str, err: SdkError<E>) -> ObjectStoreError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -383,7 +383,7 @@ impl S3Store {
                 format!("check the endpoint ({endpoint}), the credentials and bucket {bucket}")
             }
         };
-        StoreError::S3 {
+        ObjectStoreError::S3 {
             op,
             store: self.describe(),
             path: path.to_string(),
@@ -396,7 +396,7 @@ impl S3Store {
     /// Creates the bucket when it does not exist yet, for development
     /// setups and tests (production buckets belong to infrastructure code).
     /// Returns whether it was created.
-    pub async fn create_bucket_if_missing(&self) -> Result<bool, StoreError> {
+    pub async fn create_bucket_if_missing(&self) -> Result<bool, ObjectStoreError> {
         let client = self.client().await;
         let bucket = self.location.bucket();
         match client.head_bucket().bucket(bucket).send().await {
@@ -428,7 +428,12 @@ impl S3Store {
         }
     }
 
-    async fn put_multipart(&self, path: &str, key: &str, data: Bytes) -> Result<(), StoreError> {
+    async fn put_multipart(
+        &self,
+        path: &str,
+        key: &str,
+        data: Bytes,
+    ) -> Result<(), ObjectStoreError> {
         let client = self.client().await;
         let bucket = self.location.bucket();
         let created = client
@@ -439,7 +444,7 @@ impl S3Store {
             .await
             .map_err(|e| self.error("start multipart upload of", path, e))?;
         let Some(upload_id) = created.upload_id().map(str::to_string) else {
-            return Err(StoreError::S3 {
+            return Err(ObjectStoreError::S3 {
                 op: "start multipart upload of",
                 store: self.describe(),
                 path: path.to_string(),
@@ -507,7 +512,7 @@ impl S3Store {
         key: &str,
         upload_id: &str,
         data: Bytes,
-    ) -> Result<Vec<CompletedPart>, StoreError> {
+    ) -> Result<Vec<CompletedPart>, ObjectStoreError> {
         let client = self.client().await;
         let part_size = MULTIPART_PART_SIZE;
         let chunks: Vec<(i32, Bytes)> = (0..data.len())
@@ -532,7 +537,7 @@ impl S3Store {
                     .send()
                     .await
                     .map_err(|e| self.error("upload a part of", path, e))?;
-                Ok::<_, StoreError>(
+                Ok::<_, ObjectStoreError>(
                     CompletedPart::builder()
                         .set_e_tag(uploaded.e_tag().map(str::to_string))
                         .part_number(number)
@@ -586,7 +591,7 @@ impl Drop for AbortOnDrop {
 
 #[async_trait]
 impl ObjectStore for S3Store {
-    async fn put(&self, path: &str, data: Bytes) -> Result<(), StoreError> {
+    async fn put(&self, path: &str, data: Bytes) -> Result<(), ObjectStoreError> {
         check_path(path)?;
         let key = self.location.key(path);
         if data.len() > MULTIPART_THRESHOLD {
@@ -604,7 +609,7 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
-    async fn get(&self, path: &str) -> Result<Bytes, StoreError> {
+    async fn get(&self, path: &str) -> Result<Bytes, ObjectStoreError> {
         check_path(path)?;
         let key = self.location.key(path);
         let client = self.client().await;
@@ -619,7 +624,7 @@ impl ObjectStore for S3Store {
             let output = match response {
                 Ok(output) => output,
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                    return Err(StoreError::NotFound {
+                    return Err(ObjectStoreError::NotFound {
                         store: self.describe(),
                         path: path.to_string(),
                     })
@@ -630,7 +635,7 @@ impl ObjectStore for S3Store {
                     // missing bucket from reading as a missing object.
                     let status = e.raw_response().map(|r| r.status().as_u16());
                     if status == Some(404) && e.code() != Some("NoSuchBucket") {
-                        return Err(StoreError::NotFound {
+                        return Err(ObjectStoreError::NotFound {
                             store: self.describe(),
                             path: path.to_string(),
                         });
@@ -646,7 +651,7 @@ impl ObjectStore for S3Store {
                     attempt += 1;
                 }
                 Err(e) => {
-                    return Err(StoreError::S3 {
+                    return Err(ObjectStoreError::S3 {
                         op: "read",
                         store: self.describe(),
                         path: path.to_string(),
@@ -659,7 +664,7 @@ impl ObjectStore for S3Store {
         }
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, ObjectStoreError> {
         let client = self.client().await;
         let full_prefix = self.location.key(prefix);
         let mut objects = Vec::new();
@@ -690,7 +695,7 @@ impl ObjectStore for S3Store {
                 (Some(true), Some(next)) if !next.is_empty() => token = Some(next.to_string()),
                 (Some(true), _) => {
                     // A truncated page without a token would loop forever.
-                    return Err(StoreError::S3 {
+                    return Err(ObjectStoreError::S3 {
                         op: "list",
                         store: self.describe(),
                         path: prefix.to_string(),
@@ -709,7 +714,7 @@ impl ObjectStore for S3Store {
         Ok(objects)
     }
 
-    async fn delete(&self, path: &str) -> Result<(), StoreError> {
+    async fn delete(&self, path: &str) -> Result<(), ObjectStoreError> {
         check_path(path)?;
         // S3 answers a delete of a missing key with success, as the trait
         // wants.
@@ -724,7 +729,7 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
-    async fn check_access(&self) -> Result<(), StoreError> {
+    async fn check_access(&self) -> Result<(), ObjectStoreError> {
         let client = self.client().await;
         // Listing one key proves endpoint, credentials, bucket and the read
         // permission the cache needs, where HeadBucket's bare 403/404 says
@@ -904,7 +909,10 @@ mod tests {
             "bucket/x",
         ] {
             assert!(
-                matches!(S3Location::parse(bad), Err(StoreError::Unsupported(..))),
+                matches!(
+                    S3Location::parse(bad),
+                    Err(ObjectStoreError::Unsupported(..))
+                ),
                 "{bad}"
             );
         }

@@ -7,7 +7,7 @@ use jobs::SegmentRecord;
 use std::io::{BufRead, BufReader, Write};
 use uuid::Uuid;
 
-use crate::object_store::{ObjectStore, StoreError};
+use crate::object_store::{ObjectStore, ObjectStoreError};
 
 /// Every segment lives under this prefix.
 pub const SEGMENT_PREFIX: &str = "segments/";
@@ -17,7 +17,7 @@ const ZSTD_LEVEL: i32 = 3;
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] ObjectStoreError),
     #[error("segment {path}: {source}")]
     Compression {
         path: String,

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use cache::{
     list_segments, read_segment, segment_path, write_segment, LocalDirStore, ObjectStore,
-    S3ErrorKind, S3Options, S3Store, S3TestServer, StoreError,
+    ObjectStoreError, S3ErrorKind, S3Options, S3Store, S3TestServer,
 };
 use futures::stream::{StreamExt, TryStreamExt};
 use jobs::{InferenceOutput, ModelFingerprint, RequestKey, RequestType, SegmentRecord, Usage};
@@ -64,13 +64,13 @@ async fn conformance(store: &dyn ObjectStore) {
 
     // Missing objects and deletes.
     match store.get("a/missing").await {
-        Err(StoreError::NotFound { path, .. }) => assert_eq!(path, "a/missing"),
+        Err(ObjectStoreError::NotFound { path, .. }) => assert_eq!(path, "a/missing"),
         other => panic!("expected NotFound, got {other:?}"),
     }
     store.delete("a/c").await.unwrap();
     assert!(matches!(
         store.get("a/c").await,
-        Err(StoreError::NotFound { .. })
+        Err(ObjectStoreError::NotFound { .. })
     ));
     store.delete("a/c").await.unwrap();
     assert_eq!(store.list("a/").await.unwrap().len(), 2);
@@ -80,7 +80,7 @@ async fn conformance(store: &dyn ObjectStore) {
         assert!(
             matches!(
                 store.put(bad, Bytes::new()).await,
-                Err(StoreError::InvalidPath { .. })
+                Err(ObjectStoreError::InvalidPath { .. })
             ),
             "{bad}"
         );
@@ -251,7 +251,7 @@ async fn s3_errors_say_what_to_check() {
     let store = S3Store::new("s3://no-such-bucket/p", server.options()).unwrap();
     let err = store.check_access().await.unwrap_err();
     match &err {
-        StoreError::S3 { kind, .. } => assert_eq!(*kind, S3ErrorKind::NoSuchBucket, "{err}"),
+        ObjectStoreError::S3 { kind, .. } => assert_eq!(*kind, S3ErrorKind::NoSuchBucket, "{err}"),
         other => panic!("expected an S3 error, got {other:?}"),
     }
     let message = err.to_string();
@@ -261,7 +261,7 @@ async fn s3_errors_say_what_to_check() {
     // A missing bucket is not a missing object.
     assert!(matches!(
         store.get("x").await,
-        Err(StoreError::S3 {
+        Err(ObjectStoreError::S3 {
             kind: S3ErrorKind::NoSuchBucket,
             ..
         })
@@ -285,7 +285,7 @@ async fn s3_errors_say_what_to_check() {
     let err = dead.put("x", Bytes::from_static(b"x")).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(60));
     match &err {
-        StoreError::S3 { kind, .. } => assert_eq!(*kind, S3ErrorKind::Unreachable, "{err}"),
+        ObjectStoreError::S3 { kind, .. } => assert_eq!(*kind, S3ErrorKind::Unreachable, "{err}"),
         other => panic!("expected an S3 error, got {other:?}"),
     }
     let message = err.to_string();
@@ -343,7 +343,7 @@ async fn s3_retries_server_errors_then_aborts_the_multipart_upload() {
         .await
         .unwrap_err();
     match &err {
-        StoreError::S3 { kind, .. } => assert_eq!(*kind, S3ErrorKind::Server, "{err}"),
+        ObjectStoreError::S3 { kind, .. } => assert_eq!(*kind, S3ErrorKind::Server, "{err}"),
         other => panic!("expected an S3 error, got {other:?}"),
     }
     // Every 500 was retried: at least one part used all five attempts.
@@ -359,7 +359,7 @@ async fn s3_retries_server_errors_then_aborts_the_multipart_upload() {
     );
     assert!(matches!(
         direct.get("big").await,
-        Err(StoreError::NotFound { .. })
+        Err(ObjectStoreError::NotFound { .. })
     ));
     assert_eq!(&direct.get("small").await.unwrap()[..], b"s");
 }

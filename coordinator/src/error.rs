@@ -36,7 +36,7 @@ pub enum CoordinatorError {
     #[error(transparent)]
     Segment(#[from] cache::SegmentError),
     #[error(transparent)]
-    ObjectStore(#[from] cache::StoreError),
+    ObjectStore(#[from] cache::ObjectStoreError),
     #[error("cannot write samples: {0}")]
     Io(#[from] std::io::Error),
     #[error("internal error: {0}")]

@@ -498,7 +498,7 @@ async fn healthz() -> &'static str {
 
 async fn metrics(State(c): State<Coordinator>) -> ApiResult<Response> {
     let text = c.metrics_text().await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }
 
 async fn not_found() -> ApiError {

@@ -1,18 +1,35 @@
-//! The Shardline coordinator: job store, planner, lease protocol, HTTP API
-//! and rescoring from the cache.
+//! The Shardline coordinator: job store, planner, lease protocol, HTTP API,
+//! leadership and the reaper, segment indexing, metrics and rescoring from
+//! the cache.
 
-mod batches;
+mod config;
 mod coordinator;
 mod docstream;
+pub mod embedded;
 mod error;
 pub mod estimate;
 pub mod http;
+mod index;
+mod job_models;
+mod leader;
+mod lease;
+mod metrics;
+mod plan_signal;
 mod planner;
+mod provider_batch;
+mod reaper;
 mod rescore;
+mod shard_keys;
 pub mod store;
+mod submission;
 
-pub use coordinator::{spec_hash, Coordinator, CoordinatorConfig, IndexStats, RecoveryStats};
+pub use config::{
+    default_heartbeat_secs, CoordinatorConfig, DEFAULT_LEASE_SECS, DEFAULT_REAPER_INTERVAL,
+};
+pub use coordinator::{spec_hash, Coordinator};
 pub use error::CoordinatorError;
 pub use http::{router, serve};
+pub use index::IndexStats;
+pub use reaper::RecoveryStats;
 pub use rescore::{rescore_spec, MissingRequest, RescoreOutcome, DEFAULT_BOOTSTRAP_SEED};
 pub use store::{PostgresStore, SqliteStore, Store, StoreError};

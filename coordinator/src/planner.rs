@@ -93,7 +93,7 @@ impl ShardBuilder {
 impl Coordinator {
     /// Plans every job waiting in `planning` (oldest first).
     pub async fn plan_pending(&self) -> Result<(), CoordinatorError> {
-        for id in self.inner.store.jobs_in_state(JobState::Planning).await? {
+        for id in self.store().jobs_in_state(JobState::Planning).await? {
             self.plan_job(id).await?;
         }
         Ok(())
@@ -104,8 +104,8 @@ impl Coordinator {
     /// recorded on the job (bad row, template error, missing outputs for
     /// `backend = "none"`). A job no longer in `planning` is left alone.
     pub async fn plan_job(&self, id: Uuid) -> Result<JobState, CoordinatorError> {
-        let store = &self.inner.store;
-        let _planning = self.inner.planning.lock().await;
+        let store = self.store();
+        let _planning = self.plan_signal().exclusive().await;
         let job = store.get_job(id).await?;
         if job.state != JobState::Planning {
             return Ok(job.state);
@@ -141,12 +141,12 @@ impl Coordinator {
 
     async fn fail_planning(&self, id: Uuid, message: String) -> Result<JobState, CoordinatorError> {
         tracing::warn!(job_id = %id, error = %message, "planning failed");
-        self.inner.store.fail_job(id, &message, Utc::now()).await?;
-        Ok(self.inner.store.get_job(id).await?.state)
+        self.store().fail_job(id, &message, Utc::now()).await?;
+        Ok(self.store().get_job(id).await?.state)
     }
 
     async fn plan_into_shards(&self, id: Uuid, spec: &JobSpec) -> Result<JobState, PlanStop> {
-        let store = &self.inner.store;
+        let store = self.store();
         let no_inference = spec.model.backend == BackendKind::None;
         let mut seen: HashSet<u128> = HashSet::new();
         let mut totals = PlanTotals::default();
@@ -246,7 +246,7 @@ impl Coordinator {
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = self.inner.plan_wakeup.notified() => {}
+                _ = self.plan_signal().woken() => {}
                 _ = tokio::time::sleep(pause) => {}
             }
         }

@@ -44,12 +44,6 @@ pub struct RescoreOutcome {
     pub failed_requests: u64,
 }
 
-impl RescoreOutcome {
-    pub fn is_complete(&self) -> bool {
-        self.missing_requests == 0
-    }
-}
-
 /// Where sample lines go.
 pub(crate) enum SampleSink<'a> {
     Discard,
@@ -249,8 +243,8 @@ impl Coordinator {
         samples_out: Option<&mut (dyn Write + Send)>,
     ) -> Result<RescoreOutcome, CoordinatorError> {
         rescore_spec(
-            self.inner.store.as_ref(),
-            self.inner.objects.as_ref(),
+            self.store().as_ref(),
+            self.objects().as_ref(),
             spec,
             samples_out,
         )
@@ -297,13 +291,8 @@ impl Coordinator {
         tokio::task::spawn_blocking(move || {
             runtime.block_on(async move {
                 let sink = SampleSink::Channel(tx.clone());
-                let result = rescore_into(
-                    this.inner.store.as_ref(),
-                    this.inner.objects.as_ref(),
-                    &spec,
-                    sink,
-                )
-                .await;
+                let result =
+                    rescore_into(this.store().as_ref(), this.objects().as_ref(), &spec, sink).await;
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "samples stream stopped");
                     let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;

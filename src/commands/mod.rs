@@ -3,8 +3,10 @@
 mod cache_cmd;
 mod dry_run;
 mod home;
+mod job_file;
 mod remote;
 mod rescore;
+mod results;
 mod run;
 mod serve;
 mod worker;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use jobs::protocol::{JobState, JobStatus};
 
 use super::home::write_json;
-use super::run::load_spec;
+use super::job_file::load_spec;
 use super::{interrupted, CmdResult, Failure};
 use crate::cli::{
     CancelArgs, ConfigArg, RemoteArgs, RescoreArgs, ResultsArgs, StatusArgs, SubmitArgs,

@@ -12,12 +12,12 @@ use jobs::batch::{
 };
 use jobs::cost::{job_cost, CostSummary};
 use jobs::protocol::{JobStatus, PartialOutputs};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use uuid::Uuid;
 
-use crate::coordinator::{check_keys, Coordinator};
+use crate::coordinator::Coordinator;
 use crate::error::CoordinatorError;
+use crate::shard_keys::check_keys;
 use crate::store::{
     BatchEnd, BatchFence, BatchSubmission, BatchUpdate, LeaseFence, ModelPattern, Partial,
     PollFence,
@@ -83,7 +83,7 @@ fn check_partial(p: &Option<PartialOutputs>) -> Result<(), CoordinatorError> {
 
 impl Coordinator {
     fn poll_lease(&self) -> Duration {
-        Duration::from_secs(self.inner.config.lease_secs.max(1))
+        self.config().lease_length()
     }
 
     /// Room under the model's enqueued-token cap; `None` when fenced.
@@ -104,8 +104,7 @@ impl Coordinator {
             }),
         };
         let answer = self
-            .inner
-            .store
+            .store()
             .batch_reserve(
                 &holder,
                 &req.model_key,
@@ -138,11 +137,7 @@ impl Coordinator {
             enqueued_tokens: req.state.enqueued_tokens(),
             next_poll_at: after(now, req.next_poll_in_ms),
         };
-        let accepted = self
-            .inner
-            .store
-            .batch_submit(&fence, &submission, now)
-            .await?;
+        let accepted = self.store().batch_submit(&fence, &submission, now).await?;
         if accepted {
             let batches: Vec<&str> = req
                 .state
@@ -159,7 +154,7 @@ impl Coordinator {
     /// The shard's requests as stored (JSON), for the worker building or
     /// reading its batches.
     pub async fn batch_requests_json(&self, shard_id: Uuid) -> Result<String, CoordinatorError> {
-        match self.inner.store.shard_requests(shard_id).await? {
+        match self.store().shard_requests(shard_id).await? {
             Some((_, json)) => Ok(json),
             None => Err(CoordinatorError::BadRequest(format!("no shard {shard_id}"))),
         }
@@ -178,8 +173,7 @@ impl Coordinator {
             .collect::<Result<Vec<_>, _>>()?;
         let now = Utc::now();
         let claim = self
-            .inner
-            .store
+            .store()
             .batch_claim_polls(
                 &req.worker_id,
                 &req.capabilities.backends,
@@ -202,13 +196,13 @@ impl Coordinator {
                 job_id: poll.job_id,
                 poll_seq: poll.poll_seq,
                 lease_expires_at: poll.poll_expires_at.to_rfc3339(),
-                heartbeat_interval_secs: self.inner.config.heartbeat_interval_secs,
+                heartbeat_interval_secs: self.config().heartbeat_interval_secs,
                 job_state: poll.job_state,
                 model: self.model_of(poll.job_id).await?,
                 state,
             });
         }
-        self.inner.counters.claims.fetch_add(1, Ordering::Relaxed);
+        self.counters().claims.inc();
         let next_due_in_ms = claim
             .next_due_at
             .map(|t| u64::try_from((t - now).num_milliseconds().max(0)).unwrap_or(0));
@@ -229,8 +223,7 @@ impl Coordinator {
             worker_id: req.worker_id.clone(),
         };
         let state = self
-            .inner
-            .store
+            .store()
             .batch_heartbeat(&fence, self.poll_lease(), Utc::now())
             .await?;
         Ok(state.map(|job_state| BatchHeartbeatResponse {
@@ -262,8 +255,7 @@ impl Coordinator {
             partial: partial(&req.partial),
         };
         Ok(self
-            .inner
-            .store
+            .store()
             .batch_update(&fence, &update, self.poll_lease(), now)
             .await?)
     }
@@ -299,19 +291,18 @@ impl Coordinator {
             BatchOutcome::Cancelled => BatchEnd::Cancelled,
         };
         let state = self
-            .inner
-            .store
+            .store()
             .batch_finish(&fence, &end, partial(&req.partial).as_ref(), Utc::now())
             .await?;
         if let Some(state) = state {
-            let counters = &self.inner.counters;
+            let counters = self.counters();
             match &end {
                 BatchEnd::Completed { failed } => {
-                    counters.completions.fetch_add(1, Ordering::Relaxed);
+                    counters.completions.inc();
                     tracing::info!(shard_id = %req.shard_id, failed = failed.len(), "submitted shard completed");
                 }
                 BatchEnd::Failed { error } => {
-                    counters.shard_failures.fetch_add(1, Ordering::Relaxed);
+                    counters.shard_failures.inc();
                     tracing::warn!(shard_id = %req.shard_id, %error, "submitted shard failed");
                 }
                 BatchEnd::Cancelled => {

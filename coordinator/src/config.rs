@@ -1,0 +1,77 @@
+//! The coordinator's settings and the one table of their defaults, read by
+//! the CLI's `serve`, the embedded cluster and the tests alike.
+
+use std::time::Duration;
+
+/// How long a lease lasts without a heartbeat.
+pub const DEFAULT_LEASE_SECS: u64 = 60;
+/// How often the leader returns expired leases to the pool: often enough
+/// that a dead worker's shards wait little more than their lease, rarely
+/// enough to cost the database nothing (one indexed query per pass).
+pub const DEFAULT_REAPER_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The heartbeat period told to workers when none is set: a third of the
+/// lease, so two heartbeats can be lost before the lease is.
+pub fn default_heartbeat_secs(lease_secs: u64) -> u64 {
+    (lease_secs / 3).max(1)
+}
+
+#[derive(Clone)]
+pub struct CoordinatorConfig {
+    /// Bearer token for job routes (submit, list, cancel, results).
+    pub admin_token: String,
+    /// Bearer token for lease routes (claim, heartbeat, complete, fail).
+    pub worker_token: String,
+    /// Length of a lease; a worker that misses heartbeats this long loses it.
+    pub lease_secs: u64,
+    /// Heartbeat period told to workers (keep it well under `lease_secs`).
+    pub heartbeat_interval_secs: u64,
+    /// How often the reaper returns expired leases.
+    pub reaper_interval: Duration,
+}
+
+/// Tokens are secrets: a `{:?}` of the config (in a log line, a panic
+/// message) must never print them.
+impl std::fmt::Debug for CoordinatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoordinatorConfig")
+            .field("admin_token", &"<redacted>")
+            .field("worker_token", &"<redacted>")
+            .field("lease_secs", &self.lease_secs)
+            .field("heartbeat_interval_secs", &self.heartbeat_interval_secs)
+            .field("reaper_interval", &self.reaper_interval)
+            .finish()
+    }
+}
+
+impl CoordinatorConfig {
+    /// The defaults above for everything but the tokens.
+    pub fn with_tokens(admin_token: impl Into<String>, worker_token: impl Into<String>) -> Self {
+        CoordinatorConfig {
+            admin_token: admin_token.into(),
+            worker_token: worker_token.into(),
+            lease_secs: DEFAULT_LEASE_SECS,
+            heartbeat_interval_secs: default_heartbeat_secs(DEFAULT_LEASE_SECS),
+            reaper_interval: DEFAULT_REAPER_INTERVAL,
+        }
+    }
+
+    /// A lease's length, never zero.
+    pub(crate) fn lease_length(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CoordinatorConfig;
+
+    #[test]
+    fn debug_never_shows_the_tokens() {
+        let config = CoordinatorConfig::with_tokens("admin-secret-123", "worker-secret-456");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("admin-secret-123"), "{shown}");
+        assert!(!shown.contains("worker-secret-456"), "{shown}");
+        assert!(shown.contains("lease_secs: 60"), "{shown}");
+    }
+}

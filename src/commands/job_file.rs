@@ -1,0 +1,50 @@
+//! Loading a job file for a command: parse, apply the command-line
+//! overrides, fingerprint an engine model, validate.
+
+use std::path::Path;
+
+use jobs::JobSpec;
+
+use super::Failure;
+
+/// Loads and checks a job file. Runs on a blocking thread: an engine job's
+/// first run hashes its model file, which may take a while for a large one.
+pub async fn load_spec(
+    path: &Path,
+    model: Option<&str>,
+    limit: Option<u64>,
+) -> Result<JobSpec, Failure> {
+    let path = path.to_path_buf();
+    let model = model.map(str::to_string);
+    tokio::task::spawn_blocking(move || load_spec_blocking(&path, model.as_deref(), limit))
+        .await
+        .map_err(|e| Failure::runtime(anyhow::anyhow!("loading the job spec stopped: {e}")))?
+}
+
+fn load_spec_blocking(
+    path: &Path,
+    model: Option<&str>,
+    limit: Option<u64>,
+) -> Result<JobSpec, Failure> {
+    let mut spec = JobSpec::from_toml_file(path).map_err(Failure::usage)?;
+    if let Some(m) = model {
+        spec.model.model = m.to_string();
+    }
+    if let Some(l) = limit {
+        spec.dataset.limit = Some(l);
+    }
+    // An engine job's outputs are keyed by its model's fingerprint: compute
+    // it here (hashing runs once per model file; later runs read a cached
+    // digest), so a wrong or broken model path fails before submitting.
+    match worker::backend::engine::resolve_model(&mut spec.model) {
+        Ok(Some(model)) => eprintln!(
+            "model {} (fingerprint {})",
+            model.path.display(),
+            &model.fingerprint[..12]
+        ),
+        Ok(None) => {}
+        Err(e) => return Err(Failure::usage(anyhow::anyhow!("{}: {e}", path.display()))),
+    }
+    spec.validate().map_err(Failure::usage)?;
+    Ok(spec)
+}
