@@ -1,16 +1,20 @@
 //! Shardline's output cache: object stores (a local directory, S3) and the
 //! segment format that holds inference outputs.
 
+pub mod error;
 pub mod local;
 pub mod object_store;
+pub mod open;
 pub mod s3;
 #[cfg(feature = "test-support")]
 pub mod s3_test_server;
 pub mod segment;
 
+pub use error::{ObjectStoreError, S3ErrorKind};
 pub use local::LocalDirStore;
-pub use object_store::{open_store, open_store_with, ObjectMeta, ObjectStore, ObjectStoreError};
-pub use s3::{S3Credentials, S3ErrorKind, S3Location, S3Options, S3Store};
+pub use object_store::{ObjectMeta, ObjectStore};
+pub use open::{open_store, open_store_with};
+pub use s3::{S3Credentials, S3Location, S3Options, S3Store};
 #[cfg(feature = "test-support")]
 pub use s3_test_server::{S3TestServer, S3TestServerError};
 pub use segment::{

@@ -5,7 +5,8 @@ use bytes::Bytes;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use crate::object_store::{check_path, ObjectMeta, ObjectStore, ObjectStoreError};
+use crate::error::ObjectStoreError;
+use crate::object_store::{check_path, ObjectMeta, ObjectStore};
 
 /// Objects are files under `root`. Writes go to a temporary file in the same
 /// directory, are fsynced, then renamed into place, so a crash never leaves a
@@ -216,23 +217,6 @@ mod tests {
                 matches!(
                     store.put(bad, Bytes::new()).await,
                     Err(ObjectStoreError::InvalidPath { .. })
-                ),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn open_store_picks_the_backend() {
-        let s3 = crate::open_store_with("s3://bucket/x", crate::S3Options::default()).unwrap();
-        assert_eq!(s3.describe(), "s3://bucket/x");
-        let local = crate::open_store("file:///tmp/cache-dir").unwrap();
-        assert_eq!(local.describe(), "/tmp/cache-dir");
-        for bad in ["", "file://", "gs://bucket/x", "s3://"] {
-            assert!(
-                matches!(
-                    crate::open_store(bad),
-                    Err(ObjectStoreError::Unsupported(..))
                 ),
                 "{bad}"
             );

@@ -3,46 +3,8 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::fmt::Debug;
-use std::path::PathBuf;
-use std::sync::Arc;
 
-use crate::local::LocalDirStore;
-use crate::s3::{S3ErrorKind, S3Options, S3Store};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ObjectStoreError {
-    #[error("object {path} not found in {store}")]
-    NotFound { store: String, path: String },
-    #[error("invalid object path {path:?}: {reason}")]
-    InvalidPath { path: String, reason: &'static str },
-    #[error("{op} {path} in {store}: {source}")]
-    Io {
-        op: &'static str,
-        store: String,
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("unsupported cache location {0:?}: {1}")]
-    Unsupported(String, &'static str),
-    #[error("{name}={value:?} is not valid: expected {expected}")]
-    InvalidOption {
-        name: &'static str,
-        value: String,
-        expected: &'static str,
-    },
-    /// An S3 request failed after the SDK's retries; `hint` says what to
-    /// check (endpoint, credentials, bucket).
-    #[error("S3 {op} {path:?} in {store} failed ({kind}): {detail}; {hint}")]
-    S3 {
-        op: &'static str,
-        store: String,
-        path: String,
-        kind: S3ErrorKind,
-        detail: String,
-        hint: String,
-    },
-}
+use crate::error::ObjectStoreError;
 
 /// An object listed by [`ObjectStore::list`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,41 +34,6 @@ pub trait ObjectStore: Send + Sync + Debug {
     }
     /// Where the store lives, for messages (never includes credentials).
     fn describe(&self) -> String;
-}
-
-/// Opens a cache location: a directory path, a `file://` URL, or
-/// `s3://bucket/prefix` with [`S3Options::from_env`]. Nothing is contacted:
-/// call [`ObjectStore::check_access`] to fail early.
-pub fn open_store(location: &str) -> Result<Arc<dyn ObjectStore>, ObjectStoreError> {
-    if location.starts_with("s3://") {
-        return open_store_with(location, S3Options::from_env()?);
-    }
-    open_store_with(location, S3Options::default())
-}
-
-/// [`open_store`] with explicit S3 options (from flags or a config file);
-/// the options are ignored for local directories.
-pub fn open_store_with(
-    location: &str,
-    s3: S3Options,
-) -> Result<Arc<dyn ObjectStore>, ObjectStoreError> {
-    if location.starts_with("s3://") {
-        return Ok(Arc::new(S3Store::new(location, s3)?));
-    }
-    if location.contains("://") && !location.starts_with("file://") {
-        return Err(ObjectStoreError::Unsupported(
-            location.to_string(),
-            "use a directory, file://DIR or s3://BUCKET/PREFIX",
-        ));
-    }
-    let path = location.strip_prefix("file://").unwrap_or(location);
-    if path.is_empty() {
-        return Err(ObjectStoreError::Unsupported(
-            location.to_string(),
-            "empty cache location",
-        ));
-    }
-    Ok(Arc::new(LocalDirStore::new(PathBuf::from(path))))
 }
 
 /// Rejects paths that could escape the store root or are not portable to S3.

@@ -7,7 +7,8 @@ use jobs::SegmentRecord;
 use std::io::{BufRead, BufReader, Write};
 use uuid::Uuid;
 
-use crate::object_store::{ObjectStore, ObjectStoreError};
+use crate::error::ObjectStoreError;
+use crate::object_store::ObjectStore;
 
 /// Every segment lives under this prefix.
 pub const SEGMENT_PREFIX: &str = "segments/";
