@@ -13,8 +13,6 @@
 
 mod api_error;
 mod fake_batch;
-mod fake_batch_engine;
-mod fake_batch_routes;
 mod model;
 mod params;
 mod server;

@@ -11,8 +11,8 @@ use rand::SeedableRng;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::config::{BatchSummary, FakeBatchConfig, FakeBatchStats};
 use crate::api_error::ApiError;
-use crate::fake_batch::{BatchSummary, FakeBatchConfig, FakeBatchStats};
 use crate::model::token_count;
 use crate::{params, server, FakeConfig};
 

@@ -13,8 +13,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::shared::{lock, BatchShared};
 use crate::api_error::ApiError;
-use crate::fake_batch::{lock, BatchShared};
 use crate::FakeConfig;
 
 /// Uploads up to the API's 200 MB, plus the multipart envelope.
