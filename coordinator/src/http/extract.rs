@@ -1,0 +1,133 @@
+//! Request extractors shared by every handler: the caller's role (bearer
+//! token), a JSON body whose errors name the field, and a job id in the path.
+//!
+//! Handlers list what they need as arguments, so no handler repeats the
+//! checks. Axum runs the header extractors before the body, so a request
+//! without a valid token is refused before its body is read.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use crate::coordinator::Coordinator;
+
+/// The caller holds the admin token (job routes).
+pub(super) struct Admin;
+
+/// The caller holds the worker token or the admin token (lease and
+/// provider-batch routes).
+pub(super) struct WorkerOrAdmin;
+
+impl FromRequestParts<Coordinator> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, c: &Coordinator) -> Result<Self, ApiError> {
+        authorize(c, &parts.headers, Role::Admin).map(|()| Admin)
+    }
+}
+
+impl FromRequestParts<Coordinator> for WorkerOrAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, c: &Coordinator) -> Result<Self, ApiError> {
+        authorize(c, &parts.headers, Role::Worker).map(|()| WorkerOrAdmin)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Admin,
+    Worker,
+}
+
+/// Compares without stopping at the first differing byte.
+fn token_matches(given: &str, expected: &str) -> bool {
+    if expected.is_empty() || given.len() != expected.len() {
+        return false;
+    }
+    given
+        .bytes()
+        .zip(expected.bytes())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
+/// Admin routes take the admin token; worker routes take either token.
+fn authorize(c: &Coordinator, headers: &HeaderMap, role: Role) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(given) = given else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing bearer token: send `Authorization: Bearer <token>`",
+        ));
+    };
+    let config = c.config();
+    let ok = token_matches(given, &config.admin_token)
+        || (role == Role::Worker && token_matches(given, &config.worker_token));
+    if ok {
+        return Ok(());
+    }
+    let which = match role {
+        Role::Admin => "the admin token",
+        Role::Worker => "the worker or admin token",
+    };
+    Err(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        format!("invalid bearer token: this route needs {which}"),
+    ))
+}
+
+/// A JSON body; a parse error names the offending field.
+pub(super) struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        parse_body(&body).map(JsonBody)
+    }
+}
+
+fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if path.is_empty() || path == "." {
+            format!("invalid request body: {inner}")
+        } else {
+            format!("invalid request body at `{path}`: {inner}")
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    })
+}
+
+/// The `{id}` of a job route.
+pub(super) struct JobId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        Uuid::parse_str(&raw).map(JobId).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("{raw:?} is not a job id (expected a UUID): {e}"),
+            )
+        })
+    }
+}

@@ -1,0 +1,90 @@
+//! Provider-batch routes (worker token): the `openai-batch` lifecycle of a
+//! shard — reserve, submit, poll leases, updates and the finish — see
+//! `crate::provider_batch`.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use jobs::batch::{
+    BatchAccepted, BatchClaimRequest, BatchClaimResponse, BatchFinishRequest, BatchFinishResponse,
+    BatchHeartbeatRequest, BatchHeartbeatResponse, BatchRequestsRequest, BatchReserveRequest,
+    BatchReserveResponse, BatchSubmitRequest, BatchUpdateRequest,
+};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{JsonBody, WorkerOrAdmin};
+use crate::coordinator::Coordinator;
+
+pub(super) async fn reserve(
+    _: WorkerOrAdmin,
+    State(c): State<Coordinator>,
+    JsonBody(req): JsonBody<BatchReserveRequest>,
+) -> ApiResult<Json<BatchReserveResponse>> {
+    match c.batch_reserve(&req).await? {
+        Some(answer) => Ok(Json(answer)),
+        None => Err(ApiError::not_holder(req.shard_id, &req.worker_id)),
+    }
+}
+
+pub(super) async fn submit(
+    _: WorkerOrAdmin,
+    State(c): State<Coordinator>,
+    JsonBody(req): JsonBody<BatchSubmitRequest>,
+) -> ApiResult<Json<BatchAccepted>> {
+    if !c.batch_submit(&req).await? {
+        return Err(ApiError::fenced(req.shard_id, req.attempt, &req.worker_id));
+    }
+    Ok(Json(BatchAccepted { accepted: true }))
+}
+
+pub(super) async fn requests(
+    _: WorkerOrAdmin,
+    State(c): State<Coordinator>,
+    JsonBody(req): JsonBody<BatchRequestsRequest>,
+) -> ApiResult<Response> {
+    // Sent as stored: no decoding on the coordinator.
+    let json = c.batch_requests_json(req.shard_id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+pub(super) async fn claim(
+    _: WorkerOrAdmin,
+    State(c): State<Coordinator>,
+    JsonBody(req): JsonBody<BatchClaimRequest>,
+) -> ApiResult<Json<BatchClaimResponse>> {
+    Ok(Json(c.batch_claim(&req).await?))
+}
+
+pub(super) async fn heartbeat(
+    _: WorkerOrAdmin,
+    State(c): State<Coordinator>,
+    JsonBody(req): JsonBody<BatchHeartbeatRequest>,
+) -> ApiResult<Json<BatchHeartbeatResponse>> {
+    match c.batch_heartbeat(&req).await? {
+        Some(answer) => Ok(Json(answer)),
+        None => Err(ApiError::not_holder(req.shard_id, &req.worker_id)),
+    }
+}
+
+pub(super) async fn update(
+    _: WorkerOrAdmin,
+    State(c): State<Coordinator>,
+    JsonBody(req): JsonBody<BatchUpdateRequest>,
+) -> ApiResult<Json<BatchAccepted>> {
+    if !c.batch_update(&req).await? {
+        return Err(ApiError::not_holder(req.shard_id, &req.worker_id));
+    }
+    Ok(Json(BatchAccepted { accepted: true }))
+}
+
+pub(super) async fn finish(
+    _: WorkerOrAdmin,
+    State(c): State<Coordinator>,
+    JsonBody(req): JsonBody<BatchFinishRequest>,
+) -> ApiResult<Json<BatchFinishResponse>> {
+    match c.batch_finish(&req).await? {
+        Some(answer) => Ok(Json(answer)),
+        None => Err(ApiError::not_holder(req.shard_id, &req.worker_id)),
+    }
+}
