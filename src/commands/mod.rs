@@ -50,8 +50,7 @@ pub async fn dispatch(command: Command) -> i32 {
         Command::Rescore(args) => {
             // A job id can only be rescored where the job lives; a spec file
             // goes to a coordinator only when one is named.
-            let is_job_id = uuid::Uuid::parse_str(&args.job.to_string_lossy()).is_ok();
-            if is_job_id || args.coordinator.is_some() {
+            if args.is_remote() {
                 remote::rescore(args).await
             } else {
                 rescore::rescore(args).await

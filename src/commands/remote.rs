@@ -20,28 +20,16 @@ use crate::cli::{
 use crate::config::{self, ClientFlags, ConfigFile};
 use crate::exit;
 
-fn connect(
-    coordinator: Option<String>,
-    token_env: Option<String>,
-    config: &ConfigArg,
-) -> Result<worker::CoordinatorClient, Failure> {
-    let env = config::process_env;
-    let file = ConfigFile::load(config.path.as_deref(), &env).map_err(Failure::usage)?;
-    let flags = ClientFlags {
-        coordinator,
-        token_env,
-    };
-    let settings = config::resolve_client(&flags, &env, &file).map_err(Failure::usage)?;
+fn connect(flags: &ClientFlags, config: &ConfigArg) -> Result<worker::CoordinatorClient, Failure> {
+    let file = ConfigFile::load(config.path.as_deref()).map_err(Failure::usage)?;
+    let settings =
+        config::resolve_client(flags, &config::process_env, &file).map_err(Failure::usage)?;
     worker::CoordinatorClient::new(&settings.coordinator, settings.token.expose().to_string())
         .map_err(Failure::usage)
 }
 
 fn client(remote: &RemoteArgs) -> Result<worker::CoordinatorClient, Failure> {
-    connect(
-        remote.coordinator.clone(),
-        remote.token_env.clone(),
-        &remote.config,
-    )
+    connect(&remote.flags(), &remote.config)
 }
 
 fn parse_id(text: &str) -> Result<Uuid, Failure> {
@@ -193,11 +181,7 @@ pub async fn results(args: ResultsArgs) -> CmdResult {
 /// file is scored as given (new metrics over the same outputs), both from
 /// the coordinator's cache with zero inference.
 pub async fn rescore(args: RescoreArgs) -> CmdResult {
-    let c = connect(
-        args.coordinator.clone(),
-        args.token_env.clone(),
-        &args.config,
-    )?;
+    let c = connect(&args.client_flags(), &args.config)?;
     let text = args.job.to_string_lossy().to_string();
     let (report, samples, what) = match Uuid::parse_str(&text) {
         Ok(id) => {
