@@ -11,9 +11,10 @@ use uuid::Uuid;
 
 use jobs::protocol::{JobState, JobStatus};
 
+use super::failure::{CmdResult, Failure};
 use super::home::write_json;
 use super::job_file::load_spec;
-use super::{interrupted, CmdResult, Failure};
+use super::signal::interrupted;
 use crate::cli::{
     CancelArgs, ConfigArg, RemoteArgs, RescoreArgs, ResultsArgs, StatusArgs, SubmitArgs,
 };
@@ -111,7 +112,10 @@ async fn watch(c: &worker::CoordinatorClient, id: Option<Uuid>, every: Duration)
         jobs = match fetch(c, id).await {
             Ok(jobs) => jobs,
             Err(e) => {
-                eprintln!("warning: {}; retrying", super::chain_message(&e.error));
+                eprintln!(
+                    "warning: {}; retrying",
+                    super::failure::chain_message(&e.error)
+                );
                 shown
             }
         };

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+use super::failure::{CmdResult, Failure};
 use super::home::Home;
-use super::{interrupted, CmdResult, Failure};
+use super::signal::interrupted;
 use crate::cli::{HomeArgs, ServeArgs};
 use crate::config::{self, ConfigFile};
 use crate::exit;

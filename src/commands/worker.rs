@@ -5,7 +5,8 @@ use anyhow::Context;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use super::{interrupted, CmdResult, Failure};
+use super::failure::{CmdResult, Failure};
+use super::signal::interrupted;
 use crate::cli::WorkerArgs;
 use crate::config::{self, ConfigFile};
 use crate::exit;

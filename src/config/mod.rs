@@ -25,15 +25,6 @@ pub use secret::process_env;
 pub use serve::{resolve_serve, ServeFlags};
 pub use worker::{resolve_worker, WorkerFlags};
 
-/// The S3 options as `--print-settings` shows them (no credentials).
-fn s3_json(s3: &cache::S3Options) -> serde_json::Value {
-    serde_json::json!({
-        "endpoint": s3.endpoint_url,
-        "force_path_style": s3.force_path_style,
-        "region": s3.region,
-    })
-}
-
 /// An environment and a file for the resolution tests.
 #[cfg(test)]
 mod test_env {

@@ -38,6 +38,15 @@ pub fn resolve_s3(flags: &S3Flags, env: &Env, file: &ConfigFile) -> cache::S3Opt
     }
 }
 
+/// The S3 options as `--print-settings` shows them (no credentials).
+pub(super) fn s3_json(s3: &cache::S3Options) -> serde_json::Value {
+    serde_json::json!({
+        "endpoint": s3.endpoint_url,
+        "force_path_style": s3.force_path_style,
+        "region": s3.region,
+    })
+}
+
 fn explicit(given: &Given<Option<String>>) -> Option<String> {
     given.value.clone().filter(|_| given.is_explicit())
 }

@@ -6,7 +6,7 @@ use super::defaults;
 use super::error::ConfigError;
 use super::file::ConfigFile;
 use super::layer::Given;
-use super::s3::{resolve_s3, S3Flags};
+use super::s3::{resolve_s3, s3_json, S3Flags};
 use super::secret::{secret, Env, Secret};
 
 /// `serve`'s flags, each with where it came from (a flag not given holds
@@ -98,7 +98,7 @@ impl ServeSettings {
             "lease_secs": self.lease_secs,
             "heartbeat_secs": self.heartbeat_secs,
             "reaper_interval_ms": self.reaper_interval_ms,
-            "s3": super::s3_json(&self.s3),
+            "s3": s3_json(&self.s3),
         })
     }
 }

@@ -4,7 +4,7 @@ use super::defaults;
 use super::error::ConfigError;
 use super::file::ConfigFile;
 use super::layer::{Given, Origin};
-use super::s3::{resolve_s3, S3Flags};
+use super::s3::{resolve_s3, s3_json, S3Flags};
 use super::secret::{secret, Env, Secret};
 
 /// `worker`'s flags, each with where it came from.
@@ -67,7 +67,7 @@ impl WorkerSettings {
             "shards": self.shards,
             "id": self.id,
             "poll_ms": self.poll_ms,
-            "s3": super::s3_json(&self.s3),
+            "s3": s3_json(&self.s3),
         })
     }
 }
