@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 
+use super::failure::CmdResult;
 use super::home::Home;
-use super::CmdResult;
 use crate::cli::CacheCommand;
 use crate::exit;
 

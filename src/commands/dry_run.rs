@@ -10,8 +10,8 @@ use jobs::JobSpec;
 use coordinator::estimate::{estimate, Estimate as Plan};
 use coordinator::CoordinatorError;
 
+use super::failure::{CmdResult, Failure};
 use super::home::Home;
-use super::{CmdResult, Failure};
 use crate::cli::RunArgs;
 use crate::exit;
 

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::Failure;
+use super::failure::Failure;
 use crate::cli::HomeArgs;
 
 pub struct Home {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use jobs::JobSpec;
 
-use super::Failure;
+use super::failure::Failure;
 
 /// Loads and checks a job file. Runs on a blocking thread: an engine job's
 /// first run hashes its model file, which may take a while for a large one.

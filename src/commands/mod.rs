@@ -1,7 +1,9 @@
-//! One module per subcommand; each returns an exit code or a [`Failure`].
+//! One module per subcommand; each returns an exit code or a
+//! [`failure::Failure`], which `dispatch` prints once.
 
 mod cache_cmd;
 mod dry_run;
+mod failure;
 mod home;
 mod job_file;
 mod remote;
@@ -9,40 +11,11 @@ mod rescore;
 mod results;
 mod run;
 mod serve;
+mod signal;
 mod worker;
 
 use crate::cli::Command;
-use crate::exit;
-
-/// An error with the exit code it deserves. Printed once, by `dispatch`.
-pub struct Failure {
-    pub code: i32,
-    pub error: anyhow::Error,
-}
-
-impl Failure {
-    /// Bad input: the user has to change something.
-    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
-        Failure {
-            code: exit::USAGE,
-            error: error.into(),
-        }
-    }
-    pub fn runtime(error: impl Into<anyhow::Error>) -> Self {
-        Failure {
-            code: exit::RUNTIME,
-            error: error.into(),
-        }
-    }
-}
-
-impl<E: Into<anyhow::Error>> From<E> for Failure {
-    fn from(error: E) -> Self {
-        Failure::runtime(error)
-    }
-}
-
-pub type CmdResult = Result<i32, Failure>;
+use failure::chain_message;
 
 pub async fn dispatch(command: Command) -> i32 {
     let result = match command {
@@ -50,8 +23,7 @@ pub async fn dispatch(command: Command) -> i32 {
         Command::Rescore(args) => {
             // A job id can only be rescored where the job lives; a spec file
             // goes to a coordinator only when one is named.
-            let is_job_id = uuid::Uuid::parse_str(&args.job.to_string_lossy()).is_ok();
-            if is_job_id || args.coordinator.is_some() {
+            if args.is_remote() {
                 remote::rescore(args).await
             } else {
                 rescore::rescore(args).await
@@ -71,45 +43,5 @@ pub async fn dispatch(command: Command) -> i32 {
             eprintln!("error: {}", chain_message(&failure.error));
             failure.code
         }
-    }
-}
-
-/// The error and its causes on one line. Library errors often repeat their
-/// source's text in their own message; a cause already said is not repeated.
-pub(crate) fn chain_message(error: &anyhow::Error) -> String {
-    let mut message = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if message.contains(&text) {
-            continue;
-        }
-        if !message.is_empty() {
-            message.push_str(": ");
-        }
-        message.push_str(&text);
-    }
-    message
-}
-
-/// Resolves when Ctrl-C (SIGINT) or SIGTERM arrives.
-pub async fn interrupted() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

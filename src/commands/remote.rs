@@ -11,37 +11,26 @@ use uuid::Uuid;
 
 use jobs::protocol::{JobState, JobStatus};
 
+use super::failure::{CmdResult, Failure};
 use super::home::write_json;
 use super::job_file::load_spec;
-use super::{interrupted, CmdResult, Failure};
+use super::signal::interrupted;
 use crate::cli::{
     CancelArgs, ConfigArg, RemoteArgs, RescoreArgs, ResultsArgs, StatusArgs, SubmitArgs,
 };
 use crate::config::{self, ClientFlags, ConfigFile};
 use crate::exit;
 
-fn connect(
-    coordinator: Option<String>,
-    token_env: Option<String>,
-    config: &ConfigArg,
-) -> Result<worker::CoordinatorClient, Failure> {
-    let env = config::process_env;
-    let file = ConfigFile::load(config.path.as_deref(), &env).map_err(Failure::usage)?;
-    let flags = ClientFlags {
-        coordinator,
-        token_env,
-    };
-    let settings = config::resolve_client(&flags, &env, &file).map_err(Failure::usage)?;
+fn connect(flags: &ClientFlags, config: &ConfigArg) -> Result<worker::CoordinatorClient, Failure> {
+    let file = ConfigFile::load(config.path.as_deref()).map_err(Failure::usage)?;
+    let settings =
+        config::resolve_client(flags, &config::process_env, &file).map_err(Failure::usage)?;
     worker::CoordinatorClient::new(&settings.coordinator, settings.token.expose().to_string())
         .map_err(Failure::usage)
 }
 
 fn client(remote: &RemoteArgs) -> Result<worker::CoordinatorClient, Failure> {
-    connect(
-        remote.coordinator.clone(),
-        remote.token_env.clone(),
-        &remote.config,
-    )
+    connect(&remote.flags(), &remote.config)
 }
 
 fn parse_id(text: &str) -> Result<Uuid, Failure> {
@@ -123,7 +112,10 @@ async fn watch(c: &worker::CoordinatorClient, id: Option<Uuid>, every: Duration)
         jobs = match fetch(c, id).await {
             Ok(jobs) => jobs,
             Err(e) => {
-                eprintln!("warning: {}; retrying", super::chain_message(&e.error));
+                eprintln!(
+                    "warning: {}; retrying",
+                    super::failure::chain_message(&e.error)
+                );
                 shown
             }
         };
@@ -193,11 +185,7 @@ pub async fn results(args: ResultsArgs) -> CmdResult {
 /// file is scored as given (new metrics over the same outputs), both from
 /// the coordinator's cache with zero inference.
 pub async fn rescore(args: RescoreArgs) -> CmdResult {
-    let c = connect(
-        args.coordinator.clone(),
-        args.token_env.clone(),
-        &args.config,
-    )?;
+    let c = connect(&args.client_flags(), &args.config)?;
     let text = args.job.to_string_lossy().to_string();
     let (report, samples, what) = match Uuid::parse_str(&text) {
         Ok(id) => {

@@ -1,9 +1,9 @@
 //! `shardline rescore JOB.toml`: metrics from the cache alone, zero inference.
 
+use super::failure::CmdResult;
 use super::home::Home;
 use super::job_file::load_spec;
 use super::results::write_results;
-use super::CmdResult;
 use crate::cli::RescoreArgs;
 
 pub async fn rescore(args: RescoreArgs) -> CmdResult {

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use jobs::JobSpec;
 
+use super::failure::CmdResult;
 use super::home::write_json;
-use super::CmdResult;
 use crate::exit;
 
 /// Scores `spec` from the cache, writes `samples.jsonl` and `metrics.json`

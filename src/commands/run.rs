@@ -8,10 +8,11 @@ use coordinator::embedded::{Cluster, ClusterConfig};
 use jobs::protocol::{JobState, JobStatus};
 use jobs::JobSpec;
 
+use super::failure::{CmdResult, Failure};
 use super::home::Home;
 use super::job_file::load_spec;
 use super::results::{short_key, write_results};
-use super::{interrupted, CmdResult, Failure};
+use super::signal::interrupted;
 use crate::cli::RunArgs;
 use crate::exit;
 use crate::progress::Progress;

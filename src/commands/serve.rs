@@ -7,35 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+use super::failure::{CmdResult, Failure};
 use super::home::Home;
-use super::{interrupted, CmdResult, Failure};
+use super::signal::interrupted;
 use crate::cli::{HomeArgs, ServeArgs};
-use crate::config::{self, ConfigFile, S3Flags, ServeFlags};
+use crate::config::{self, ConfigFile};
 use crate::exit;
 
-fn flags(args: &ServeArgs) -> ServeFlags {
-    ServeFlags {
-        listen: args.listen.clone(),
-        database_url: args.database_url.clone(),
-        cache: args.cache.clone(),
-        home: args.home.clone(),
-        admin_token_env: args.admin_token_env.clone(),
-        worker_token_env: args.worker_token_env.clone(),
-        lease_secs: args.lease_secs,
-        heartbeat_secs: args.heartbeat_secs,
-        reaper_interval_ms: args.reaper_interval_ms,
-        s3: S3Flags {
-            endpoint: args.s3.s3_endpoint.clone(),
-            force_path_style: args.s3.s3_force_path_style,
-            region: args.s3.s3_region.clone(),
-        },
-    }
-}
-
 pub async fn serve(args: ServeArgs) -> CmdResult {
-    let env = config::process_env;
-    let file = ConfigFile::load(args.config.path.as_deref(), &env).map_err(Failure::usage)?;
-    let settings = config::resolve_serve(&flags(&args), &env, &file).map_err(Failure::usage)?;
+    let file = ConfigFile::load(args.config.path.as_deref()).map_err(Failure::usage)?;
+    let settings = config::resolve_serve(&args.flags(), &config::process_env, &file)
+        .map_err(Failure::usage)?;
+    if args.print_settings {
+        println!("{}", settings.to_json());
+        return Ok(exit::OK);
+    }
 
     // The home folder (and its lock) only when something lives in it.
     let home = if settings.database_url.is_none() || settings.cache.is_none() {

@@ -5,33 +5,20 @@ use anyhow::Context;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use super::{interrupted, CmdResult, Failure};
+use super::failure::{CmdResult, Failure};
+use super::signal::interrupted;
 use crate::cli::WorkerArgs;
-use crate::config::{self, ConfigFile, S3Flags, WorkerFlags};
+use crate::config::{self, ConfigFile};
 use crate::exit;
 
-fn flags(args: &WorkerArgs) -> WorkerFlags {
-    WorkerFlags {
-        coordinator: args.coordinator.clone(),
-        token_env: args.token_env.clone(),
-        cache: args.cache.clone(),
-        backends: args.backends.clone(),
-        models: args.models.clone(),
-        shards: args.shards,
-        id: args.id.clone(),
-        poll_ms: args.poll_ms,
-        s3: S3Flags {
-            endpoint: args.s3.s3_endpoint.clone(),
-            force_path_style: args.s3.s3_force_path_style,
-            region: args.s3.s3_region.clone(),
-        },
-    }
-}
-
 pub async fn worker(args: WorkerArgs) -> CmdResult {
-    let env = config::process_env;
-    let file = ConfigFile::load(args.config.path.as_deref(), &env).map_err(Failure::usage)?;
-    let settings = config::resolve_worker(&flags(&args), &env, &file).map_err(Failure::usage)?;
+    let file = ConfigFile::load(args.config.path.as_deref()).map_err(Failure::usage)?;
+    let settings = config::resolve_worker(&args.flags(), &config::process_env, &file)
+        .map_err(Failure::usage)?;
+    if args.print_settings {
+        println!("{}", settings.to_json());
+        return Ok(exit::OK);
+    }
     let objects =
         cache::open_store_with(&settings.cache, settings.s3.clone()).map_err(Failure::usage)?;
     objects

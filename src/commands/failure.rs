@@ -1,0 +1,50 @@
+//! A command's failure: the error and the exit code it deserves.
+
+use crate::exit;
+
+/// An error with the exit code it deserves. Printed once, by `dispatch`.
+pub struct Failure {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    /// Bad input: the user has to change something.
+    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: exit::USAGE,
+            error: error.into(),
+        }
+    }
+    pub fn runtime(error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: exit::RUNTIME,
+            error: error.into(),
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure::runtime(error)
+    }
+}
+
+pub type CmdResult = Result<i32, Failure>;
+
+/// The error and its causes on one line. Library errors often repeat their
+/// source's text in their own message; a cause already said is not repeated.
+pub fn chain_message(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
+}

@@ -1,0 +1,33 @@
+//! Why the settings cannot be resolved; each message says where the bad
+//! value came from and what to do.
+
+use std::path::PathBuf;
+
+use super::defaults::CONFIG_ENV;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "cannot read config file {path}: {source}; fix the path given by --config or ${CONFIG_ENV}"
+    )]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{what}: environment variable {name} is not set; set it (or name another variable with {flag} or `{key}` in the config file)")]
+    MissingSecret {
+        what: &'static str,
+        name: String,
+        flag: &'static str,
+        key: &'static str,
+    },
+    #[error("{source_name}: {value:?} is not valid: expected {expected}")]
+    Invalid {
+        source_name: String,
+        value: String,
+        expected: &'static str,
+    },
+}
