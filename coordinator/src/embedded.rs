@@ -13,6 +13,7 @@ use worker::{BackendCache, CoordinatorClient, Worker, WorkerConfig, WorkerError,
 use crate::config::{default_heartbeat_secs, CoordinatorConfig, DEFAULT_REAPER_INTERVAL};
 use crate::coordinator::Coordinator;
 use crate::reaper::RecoveryStats;
+use crate::server::Server;
 use crate::store::Store;
 
 /// Embedded leases are short: a crashed in-process worker cannot exist
@@ -64,8 +65,7 @@ pub struct Cluster {
     url: String,
     admin_token: String,
     recovered: RecoveryStats,
-    server_stop: CancellationToken,
-    server: Option<JoinHandle<std::io::Result<()>>>,
+    server: Option<Server>,
     workers_stop: CancellationToken,
     workers: Vec<JoinHandle<Result<WorkerStats, WorkerError>>>,
 }
@@ -101,19 +101,10 @@ impl Cluster {
             );
         }
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let server = Server::bind("127.0.0.1:0", coordinator.clone())
             .await
             .map_err(ClusterError::Listen)?;
-        let url = format!(
-            "http://{}",
-            listener.local_addr().map_err(ClusterError::Listen)?
-        );
-        let server_stop = CancellationToken::new();
-        let server = tokio::spawn(crate::http::serve(
-            listener,
-            coordinator.clone(),
-            server_stop.clone().cancelled_owned(),
-        ));
+        let url = server.url();
 
         let workers_stop = CancellationToken::new();
         let backends = Arc::new(BackendCache::default());
@@ -141,7 +132,6 @@ impl Cluster {
             url,
             admin_token,
             recovered,
-            server_stop,
             server: Some(server),
             workers_stop,
             workers,
@@ -187,12 +177,14 @@ impl Cluster {
     /// Stops the workers, then the API server and its background loops.
     pub async fn shutdown(mut self) {
         self.stop_workers().await;
-        self.server_stop.cancel();
         if let Some(server) = self.server.take() {
-            match tokio::time::timeout(SERVER_STOP_TIMEOUT, server).await {
-                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "coordinator stopped with an error"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "coordinator task failed"),
-                _ => {}
+            match tokio::time::timeout(SERVER_STOP_TIMEOUT, server.shutdown()).await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "coordinator stopped with an error"),
+                Err(_) => tracing::warn!(
+                    "the coordinator did not stop within {} s",
+                    SERVER_STOP_TIMEOUT.as_secs()
+                ),
+                Ok(Ok(())) => {}
             }
         }
     }
@@ -201,7 +193,6 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.workers_stop.cancel();
-        self.server_stop.cancel();
     }
 }
 

@@ -401,28 +401,19 @@ async fn backend_none_and_rescore_report_missing() {
 struct Server {
     base: String,
     client: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: coordinator::Server,
     env: Env,
 }
 
 async fn server() -> Server {
     let env = env().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(coordinator::serve(
-        listener,
-        env.coordinator.clone(),
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    let server = coordinator::Server::bind("127.0.0.1:0", env.coordinator.clone())
+        .await
+        .unwrap();
     Server {
-        base,
+        base: server.url(),
         client: reqwest::Client::new(),
-        stop: Some(tx),
-        task,
+        server,
         env,
     }
 }
@@ -438,14 +429,10 @@ impl Server {
             .get(format!("{}{path}", self.base))
             .bearer_auth(token)
     }
-    async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(5), self.task)
+    async fn shutdown(self) {
+        tokio::time::timeout(Duration::from_secs(5), self.server.shutdown())
             .await
             .expect("server stops")
-            .expect("join")
             .expect("serve ok");
     }
 }

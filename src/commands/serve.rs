@@ -5,7 +5,6 @@
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 use super::failure::{CmdResult, Failure};
 use super::home::Home;
@@ -66,34 +65,25 @@ pub async fn serve(args: ServeArgs) -> CmdResult {
             reaper_interval: Duration::from_millis(settings.reaper_interval_ms),
         },
     );
-    let listener = tokio::net::TcpListener::bind(&settings.listen)
+    let mut server = coordinator::Server::bind(&settings.listen, coordinator)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     eprintln!(
-        "coordinator listening on http://{} (store {store_name}, cache {}, leases {} s)",
-        listener.local_addr()?,
+        "coordinator listening on {} (store {store_name}, cache {}, leases {} s)",
+        server.url(),
         objects.describe(),
         settings.lease_secs
     );
-    let stop = CancellationToken::new();
-    let mut server = tokio::spawn(coordinator::serve(
-        listener,
-        coordinator,
-        stop.clone().cancelled_owned(),
-    ));
     let ended = tokio::select! {
         _ = interrupted() => None,
         // The server ends by itself only on an error.
-        ended = &mut server => Some(ended),
+        ended = server.stopped() => Some(ended),
     };
-    stop.cancel();
-    let ended = match ended {
+    match ended {
         Some(ended) => ended,
-        None => server.await,
-    };
-    ended
-        .context("coordinator task failed")?
-        .context("coordinator stopped with an error")?;
+        None => server.shutdown().await,
+    }
+    .context("coordinator stopped with an error")?;
     Ok(exit::OK)
 }
 
