@@ -11,11 +11,11 @@ use regex::Regex;
 use crate::dataset::Doc;
 use crate::output::InferenceOutput;
 use crate::plan::DocPlan;
-use crate::render::LETTERS;
 use crate::request::{canonical_json, sha256_hex};
 use crate::results::{ChoiceLoglikelihood, SampleOutputs, SampleRecord};
+use crate::spec::SpecError;
 use crate::spec::{JobSpec, MetricKind, Normalization, TaskKind};
-use crate::spec_load::SpecError;
+use crate::template::LETTERS;
 
 static ARTICLES: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)\b(a|an|the)\b").expect("static regex"));
@@ -137,7 +137,7 @@ static LONE_LETTER: LazyLock<Regex> =
 /// `B.`); the last "answer is B" / "Answer: (B)"; a leading `B)` / `B.`;
 /// a single distinct `(B)`; a single distinct stand-alone capital letter.
 pub fn extract_choice_letter(output: &str, n_choices: usize) -> Option<usize> {
-    let in_range = |c: &str| crate::render::letter_index(c).filter(|&i| i < n_choices);
+    let in_range = |c: &str| crate::template::letter_index(c).filter(|&i| i < n_choices);
     let text = output.trim().trim_matches('*').trim();
     if let Some(c) = WHOLE_LETTER.captures(text) {
         return in_range(c.get(1)?.as_str());

@@ -10,12 +10,13 @@ use minijinja::{Environment, ErrorKind};
 use serde_json::{Map, Value};
 
 use crate::dataset::{read_jsonl_examples, Doc};
-use crate::render::{self, describe_error, letter_index, resolve_gold, RenderError};
+use crate::render::{resolve_gold, RenderError};
 use crate::request::{
     ChatMessage, GenerationParams, InferenceRequest, ModelFingerprint, RenderedInput, RequestType,
 };
+use crate::spec::SpecError;
 use crate::spec::{Endpoint, JobSpec, MetricKind, SystemRole, TargetKind, TaskKind};
-use crate::spec_load::SpecError;
+use crate::template::{self, describe_error, letter_index};
 
 const PROMPT: &str = "task.prompt";
 const TARGET: &str = "task.target";
@@ -73,7 +74,7 @@ impl Planner {
     pub fn new(spec: &JobSpec) -> Result<Planner, SpecError> {
         spec.validate()?;
         let task = &spec.task;
-        let mut env = render::template_env();
+        let mut env = template::template_env();
         let mut templates: Vec<(String, String)> = Vec::new();
         let mut turns = Vec::new();
         if let Some(prompt) = &task.prompt {
