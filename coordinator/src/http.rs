@@ -508,14 +508,20 @@ async fn not_found() -> ApiError {
 /// The API's routes, without background tasks (see [`serve`]).
 pub fn router(coordinator: Coordinator) -> Router {
     Router::new()
-        .route(jobs::protocol::routes::JOBS, post(submit_job).get(list_jobs))
+        .route(
+            jobs::protocol::routes::JOBS,
+            post(submit_job).get(list_jobs),
+        )
         .route(jobs::protocol::routes::JOB, get(get_job))
         .route(jobs::protocol::routes::JOB_CANCEL, post(cancel_job))
         .route(jobs::protocol::routes::JOB_RESULTS, get(job_results))
         .route(jobs::protocol::routes::JOB_SAMPLES, get(job_samples))
         .route(jobs::protocol::routes::JOB_FAILURES, get(job_failures))
         .route(jobs::protocol::routes::RESCORE, post(rescore_spec))
-        .route(jobs::protocol::routes::RESCORE_SAMPLES, post(rescore_samples))
+        .route(
+            jobs::protocol::routes::RESCORE_SAMPLES,
+            post(rescore_samples),
+        )
         .route(jobs::protocol::routes::LEASES_CLAIM, post(claim))
         .route(jobs::protocol::routes::LEASES_HEARTBEAT, post(heartbeat))
         .route(jobs::protocol::routes::LEASES_COMPLETE, post(complete))
@@ -523,9 +529,15 @@ pub fn router(coordinator: Coordinator) -> Router {
         .route(jobs::protocol::routes::LEASES_RELEASE, post(release))
         .route(jobs::protocol::routes::BATCHES_RESERVE, post(batch_reserve))
         .route(jobs::protocol::routes::BATCHES_SUBMIT, post(batch_submit))
-        .route(jobs::protocol::routes::BATCHES_REQUESTS, post(batch_requests))
+        .route(
+            jobs::protocol::routes::BATCHES_REQUESTS,
+            post(batch_requests),
+        )
         .route(jobs::protocol::routes::BATCHES_CLAIM, post(batch_claim))
-        .route(jobs::protocol::routes::BATCHES_HEARTBEAT, post(batch_heartbeat))
+        .route(
+            jobs::protocol::routes::BATCHES_HEARTBEAT,
+            post(batch_heartbeat),
+        )
         .route(jobs::protocol::routes::BATCHES_UPDATE, post(batch_update))
         .route(jobs::protocol::routes::BATCHES_FINISH, post(batch_finish))
         .route(jobs::protocol::routes::HEALTHZ, get(healthz))
