@@ -2,7 +2,7 @@
 //! requests are in provider batches: its batches (one per input file), the
 //! requests each one holds, and what is left to retry or failed for good.
 //!
-//! Lifecycle (see `docs/architecture.md`): a worker claims a shard
+//! Lifecycle: a worker claims a shard
 //! (`running`, with a lease), uploads its requests as one or more input
 //! files, creates one batch per file and records the batch ids in the same
 //! store step that moves the shard to `submitted`. A submitted shard holds
