@@ -92,7 +92,7 @@ impl SpecError {
     }
 }
 
-pub(super) const DEFAULT_ORIGIN: &str = "job spec";
+const DEFAULT_ORIGIN: &str = "job spec";
 
 fn format_located(
     origin: &str,
