@@ -45,7 +45,7 @@ pub struct ResultsBody {
     /// Their cost under the spec's `[model.price]`, beside the synchronous
     /// price.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost: Option<jobs::cost::CostSummary>,
+    pub cost: Option<jobs::protocol::CostSummary>,
 }
 
 /// One element of `GET /v1/jobs/{id}/failures`.
@@ -395,7 +395,7 @@ async fn release(
     Ok(Json(answer).into_response())
 }
 
-// ---- the `openai-batch` lifecycle (worker token; see `jobs::batch`) ----
+// ---- the `openai-batch` lifecycle (worker token; see `jobs::protocol::provider_batch`) ----
 
 /// 409 for a batch call whose holder no longer holds the shard.
 fn batch_fenced(shard_id: Uuid, worker_id: &str) -> ApiError {
@@ -411,7 +411,7 @@ async fn batch_reserve(
     body: Bytes,
 ) -> ApiResult<Response> {
     authorize(&c, &headers, Role::Worker)?;
-    let req: jobs::batch::BatchReserveRequest = parse_body(&body)?;
+    let req: jobs::protocol::BatchReserveRequest = parse_body(&body)?;
     match c.batch_reserve(&req).await? {
         Some(answer) => Ok(Json(answer).into_response()),
         None => Err(batch_fenced(req.shard_id, &req.worker_id)),
@@ -424,11 +424,11 @@ async fn batch_submit(
     body: Bytes,
 ) -> ApiResult<Response> {
     authorize(&c, &headers, Role::Worker)?;
-    let req: jobs::batch::BatchSubmitRequest = parse_body(&body)?;
+    let req: jobs::protocol::BatchSubmitRequest = parse_body(&body)?;
     if !c.batch_submit(&req).await? {
         return Err(fenced(req.shard_id, req.attempt, &req.worker_id));
     }
-    Ok(Json(jobs::batch::BatchAccepted { accepted: true }).into_response())
+    Ok(Json(jobs::protocol::BatchAccepted { accepted: true }).into_response())
 }
 
 async fn batch_requests(
@@ -437,7 +437,7 @@ async fn batch_requests(
     body: Bytes,
 ) -> ApiResult<Response> {
     authorize(&c, &headers, Role::Worker)?;
-    let req: jobs::batch::BatchRequestsRequest = parse_body(&body)?;
+    let req: jobs::protocol::BatchRequestsRequest = parse_body(&body)?;
     // Sent as stored: no decoding on the coordinator.
     let json = c.batch_requests_json(req.shard_id).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
@@ -449,7 +449,7 @@ async fn batch_claim(
     body: Bytes,
 ) -> ApiResult<Response> {
     authorize(&c, &headers, Role::Worker)?;
-    let req: jobs::batch::BatchClaimRequest = parse_body(&body)?;
+    let req: jobs::protocol::BatchClaimRequest = parse_body(&body)?;
     Ok(Json(c.batch_claim(&req).await?).into_response())
 }
 
@@ -459,7 +459,7 @@ async fn batch_heartbeat(
     body: Bytes,
 ) -> ApiResult<Response> {
     authorize(&c, &headers, Role::Worker)?;
-    let req: jobs::batch::BatchHeartbeatRequest = parse_body(&body)?;
+    let req: jobs::protocol::BatchHeartbeatRequest = parse_body(&body)?;
     match c.batch_heartbeat(&req).await? {
         Some(answer) => Ok(Json(answer).into_response()),
         None => Err(batch_fenced(req.shard_id, &req.worker_id)),
@@ -472,11 +472,11 @@ async fn batch_update(
     body: Bytes,
 ) -> ApiResult<Response> {
     authorize(&c, &headers, Role::Worker)?;
-    let req: jobs::batch::BatchUpdateRequest = parse_body(&body)?;
+    let req: jobs::protocol::BatchUpdateRequest = parse_body(&body)?;
     if !c.batch_update(&req).await? {
         return Err(batch_fenced(req.shard_id, &req.worker_id));
     }
-    Ok(Json(jobs::batch::BatchAccepted { accepted: true }).into_response())
+    Ok(Json(jobs::protocol::BatchAccepted { accepted: true }).into_response())
 }
 
 async fn batch_finish(
@@ -485,7 +485,7 @@ async fn batch_finish(
     body: Bytes,
 ) -> ApiResult<Response> {
     authorize(&c, &headers, Role::Worker)?;
-    let req: jobs::batch::BatchFinishRequest = parse_body(&body)?;
+    let req: jobs::protocol::BatchFinishRequest = parse_body(&body)?;
     match c.batch_finish(&req).await? {
         Some(answer) => Ok(Json(answer).into_response()),
         None => Err(batch_fenced(req.shard_id, &req.worker_id)),

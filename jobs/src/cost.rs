@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::output::Usage;
 pub use crate::protocol::cost::money;
-pub use crate::protocol::cost::CostSummary;
+use crate::protocol::cost::CostSummary;
 use crate::request::{InferenceRequest, RenderedInput, RequestType};
 use crate::spec::{BackendKind, ModelSpec, PriceSpec};
 

@@ -9,8 +9,6 @@
 //! `template`.
 
 pub mod backoff;
-#[doc(hidden)]
-pub mod batch;
 pub mod cost;
 pub mod dataset;
 pub mod metrics;
