@@ -5,10 +5,10 @@
 
 use std::collections::HashSet;
 
-use jobs::batch::BatchSpec;
 use jobs::cost::TokenEstimate;
 use jobs::plan::Planner;
 use jobs::spec::BackendKind;
+use jobs::spec::ProviderBatchSpec;
 use jobs::{DatasetReader, InferenceRequest, JobSpec, RequestKey};
 
 use crate::error::CoordinatorError;
@@ -59,7 +59,11 @@ pub async fn estimate(spec: &JobSpec, store: &dyn Store) -> Result<Estimate, Coo
     plan.shards = to_send.div_ceil(shard_size);
     if spec.model.backend == BackendKind::OpenaiBatch {
         // Full shards split alike; the last one may be smaller.
-        let per_file = u64::from(BatchSpec::of(&spec.model).max_requests_per_file.max(1));
+        let per_file = u64::from(
+            ProviderBatchSpec::of(&spec.model)
+                .max_requests_per_file
+                .max(1),
+        );
         let full = to_send / shard_size;
         let rest = to_send % shard_size;
         plan.batch_files = full * shard_size.div_ceil(per_file) + rest.div_ceil(per_file);

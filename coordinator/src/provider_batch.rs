@@ -1,17 +1,18 @@
-//! The coordinator's side of the `openai-batch` lifecycle (`jobs::batch`): reservations under
+//! The coordinator's side of the `openai-batch` lifecycle (`jobs::protocol::provider_batch`): reservations under
 //! a model's enqueued-token cap, the step that records a shard's batches and moves it to
 //! `submitted`, poll leases on submitted shards, and their end. Poll leases last as long as
 //! shard leases (`lease_secs`) and are renewed by the same heartbeat period.
 
 use chrono::{DateTime, Utc};
-use jobs::batch::{
-    BatchClaimRequest, BatchClaimResponse, BatchFinishRequest, BatchFinishResponse,
-    BatchHeartbeatRequest, BatchHeartbeatResponse, BatchHolder, BatchOutcome, BatchPoll,
-    BatchReserveRequest, BatchReserveResponse, BatchShardState, BatchSubmitRequest,
-    BatchUpdateRequest,
-};
-use jobs::cost::{job_cost, CostSummary};
 use jobs::protocol::{JobStatus, PartialOutputs};
+use jobs::{cost::job_cost, protocol::CostSummary};
+use jobs::{
+    protocol::BatchClaimRequest, protocol::BatchClaimResponse, protocol::BatchFinishRequest,
+    protocol::BatchFinishResponse, protocol::BatchHeartbeatRequest,
+    protocol::BatchHeartbeatResponse, protocol::BatchHolder, protocol::BatchOutcome,
+    protocol::BatchPoll, protocol::BatchReserveRequest, protocol::BatchReserveResponse,
+    protocol::BatchSubmitRequest, protocol::BatchUpdateRequest, provider_batch::BatchShardState,
+};
 use std::time::Duration;
 use uuid::Uuid;
 

@@ -1,5 +1,5 @@
-//! Token prices and cost: the `[model.price]` table of a job spec, the cost
-//! of a job's recorded token usage (under the job's own backend, beside what
+//! Token cost arithmetic: prices of `[model.price]` (`crate::spec::PriceSpec`)
+//! applied to tokens, the cost of a job's recorded token usage (under the job's own backend, beside what
 //! the same tokens cost on the synchronous API), and the token estimate that
 //! `shardline run --dry-run` prints before anything is sent.
 //!
@@ -13,9 +13,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::output::Usage;
+pub use crate::protocol::cost::money;
+use crate::protocol::cost::CostSummary;
 use crate::request::{InferenceRequest, RenderedInput, RequestType};
-use crate::spec::{BackendKind, ModelSpec};
-use crate::spec_load::SpecError;
+use crate::spec::{BackendKind, ModelSpec, PriceSpec};
 
 /// Characters per token in the estimate (no tokenizer is known for an API
 /// model).
@@ -25,31 +26,6 @@ pub const TOKENS_PER_MESSAGE: u64 = 4;
 /// The Batch API's price as a fraction of the synchronous one, used when the
 /// price table gives no batch prices.
 pub const DEFAULT_BATCH_DISCOUNT: f64 = 0.5;
-
-/// `[model.price]`: what a million tokens cost.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PriceSpec {
-    /// Per million input (prompt) tokens on the synchronous API.
-    pub input_per_million: f64,
-    /// Per million output (completion) tokens on the synchronous API.
-    pub output_per_million: f64,
-    /// Per million input tokens through the Batch API; half of
-    /// `input_per_million` when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch_input_per_million: Option<f64>,
-    /// Per million output tokens through the Batch API; half of
-    /// `output_per_million` when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch_output_per_million: Option<f64>,
-    /// Shown beside the amounts.
-    #[serde(default = "default_currency")]
-    pub currency: String,
-}
-
-fn default_currency() -> String {
-    "USD".to_string()
-}
 
 impl PriceSpec {
     fn batch_input(&self) -> f64 {
@@ -80,66 +56,10 @@ impl PriceSpec {
             _ => self.synchronous(input, output),
         }
     }
-
-    /// Rejects prices a typo would produce (negative, NaN).
-    pub fn validate(&self) -> Result<(), SpecError> {
-        let fields = [
-            ("input_per_million", Some(self.input_per_million)),
-            ("output_per_million", Some(self.output_per_million)),
-            ("batch_input_per_million", self.batch_input_per_million),
-            ("batch_output_per_million", self.batch_output_per_million),
-        ];
-        for (name, value) in fields {
-            if let Some(v) = value {
-                if !v.is_finite() || v < 0.0 {
-                    return Err(SpecError::invalid(
-                        format!("model.price.{name}"),
-                        format!("{v} is not a price; give a number ≥ 0 (per million tokens)"),
-                    ));
-                }
-            }
-        }
-        if self.currency.trim().is_empty() {
-            return Err(SpecError::invalid(
-                "model.price.currency",
-                "must not be empty when set (e.g. \"USD\")",
-            ));
-        }
-        Ok(())
-    }
 }
 
 fn per_million(tokens: u64, price: f64) -> f64 {
     tokens as f64 * price / 1_000_000.0
-}
-
-/// What a job's recorded tokens cost.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct CostSummary {
-    pub currency: String,
-    /// The backend whose prices `cost` uses.
-    pub backend: BackendKind,
-    /// Cost of the recorded tokens under the job's backend.
-    pub cost: f64,
-    /// What the same tokens cost on the synchronous API.
-    pub synchronous_cost: f64,
-}
-
-impl CostSummary {
-    /// `"0.0123 USD (synchronous: 0.0246 USD)"`.
-    pub fn describe(&self) -> String {
-        if self.backend == BackendKind::OpenaiBatch {
-            format!(
-                "{} {} (synchronous API: {} {})",
-                money(self.cost),
-                self.currency,
-                money(self.synchronous_cost),
-                self.currency
-            )
-        } else {
-            format!("{} {}", money(self.cost), self.currency)
-        }
-    }
 }
 
 /// `tokens: 350 prompt, 150 completion; cost: 0.0005 USD (synchronous API:
@@ -154,15 +74,6 @@ pub fn usage_line(usage: &Usage, cost: Option<&CostSummary>) -> String {
         line.push_str(&cost.describe());
     }
     line
-}
-
-/// Amounts with four significant decimals below 1, two above.
-pub fn money(amount: f64) -> String {
-    if amount.abs() < 1.0 {
-        format!("{amount:.4}")
-    } else {
-        format!("{amount:.2}")
-    }
 }
 
 /// The cost of `usage` under the model's price table; `None` without one.
@@ -267,14 +178,6 @@ mod tests {
         p.batch_input_per_million = Some(0.1);
         assert!((p.batch(1_000_000, 0) - 0.1).abs() < 1e-12);
         assert!((p.under(BackendKind::Openai, 2_000_000, 0) - 0.3).abs() < 1e-12);
-    }
-
-    #[test]
-    fn negative_prices_are_refused() {
-        let mut p = price();
-        p.output_per_million = -1.0;
-        let e = p.validate().unwrap_err().to_string();
-        assert!(e.contains("model.price.output_per_million"), "{e}");
     }
 
     #[test]

@@ -115,11 +115,6 @@ impl DatasetReader {
         &self.bad_row_examples
     }
 
-    /// Documents accepted so far.
-    pub fn docs_read(&self) -> u64 {
-        self.accepted
-    }
-
     /// Reads the next non-blank line; `None` at end of file.
     fn next_line(&mut self) -> Option<Result<(), DatasetError>> {
         loop {

@@ -1,20 +1,28 @@
 //! The Shardline job domain, pure (no network, no database): job spec,
 //! dataset readers, prompt rendering, request keys, sharding plan, metrics
-//! and aggregation.
+//! and aggregation, the coordinator ↔ worker protocol, and the backoff curve
+//! every retry uses.
+//!
+//! Layers (arrows point at what a module uses): `protocol` → `spec` and the
+//! domain types its bodies carry (`request`, `output`, `results`,
+//! `provider_batch`), never back; `spec` uses only `request` and
+//! `template`.
 
-pub mod batch;
+pub mod backoff;
 pub mod cost;
 pub mod dataset;
 pub mod metrics;
 pub mod output;
 pub mod plan;
 pub mod protocol;
+pub mod provider_batch;
 pub mod render;
 pub mod request;
 pub mod results;
 pub mod spec;
-pub mod spec_load;
+pub mod template;
 
+pub use backoff::Backoff;
 pub use dataset::{read_jsonl_examples, DatasetError, DatasetReader, Doc};
 pub use metrics::Scorer;
 pub use output::{InferenceOutput, LoglikelihoodOutput, SegmentRecord, Usage};
@@ -25,5 +33,4 @@ pub use request::{
     RequestType,
 };
 pub use results::{Aggregator, MetricSummary, MetricsReport, SampleOutputs, SampleRecord};
-pub use spec::JobSpec;
-pub use spec_load::SpecError;
+pub use spec::{BackendKind, JobSpec, ModelSpec, ProviderBatchSpec, SpecError};

@@ -1,67 +1,10 @@
-//! Prompt templates: the minijinja environment every job template is compiled
-//! in, and the error a failed render reports.
-//!
-//! Templates see the dataset row's fields as top-level variables, `doc` (the
-//! whole row) and `choices` (when the task has them). Undefined variables are
-//! errors, so a typo in a field name fails the job instead of silently
-//! rendering an empty string.
+//! Rendering a dataset row: the error a failed template reports, and how a
+//! rendered gold answer is resolved to a choice.
 
-use crate::spec::TargetKind;
 use std::fmt;
 
-use minijinja::value::Value;
-use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
-
-/// Answer letters, `letters[i]` for choice `i`.
-pub const LETTERS: [&str; 26] = [
-    "A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "K", "L", "M", "N", "O", "P", "Q", "R", "S",
-    "T", "U", "V", "W", "X", "Y", "Z",
-];
-
-/// The environment job templates are compiled in: strict undefined, no HTML
-/// escaping, plus the `letters` global and the `letter` filter (`0 | letter`
-/// gives `"A"`), handy for multiple-choice prompts.
-pub fn template_env() -> Environment<'static> {
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    // Prompts are plain text: HTML-escaping `<`, `&` or quotes would change
-    // what the model sees (and the request key).
-    env.set_auto_escape_callback(|_| AutoEscape::None);
-    env.add_global("letters", Value::from_serialize(LETTERS));
-    env.add_filter("letter", letter_filter);
-    env
-}
-
-fn letter_filter(index: i64) -> Result<String, Error> {
-    usize::try_from(index)
-        .ok()
-        .and_then(|i| LETTERS.get(i))
-        .map(|l| (*l).to_string())
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidOperation,
-                format!("letter: {index} is not between 0 and 25"),
-            )
-        })
-}
-
-/// minijinja's reason, with the line and the detail it carries.
-pub fn describe_error(err: &Error) -> String {
-    let mut out = err.kind().to_string();
-    if let Some(detail) = err.detail() {
-        out.push_str(": ");
-        out.push_str(detail);
-    }
-    if let Some(line) = err.line() {
-        out.push_str(&format!(" (template line {line})"));
-    }
-    let mut source = std::error::Error::source(err);
-    while let Some(inner) = source {
-        out.push_str(&format!(": {inner}"));
-        source = inner.source();
-    }
-    out
-}
+use crate::spec::TargetKind;
+use crate::template::letter_index;
 
 /// A template failed for one dataset row.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,34 +76,9 @@ pub fn resolve_gold(target: &str, choices: &[String], kind: TargetKind) -> Resul
     }
 }
 
-/// `"B"` (or `"b"`) gives 1; anything else `None`.
-pub fn letter_index(text: &str) -> Option<usize> {
-    let mut chars = text.chars();
-    match (chars.next(), chars.next()) {
-        (Some(c), None) if c.is_ascii_alphabetic() => {
-            Some(usize::from(c.to_ascii_uppercase() as u8 - b'A'))
-        }
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn env_is_strict_and_does_not_escape() {
-        let env = template_env();
-        let t = env
-            .template_from_str("{{ q }} <&> {{ 2 | letter }}{{ letters[0] }}")
-            .unwrap();
-        assert_eq!(
-            t.render(minijinja::context! { q => "a \"b\"" }).unwrap(),
-            "a \"b\" <&> CA"
-        );
-        let err = t.render(minijinja::context! {}).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::UndefinedError);
-    }
 
     #[test]
     fn gold_resolution() {

@@ -2,10 +2,10 @@
 //! cost, as estimated by `coordinator::estimate` against the home's cache,
 //! before anything is sent anywhere.
 
-use jobs::batch::BatchSpec;
-use jobs::cost::{money, CHARS_PER_TOKEN, TOKENS_PER_MESSAGE};
 use jobs::spec::BackendKind;
+use jobs::spec::ProviderBatchSpec;
 use jobs::JobSpec;
+use jobs::{cost::money, cost::CHARS_PER_TOKEN, cost::TOKENS_PER_MESSAGE};
 
 use coordinator::estimate::{estimate, Estimate as Plan};
 use coordinator::CoordinatorError;
@@ -102,7 +102,7 @@ fn print(spec: &JobSpec, plan: &Plan) {
         }
         None => println!("  cost:          unknown; add [model.price] to the spec to see it"),
     }
-    let per_file = BatchSpec::of(model).max_requests_per_file;
+    let per_file = ProviderBatchSpec::of(model).max_requests_per_file;
     if model.backend == BackendKind::OpenaiBatch
         && plan.batch_files > 1
         && spec.sharding.shard_size < per_file

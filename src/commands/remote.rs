@@ -170,9 +170,9 @@ pub async fn results(args: ResultsArgs) -> CmdResult {
             .get("usage")
             .and_then(|u| serde_json::from_value::<jobs::Usage>(u.clone()).ok())
         {
-            let cost = report
-                .get("cost")
-                .and_then(|c| serde_json::from_value::<jobs::cost::CostSummary>(c.clone()).ok());
+            let cost = report.get("cost").and_then(|c| {
+                serde_json::from_value::<jobs::protocol::CostSummary>(c.clone()).ok()
+            });
             eprintln!("{}", jobs::cost::usage_line(&usage, cost.as_ref()));
         }
     } else {

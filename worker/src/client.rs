@@ -9,15 +9,17 @@
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
-use jobs::batch::{
-    BatchAccepted, BatchClaimRequest, BatchClaimResponse, BatchFinishRequest, BatchFinishResponse,
-    BatchHeartbeatRequest, BatchHeartbeatResponse, BatchRequestsRequest, BatchReserveRequest,
-    BatchReserveResponse, BatchSubmitRequest, BatchUpdateRequest,
-};
 use jobs::protocol::{
     ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, ErrorBody, FailRequest,
     FailResponse, HeartbeatRequest, HeartbeatResponse, JobStatus, ReleaseRequest, ReleaseResponse,
     SubmitJobRequest,
+};
+use jobs::{
+    protocol::BatchAccepted, protocol::BatchClaimRequest, protocol::BatchClaimResponse,
+    protocol::BatchFinishRequest, protocol::BatchFinishResponse, protocol::BatchHeartbeatRequest,
+    protocol::BatchHeartbeatResponse, protocol::BatchRequestsRequest,
+    protocol::BatchReserveRequest, protocol::BatchReserveResponse, protocol::BatchSubmitRequest,
+    protocol::BatchUpdateRequest,
 };
 use jobs::{InferenceRequest, JobSpec};
 use reqwest::{Method, StatusCode};
@@ -368,7 +370,7 @@ impl CoordinatorClient {
         )
     }
 
-    // ---- batch routes (worker token), see `jobs::batch` ----
+    // ---- batch routes (worker token), see `jobs::protocol::provider_batch` ----
 
     /// Room under the model's enqueued-token cap. 409 → fenced.
     pub async fn batch_reserve(

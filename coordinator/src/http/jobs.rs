@@ -35,7 +35,7 @@ pub struct ResultsBody {
     /// Their cost under the spec's `[model.price]`, beside the synchronous
     /// price.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost: Option<jobs::cost::CostSummary>,
+    pub cost: Option<jobs::protocol::CostSummary>,
 }
 
 impl ResultsBody {

@@ -9,6 +9,7 @@ mod jobs;
 mod leases;
 mod provider_batch;
 
+use ::jobs::protocol::routes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -42,28 +43,28 @@ async fn not_found() -> ApiError {
 /// The API's routes, without background tasks (see [`serve`]).
 pub fn router(coordinator: Coordinator) -> Router {
     Router::new()
-        .route("/v1/jobs", post(jobs::submit).get(jobs::list))
-        .route("/v1/jobs/{id}", get(jobs::get))
-        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/v1/jobs/{id}/results", get(jobs::results))
-        .route("/v1/jobs/{id}/samples", get(jobs::samples))
-        .route("/v1/jobs/{id}/failures", get(jobs::failures))
-        .route("/v1/rescore", post(jobs::rescore_spec))
-        .route("/v1/rescore/samples", post(jobs::rescore_samples))
-        .route("/v1/leases/claim", post(leases::claim))
-        .route("/v1/leases/heartbeat", post(leases::heartbeat))
-        .route("/v1/leases/complete", post(leases::complete))
-        .route("/v1/leases/fail", post(leases::fail))
-        .route("/v1/leases/release", post(leases::release))
-        .route("/v1/batches/reserve", post(provider_batch::reserve))
-        .route("/v1/batches/submit", post(provider_batch::submit))
-        .route("/v1/batches/requests", post(provider_batch::requests))
-        .route("/v1/batches/claim", post(provider_batch::claim))
-        .route("/v1/batches/heartbeat", post(provider_batch::heartbeat))
-        .route("/v1/batches/update", post(provider_batch::update))
-        .route("/v1/batches/finish", post(provider_batch::finish))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route(routes::JOBS, post(jobs::submit).get(jobs::list))
+        .route(routes::JOB, get(jobs::get))
+        .route(routes::JOB_CANCEL, post(jobs::cancel))
+        .route(routes::JOB_RESULTS, get(jobs::results))
+        .route(routes::JOB_SAMPLES, get(jobs::samples))
+        .route(routes::JOB_FAILURES, get(jobs::failures))
+        .route(routes::RESCORE, post(jobs::rescore_spec))
+        .route(routes::RESCORE_SAMPLES, post(jobs::rescore_samples))
+        .route(routes::LEASES_CLAIM, post(leases::claim))
+        .route(routes::LEASES_HEARTBEAT, post(leases::heartbeat))
+        .route(routes::LEASES_COMPLETE, post(leases::complete))
+        .route(routes::LEASES_FAIL, post(leases::fail))
+        .route(routes::LEASES_RELEASE, post(leases::release))
+        .route(routes::BATCHES_RESERVE, post(provider_batch::reserve))
+        .route(routes::BATCHES_SUBMIT, post(provider_batch::submit))
+        .route(routes::BATCHES_REQUESTS, post(provider_batch::requests))
+        .route(routes::BATCHES_CLAIM, post(provider_batch::claim))
+        .route(routes::BATCHES_HEARTBEAT, post(provider_batch::heartbeat))
+        .route(routes::BATCHES_UPDATE, post(provider_batch::update))
+        .route(routes::BATCHES_FINISH, post(provider_batch::finish))
+        .route(routes::HEALTHZ, get(healthz))
+        .route(routes::METRICS, get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(coordinator)

@@ -6,10 +6,12 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use jobs::batch::{
-    BatchAccepted, BatchClaimRequest, BatchClaimResponse, BatchFinishRequest, BatchFinishResponse,
-    BatchHeartbeatRequest, BatchHeartbeatResponse, BatchRequestsRequest, BatchReserveRequest,
-    BatchReserveResponse, BatchSubmitRequest, BatchUpdateRequest,
+use jobs::{
+    protocol::BatchAccepted, protocol::BatchClaimRequest, protocol::BatchClaimResponse,
+    protocol::BatchFinishRequest, protocol::BatchFinishResponse, protocol::BatchHeartbeatRequest,
+    protocol::BatchHeartbeatResponse, protocol::BatchRequestsRequest,
+    protocol::BatchReserveRequest, protocol::BatchReserveResponse, protocol::BatchSubmitRequest,
+    protocol::BatchUpdateRequest,
 };
 
 use super::error::{ApiError, ApiResult};

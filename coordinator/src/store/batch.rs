@@ -1,4 +1,4 @@
-//! Store values of the `openai-batch` lifecycle (see `jobs::batch`): a shard moves from
+//! Store values of the `openai-batch` lifecycle (see `jobs::protocol::provider_batch`): a shard moves from
 //! `running` to `submitted` with its batch state recorded in one step, and is then held only by
 //! short *poll leases*, fenced on a poll sequence number that every poll claim increments.
 
@@ -52,7 +52,7 @@ impl BatchFence {
 /// What moves a shard from `running` to `submitted`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchSubmission {
-    /// `jobs::batch::BatchShardState` as JSON.
+    /// `jobs::provider_batch::BatchShardState` as JSON.
     pub state_json: String,
     /// Groups shards sharing the provider's enqueued-token quota.
     pub model_key: String,

@@ -333,7 +333,7 @@ impl BatchApi {
         let body = json!({
             "input_file_id": input_file_id,
             "endpoint": endpoint,
-            "completion_window": jobs::batch::COMPLETION_WINDOW,
+            "completion_window": jobs::spec::COMPLETION_WINDOW,
             "metadata": metadata,
         });
         let timeout = self.json_timeout();

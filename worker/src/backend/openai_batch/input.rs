@@ -3,8 +3,8 @@
 //! passes the per-file request and byte limits and every file targets one endpoint.
 
 use bytes::Bytes;
-use jobs::batch::{BatchPart, IndexRanges};
 use jobs::InferenceRequest;
+use jobs::{provider_batch::BatchPart, provider_batch::IndexRanges};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;

@@ -26,8 +26,8 @@ pub(crate) mod poll;
 pub(crate) mod submit;
 
 use async_trait::async_trait;
-use jobs::batch::BatchSpec;
 use jobs::spec::ModelSpec;
+use jobs::spec::ProviderBatchSpec;
 use jobs::{InferenceOutput, InferenceRequest};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -63,7 +63,7 @@ pub struct OpenAiBatchBackend {
 struct Inner {
     api: BatchApi,
     sync: OpenAiBackend,
-    spec: BatchSpec,
+    spec: ProviderBatchSpec,
     model_key: String,
 }
 
@@ -84,7 +84,7 @@ impl OpenAiBatchBackend {
     /// The backend with a given Batch API client (tests: short backoffs).
     pub fn with_api(model: &ModelSpec, api: BatchApi) -> Result<Self, BackendError> {
         let sync = OpenAiBackend::from_spec(model)?;
-        let spec = BatchSpec::of(model);
+        let spec = ProviderBatchSpec::of(model);
         let model_key = format!("{}|{}", api.base_url(), model.model);
         Ok(OpenAiBatchBackend {
             inner: Arc::new(Inner {
@@ -104,7 +104,7 @@ impl OpenAiBatchBackend {
         &self.inner.sync
     }
 
-    pub fn spec(&self) -> &BatchSpec {
+    pub fn spec(&self) -> &ProviderBatchSpec {
         &self.inner.spec
     }
 

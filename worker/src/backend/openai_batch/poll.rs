@@ -16,12 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
-use jobs::batch::{
-    add_to_group, BatchClaimRequest, BatchFinishRequest, BatchHeartbeatRequest, BatchHolder,
-    BatchOutcome, BatchPoll, BatchRequestsRequest, BatchReserveRequest, BatchShardState,
-    BatchUpdateRequest, ErrorGroup, RetryWith,
-};
 use jobs::protocol::{FailedRequest, JobState, PartialOutputs, WorkerCapabilities};
+use jobs::{
+    protocol::BatchClaimRequest, protocol::BatchFinishRequest, protocol::BatchHeartbeatRequest,
+    protocol::BatchHolder, protocol::BatchOutcome, protocol::BatchPoll,
+    protocol::BatchRequestsRequest, protocol::BatchReserveRequest, protocol::BatchUpdateRequest,
+    provider_batch::add_to_group, provider_batch::BatchShardState, provider_batch::ErrorGroup,
+    spec::RetryWith,
+};
 use jobs::{InferenceRequest, SegmentRecord, Usage};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;

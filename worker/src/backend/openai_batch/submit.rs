@@ -6,12 +6,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use jobs::batch::{
-    add_to_group, BatchHolder, BatchPart, BatchRequestsRequest, BatchReserveRequest,
-    BatchShardState, BatchSubmitRequest,
-};
 use jobs::protocol::{FailRequest, Lease, ReleaseRequest};
 use jobs::InferenceRequest;
+use jobs::{
+    protocol::BatchHolder, protocol::BatchRequestsRequest, protocol::BatchReserveRequest,
+    protocol::BatchSubmitRequest, provider_batch::add_to_group, provider_batch::BatchPart,
+    provider_batch::BatchShardState,
+};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

@@ -1,15 +1,15 @@
-//! Results: one `SampleRecord` per document (a line of `samples.jsonl`), and
-//! the `Aggregator` that turns them into `metrics.json` — mean, seeded
-//! bootstrap standard error and per-subset means per metric.
+//! The `Aggregator`: per-document scores in, `metrics.json` out — mean,
+//! seeded bootstrap standard error and per-subset means per metric.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
 
 use crate::spec::{JobSpec, MetricKind};
+
+use super::record::SampleRecord;
+use super::report::{MetricSummary, MetricsReport, StderrMethod, SubsetSummary};
 
 /// Bootstrap resamples per metric.
 pub const BOOTSTRAP_ITERS: u32 = 1000;
@@ -18,97 +18,6 @@ pub const BOOTSTRAP_ITERS: u32 = 1000;
 /// random draws) is replaced by the analytic standard error of the mean,
 /// which the bootstrap converges to anyway.
 pub const BOOTSTRAP_MAX_DOCS: usize = 100_000;
-
-/// Log-likelihood of one choice's continuation.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct ChoiceLoglikelihood {
-    pub logprob: f64,
-    pub is_greedy: bool,
-}
-
-/// What the model returned for a document: texts per sample (generate) or
-/// log-likelihoods per choice (multiple choice). `null` marks a missing
-/// output.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(untagged)]
-pub enum SampleOutputs {
-    Generated(Vec<Option<String>>),
-    Loglikelihoods(Vec<Option<ChoiceLoglikelihood>>),
-}
-
-/// One line of `samples.jsonl`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct SampleRecord {
-    pub doc_id: String,
-    pub doc_index: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subset: Option<String>,
-    /// The rendered input as display text.
-    pub prompt: String,
-    pub outputs: SampleOutputs,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub choices: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gold_index: Option<usize>,
-    /// Metric display name → score for this document (mean over samples).
-    pub scores: BTreeMap<String, f64>,
-    /// Some output was not available; the document is not scored.
-    #[serde(default)]
-    pub missing: bool,
-    /// sha256 of the canonical JSON of the dataset row.
-    pub doc_hash: String,
-    pub prompt_hash: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_hash: Option<String>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum StderrMethod {
-    Bootstrap,
-    /// Sample standard deviation / sqrt(n), used for very large runs.
-    Analytic,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct SubsetSummary {
-    pub mean: f64,
-    pub count: u64,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct MetricSummary {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: MetricKind,
-    /// `None` when no document was scored.
-    pub mean: Option<f64>,
-    /// `None` with fewer than two scored documents.
-    pub stderr: Option<f64>,
-    pub stderr_method: StderrMethod,
-    pub count: u64,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub subsets: BTreeMap<String, SubsetSummary>,
-}
-
-/// `metrics.json`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct MetricsReport {
-    pub job: String,
-    pub model: String,
-    pub model_fingerprint: String,
-    pub metrics: Vec<MetricSummary>,
-    pub docs_scored: u64,
-    /// Documents with at least one missing output (not scored).
-    pub docs_missing: u64,
-    /// Dataset rows skipped by `on_bad_row = "skip"`; set by the caller.
-    #[serde(default)]
-    pub bad_rows: u64,
-    pub bootstrap_iters: u32,
-    pub seed: u64,
-}
 
 struct MetricAcc {
     name: String,
@@ -255,81 +164,10 @@ pub fn standard_error(scores: &[f64], seed: u64) -> (Option<f64>, StderrMethod) 
     (sample_std(&means), StderrMethod::Bootstrap)
 }
 
-impl MetricsReport {
-    /// An aligned text table for the terminal: one row per metric, then its
-    /// subsets indented below it.
-    pub fn to_table(&self) -> String {
-        let mut rows: Vec<[String; 4]> = vec![[
-            "metric".to_string(),
-            "value".to_string(),
-            "± stderr".to_string(),
-            "n".to_string(),
-        ]];
-        for m in &self.metrics {
-            rows.push([
-                m.name.clone(),
-                m.mean.map_or("-".to_string(), |v| format!("{v:.4}")),
-                m.stderr.map_or(String::new(), |v| format!("± {v:.4}")),
-                m.count.to_string(),
-            ]);
-            for (subset, s) in &m.subsets {
-                rows.push([
-                    format!("  {subset}"),
-                    format!("{:.4}", s.mean),
-                    String::new(),
-                    s.count.to_string(),
-                ]);
-            }
-        }
-        let mut widths = [0usize; 4];
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "{} · {} · {} docs scored{}{}",
-            self.job,
-            self.model,
-            self.docs_scored,
-            if self.docs_missing > 0 {
-                format!(", {} missing", self.docs_missing)
-            } else {
-                String::new()
-            },
-            if self.bad_rows > 0 {
-                format!(", {} bad rows skipped", self.bad_rows)
-            } else {
-                String::new()
-            },
-        );
-        for (i, row) in rows.iter().enumerate() {
-            let line = format!(
-                "{:<w0$}  {:>w1$}  {:<w2$}  {:>w3$}",
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                w0 = widths[0],
-                w1 = widths[1],
-                w2 = widths[2],
-                w3 = widths[3],
-            );
-            let _ = writeln!(out, "{}", line.trim_end());
-            if i == 0 {
-                let total = widths.iter().sum::<usize>() + 6;
-                let _ = writeln!(out, "{}", "-".repeat(total));
-            }
-        }
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::SampleOutputs;
 
     fn spec() -> JobSpec {
         JobSpec::from_toml_str(

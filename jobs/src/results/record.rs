@@ -1,0 +1,50 @@
+//! One document's line of `samples.jsonl`: its outputs and scores.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Log-likelihood of one choice's continuation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ChoiceLoglikelihood {
+    pub logprob: f64,
+    pub is_greedy: bool,
+}
+
+/// What the model returned for a document: texts per sample (generate) or
+/// log-likelihoods per choice (multiple choice). `null` marks a missing
+/// output.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum SampleOutputs {
+    Generated(Vec<Option<String>>),
+    Loglikelihoods(Vec<Option<ChoiceLoglikelihood>>),
+}
+
+/// One line of `samples.jsonl`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SampleRecord {
+    pub doc_id: String,
+    pub doc_index: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<String>,
+    /// The rendered input as display text.
+    pub prompt: String,
+    pub outputs: SampleOutputs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choices: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gold_index: Option<usize>,
+    /// Metric display name → score for this document (mean over samples).
+    pub scores: BTreeMap<String, f64>,
+    /// Some output was not available; the document is not scored.
+    #[serde(default)]
+    pub missing: bool,
+    /// sha256 of the canonical JSON of the dataset row.
+    pub doc_hash: String,
+    pub prompt_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_hash: Option<String>,
+}

@@ -1,0 +1,72 @@
+//! Loading a job spec from a TOML file or text: parse strictly, anchor
+//! relative paths at the file's folder, then validate.
+
+use std::path::{Path, PathBuf};
+
+use super::error::SpecError;
+use super::job::JobSpec;
+use super::locate::offset_to_location;
+
+impl JobSpec {
+    /// Reads, parses and validates a TOML job file. Relative `dataset.path`
+    /// and `task.fewshot.path` are resolved against the file's folder.
+    pub fn from_toml_file(path: &Path) -> Result<JobSpec, SpecError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            origin: origin.clone(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new(""));
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+        JobSpec::from_toml_str(&text, &origin, Some(&base))
+    }
+
+    /// Parses and validates TOML text. `origin` names the text in errors;
+    /// `base_dir`, when given, anchors relative paths.
+    pub fn from_toml_str(
+        text: &str,
+        origin: &str,
+        base_dir: Option<&Path>,
+    ) -> Result<JobSpec, SpecError> {
+        let deserializer = toml::Deserializer::new(text);
+        let mut spec: JobSpec = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let field = err.path().to_string();
+            let inner = err.into_inner();
+            let location = inner
+                .span()
+                .map(|span| offset_to_location(text, span.start));
+            SpecError::Parse {
+                origin: origin.to_string(),
+                field: (field != ".").then_some(field),
+                location,
+                message: inner.message().trim_end().replace('\n', "; "),
+            }
+        })?;
+        if let Some(base) = base_dir {
+            spec.resolve_paths(base);
+        }
+        // A file may leave `model.fingerprint` to the CLI, which computes it
+        // from the model before submitting.
+        spec.validate_as_written()
+            .map_err(|e| e.located_in(origin, Some(text)))?;
+        Ok(spec)
+    }
+
+    /// Makes relative dataset and few-shot paths absolute under `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &PathBuf| -> PathBuf {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                base.join(p)
+            }
+        };
+        self.dataset.path = resolve(&self.dataset.path);
+        if let Some(fewshot) = &mut self.task.fewshot {
+            fewshot.path = resolve(&fewshot.path);
+        }
+        if let Some(model_path) = &self.model.path {
+            self.model.path = Some(resolve(model_path));
+        }
+    }
+}
