@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::ModelConfig;
 use crate::cpu::{kv_bytes_per_token, CpuExecutor, CpuModel};
 use crate::error::EngineError;
-use crate::executor::{BatchInput, BatchOutput, Executor};
+use crate::executor::{Executor, StepInput, StepOutput};
 use crate::kv::PrefixCacheStats;
 use crate::sampling::{argmax, log_sum_exp, sample, SamplingParams, SeqRng};
-use crate::scheduler::{ScheduledBatch, Scheduler, SchedulerConfig, SeqId, SeqKind};
+use crate::scheduler::{ScheduledStep, Scheduler, SchedulerConfig, SeqId, SeqKind};
 use crate::weights::Weights;
 
 /// Engine limits, as in vLLM.
@@ -140,7 +140,7 @@ pub struct LoglikelihoodRequest {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LoglikelihoodOutput {
+pub struct LoglikelihoodScore {
     /// Sum of the continuation tokens' log-probabilities.
     pub logprob: f64,
     /// Whether every continuation token is the argmax at its position.
@@ -167,7 +167,7 @@ pub type RequestId = u64;
 #[derive(Clone, Debug, PartialEq)]
 pub enum EngineOutput {
     Generate(GenerateOutput),
-    Loglikelihood(LoglikelihoodOutput),
+    Loglikelihood(LoglikelihoodScore),
 }
 
 /// A request that finished during a [`LlmEngine::step`].
@@ -185,7 +185,7 @@ pub type BoxedExecutor = Box<dyn Executor + Send>;
 pub type DynEngine = LlmEngine<BoxedExecutor>;
 
 impl<E: Executor + ?Sized> Executor for Box<E> {
-    fn forward(&mut self, batch: &BatchInput) -> Result<BatchOutput, EngineError> {
+    fn forward(&mut self, batch: &StepInput) -> Result<StepOutput, EngineError> {
         (**self).forward(batch)
     }
     fn num_kv_blocks(&self) -> usize {
@@ -574,7 +574,7 @@ impl<E: Executor> LlmEngine<E> {
                             self.seq_of.remove(&t.id);
                             finished.push(Finished {
                                 id: t.id,
-                                output: EngineOutput::Loglikelihood(LoglikelihoodOutput {
+                                output: EngineOutput::Loglikelihood(LoglikelihoodScore {
                                     logprob: t.token_logprobs.iter().sum(),
                                     is_greedy: t.greedy,
                                     token_logprobs: t.token_logprobs,
@@ -642,7 +642,7 @@ impl<E: Executor> LlmEngine<E> {
     pub fn loglikelihood(
         &mut self,
         requests: Vec<LoglikelihoodRequest>,
-    ) -> Result<Vec<LoglikelihoodOutput>, EngineError> {
+    ) -> Result<Vec<LoglikelihoodScore>, EngineError> {
         self.check_idle()?;
         for (i, r) in requests.iter().enumerate() {
             self.check_loglikelihood(r).map_err(|m| invalid(i, &m))?;
@@ -740,9 +740,9 @@ impl<E: Executor> LlmEngine<E> {
     }
 
     /// Schedules, computes and records one step.
-    fn run_step(&mut self) -> Result<(ScheduledBatch, BatchOutput), EngineError> {
+    fn run_step(&mut self) -> Result<(ScheduledStep, StepOutput), EngineError> {
         let batch = self.scheduler.schedule()?;
-        let input = BatchInput::from_scheduled(&batch);
+        let input = StepInput::from_scheduled(&batch);
         let out = self.executor.forward(&input)?;
         let expected: usize = batch.seqs.iter().map(|s| s.logits.len()).sum();
         if out.num_rows() != expected {

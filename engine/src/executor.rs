@@ -7,12 +7,12 @@ use std::ops::Range;
 
 use crate::error::EngineError;
 use crate::kv::BlockId;
-use crate::scheduler::ScheduledBatch;
+use crate::scheduler::ScheduledStep;
 
 /// One sequence's part of a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeqSlice {
-    /// Its tokens' indices in [`BatchInput::token_ids`].
+    /// Its tokens' indices in [`StepInput::token_ids`].
     pub token_range: Range<usize>,
     /// Its whole block table: KV of positions `0..` lives in these blocks,
     /// `block_size` positions per block.
@@ -21,7 +21,7 @@ pub struct SeqSlice {
 
 /// A step's input: tokens of several sequences, concatenated.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BatchInput {
+pub struct StepInput {
     pub token_ids: Vec<u32>,
     /// Position of each token in its sequence. Tokens of a sequence are
     /// consecutive positions; earlier positions' KV is already cached.
@@ -34,10 +34,10 @@ pub struct BatchInput {
     pub logits_indices: Vec<usize>,
 }
 
-impl BatchInput {
+impl StepInput {
     /// Flattens a scheduled step.
-    pub fn from_scheduled(batch: &ScheduledBatch) -> BatchInput {
-        let mut input = BatchInput::default();
+    pub fn from_scheduled(batch: &ScheduledStep) -> StepInput {
+        let mut input = StepInput::default();
         for s in &batch.seqs {
             let first = input.token_ids.len();
             input.token_ids.extend_from_slice(&s.token_ids);
@@ -127,15 +127,15 @@ impl BatchInput {
 }
 
 /// A step's output: one row of logits per entry of
-/// [`BatchInput::logits_indices`].
+/// [`StepInput::logits_indices`].
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct BatchOutput {
+pub struct StepOutput {
     pub vocab_size: usize,
     /// `logits_indices.len() * vocab_size` values, row-major.
     pub logits: Vec<f32>,
 }
 
-impl BatchOutput {
+impl StepOutput {
     pub fn num_rows(&self) -> usize {
         self.logits.len().checked_div(self.vocab_size).unwrap_or(0)
     }
@@ -152,7 +152,7 @@ pub trait Executor {
     /// Computes the batch: writes every token's K/V to its slot, attends
     /// causally over each sequence's cached positions, and returns the
     /// logits at `logits_indices`.
-    fn forward(&mut self, batch: &BatchInput) -> Result<BatchOutput, EngineError>;
+    fn forward(&mut self, batch: &StepInput) -> Result<StepOutput, EngineError>;
     /// Blocks in the KV cache.
     fn num_kv_blocks(&self) -> usize;
     /// Positions per block.

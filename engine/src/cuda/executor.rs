@@ -27,7 +27,7 @@ use super::CudaSettings;
 use crate::config::{ModelConfig, RopeStyle};
 use crate::cpu::ops::rope_inv_freq;
 use crate::error::EngineError;
-use crate::executor::{BatchInput, BatchOutput, Executor};
+use crate::executor::{Executor, StepInput, StepOutput};
 use crate::weights::Weights;
 
 /// How to pick the next token of one logits row on the device.
@@ -381,7 +381,7 @@ impl CudaExecutor {
     /// copying logits to the host.
     pub fn forward_score(
         &mut self,
-        batch: &BatchInput,
+        batch: &StepInput,
         targets: &[u32],
     ) -> Result<Vec<TokenScore>, EngineError> {
         if targets.len() != batch.logits_indices.len() {
@@ -414,7 +414,7 @@ impl CudaExecutor {
     /// Runs the batch and picks one token per logits row on the device.
     pub fn forward_sample(
         &mut self,
-        batch: &BatchInput,
+        batch: &StepInput,
         rows: &[RowSample],
     ) -> Result<Vec<u32>, EngineError> {
         if rows.len() != batch.logits_indices.len() {
@@ -441,7 +441,7 @@ impl CudaExecutor {
     }
 
     /// [`forward_sample`](Self::forward_sample) with argmax for every row.
-    pub fn forward_greedy(&mut self, batch: &BatchInput) -> Result<Vec<u32>, EngineError> {
+    pub fn forward_greedy(&mut self, batch: &StepInput) -> Result<Vec<u32>, EngineError> {
         let rows = vec![RowSample::greedy(); batch.logits_indices.len()];
         self.forward_sample(batch, &rows)
     }
@@ -524,7 +524,7 @@ impl CudaExecutor {
         let warm_blocks = warm_tokens.div_ceil(bs) + 1;
         self.alloc_kv(warm_blocks)?;
         let rows = self.settings.logits_chunk_rows.min(warm_tokens).max(1);
-        let batch = BatchInput {
+        let batch = StepInput {
             token_ids: vec![0; warm_tokens],
             positions: (0..warm_tokens).collect(),
             slot_mapping: (0..warm_tokens).collect(),
@@ -630,11 +630,7 @@ impl CudaExecutor {
     /// is. Work for attention: sequences computing one token become paged
     /// attention items; longer chunks become 64-row flash tiles (or items,
     /// one per token, when the flash kernel is unavailable).
-    fn upload_meta(
-        &mut self,
-        batch: &BatchInput,
-        extra: &[i32],
-    ) -> Result<StepLayout, EngineError> {
+    fn upload_meta(&mut self, batch: &StepInput, extra: &[i32]) -> Result<StepLayout, EngineError> {
         let t = batch.num_tokens();
         let mut m = std::mem::take(&mut self.host_meta);
         m.clear();
@@ -770,7 +766,7 @@ impl CudaExecutor {
     }
 
     /// One forward step, then `head` on the logits rows.
-    fn step(&mut self, batch: &BatchInput, head: Head<'_>) -> Result<(), EngineError> {
+    fn step(&mut self, batch: &StepInput, head: Head<'_>) -> Result<(), EngineError> {
         batch.validate(self.num_blocks, self.block_size, self.config.vocab_size)?;
         self.ctx
             .bind_to_thread()
@@ -1151,10 +1147,10 @@ const _: fn() = || {
 };
 
 impl Executor for CudaExecutor {
-    fn forward(&mut self, batch: &BatchInput) -> Result<BatchOutput, EngineError> {
+    fn forward(&mut self, batch: &StepInput) -> Result<StepOutput, EngineError> {
         let mut logits = Vec::new();
         self.step(batch, Head::Logits(&mut logits))?;
-        Ok(BatchOutput {
+        Ok(StepOutput {
             vocab_size: self.config.vocab_size,
             logits,
         })

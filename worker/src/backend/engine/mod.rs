@@ -12,6 +12,8 @@
 //! The model's fingerprint is checked against the spec's before any weight
 //! is decoded: outputs are never written under another model's key.
 
+mod job_map;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -21,9 +23,9 @@ use async_trait::async_trait;
 use engine::text::StopChecker;
 use engine::{
     load_model, DigestCache, EngineOutput, EngineSettings, EngineStats, LoadOptions, LoadedModel,
-    Prompt, RequestId, TextParams, TokenAction,
+    RequestId, SystemRole, TokenAction,
 };
-use jobs::spec::{BackendKind, Endpoint, ModelSpec, SystemRole};
+use jobs::spec::{BackendKind, Endpoint, ModelSpec};
 use jobs::{InferenceOutput, InferenceRequest, RenderedInput, RequestType, Usage};
 use tokio::sync::oneshot;
 
@@ -91,7 +93,7 @@ impl EngineBackend {
         let settings = engine_settings(model);
         let concurrency = settings.max_num_seqs.max(1).saturating_mul(QUEUE_PER_SEQ);
         let options = LoadOptions {
-            device: model.device.unwrap_or_default().into(),
+            device: job_map::device(model.device.unwrap_or_default()),
             settings,
             digest_cache: DigestCache::default_location(),
             expected_fingerprint: Some(expected),
@@ -99,7 +101,7 @@ impl EngineBackend {
         let serve = ServeConfig {
             path: path.clone(),
             endpoint: model.endpoint,
-            system_role: model.system_role,
+            system_role: job_map::system_role(model.system_role),
             threads: model
                 .engine
                 .as_ref()
@@ -333,31 +335,9 @@ impl Server {
         let invalid = |e: &dyn std::fmt::Display| BackendError::Invalid(e.to_string());
         match req.request_type {
             RequestType::Generate => {
-                let prompt = match (self.config.endpoint, &req.input) {
-                    (Endpoint::Chat, RenderedInput::Messages { messages }) => {
-                        Prompt::Chat(messages.clone())
-                    }
-                    // As an OpenAI chat endpoint does with a plain prompt.
-                    (Endpoint::Chat, RenderedInput::Prompt { prompt }) => {
-                        Prompt::Chat(vec![jobs::ChatMessage {
-                            role: "user".into(),
-                            content: prompt.clone(),
-                        }])
-                    }
-                    (Endpoint::Completions, RenderedInput::Prompt { prompt }) => {
-                        Prompt::Raw(prompt.clone())
-                    }
-                    (Endpoint::Completions, RenderedInput::Messages { .. }) => {
-                        return Err(BackendError::Unsupported(
-                            "endpoint = \"completions\" gives the model a plain prompt, but this \
-                             task renders chat messages; use a `prompt` template in [task] or set \
-                             endpoint = \"chat\" in [model]"
-                                .into(),
-                        ))
-                    }
-                };
+                let prompt = job_map::prompt(self.config.endpoint, &req.input)?;
                 let params =
-                    TextParams::from_job(&req.params, req.sample_index).map_err(|e| invalid(&e))?;
+                    job_map::text_params(&req.params, req.sample_index).map_err(|e| invalid(&e))?;
                 let prepared = text
                     .prepare_generation(&prompt, &params, self.config.system_role)
                     .map_err(|e| invalid(&e))?;
