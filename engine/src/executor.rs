@@ -158,3 +158,17 @@ pub trait Executor {
     /// Positions per block.
     fn block_size(&self) -> usize;
 }
+
+/// A boxed executor is an executor (the engine over one chosen at run
+/// time).
+impl<E: Executor + ?Sized> Executor for Box<E> {
+    fn forward(&mut self, batch: &StepInput) -> Result<StepOutput, EngineError> {
+        (**self).forward(batch)
+    }
+    fn num_kv_blocks(&self) -> usize {
+        (**self).num_kv_blocks()
+    }
+    fn block_size(&self) -> usize {
+        (**self).block_size()
+    }
+}
