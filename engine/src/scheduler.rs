@@ -217,13 +217,13 @@ impl Scheduler {
         max_len: usize,
     ) -> Result<SeqId, EngineError> {
         if prompt.is_empty() {
-            return Err(EngineError::InvalidBatch(
+            return Err(EngineError::InvalidStep(
                 "a sequence needs at least one token".into(),
             ));
         }
         if let SeqKind::Score { logits_from } = kind {
             if logits_from >= prompt.len() {
-                return Err(EngineError::InvalidBatch(format!(
+                return Err(EngineError::InvalidStep(format!(
                     "logits_from {logits_from} is past the end of a {}-token sequence",
                     prompt.len()
                 )));
@@ -354,14 +354,14 @@ impl Scheduler {
             });
         }
 
-        let mut batch = ScheduledStep::default();
+        let mut scheduled = ScheduledStep::default();
         for (id, start, n) in picked {
             let seq = &self.seqs[&id];
             let end = start + n;
             let slot_mapping = (start..end)
                 .map(|p| self.blocks.slot(&seq.table, p).unwrap_or(usize::MAX))
                 .collect();
-            batch.seqs.push(ScheduledSeq {
+            scheduled.seqs.push(ScheduledSeq {
                 seq_id: id,
                 start,
                 token_ids: seq.tokens[start..end].to_vec(),
@@ -370,13 +370,13 @@ impl Scheduler {
                 logits: seq.logits_range(start, end),
             });
         }
-        Ok(batch)
+        Ok(scheduled)
     }
 
-    /// Records that `batch` was computed: advances each sequence and
+    /// Records that `scheduled` was computed: advances each sequence and
     /// publishes its newly completed blocks to the prefix cache.
-    pub fn complete_step(&mut self, batch: &ScheduledStep) {
-        for s in &batch.seqs {
+    pub fn complete_step(&mut self, scheduled: &ScheduledStep) {
+        for s in &scheduled.seqs {
             if let Some(seq) = self.seqs.get_mut(&s.seq_id) {
                 seq.num_computed = s.start + s.token_ids.len();
                 seq.next_logit_pos = seq.next_logit_pos.max(s.logits.end);

@@ -472,7 +472,7 @@ impl<E: Executor> LlmEngine<E> {
         let out = self.executor.forward(&input)?;
         let expected: usize = batch.seqs.iter().map(|s| s.logits.len()).sum();
         if out.num_rows() != expected {
-            return Err(EngineError::InvalidBatch(format!(
+            return Err(EngineError::InvalidStep(format!(
                 "executor returned {} logit rows for {expected} requested",
                 out.num_rows()
             )));

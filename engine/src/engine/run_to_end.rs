@@ -117,7 +117,7 @@ impl<E: Executor> LlmEngine<E> {
 
     fn check_idle(&self) -> Result<(), EngineError> {
         if self.has_unfinished() {
-            return Err(EngineError::InvalidBatch(format!(
+            return Err(EngineError::InvalidStep(format!(
                 "{} requests added with add_generate/add_loglikelihood are unfinished; drive them \
                  with step() before a batch call",
                 self.num_unfinished()

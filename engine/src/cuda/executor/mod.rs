@@ -187,7 +187,7 @@ impl CudaExecutor {
         targets: &[u32],
     ) -> Result<Vec<TokenScore>, EngineError> {
         if targets.len() != step.logits_indices.len() {
-            return Err(EngineError::InvalidBatch(format!(
+            return Err(EngineError::InvalidStep(format!(
                 "{} targets for {} logits rows",
                 targets.len(),
                 step.logits_indices.len()
@@ -195,7 +195,7 @@ impl CudaExecutor {
         }
         let v = self.config.vocab_size;
         if let Some(t) = targets.iter().find(|&&t| t as usize >= v) {
-            return Err(EngineError::InvalidBatch(format!(
+            return Err(EngineError::InvalidStep(format!(
                 "target token {t} is outside the vocabulary of {v}"
             )));
         }
@@ -226,7 +226,7 @@ impl CudaExecutor {
         rows: &[RowSample],
     ) -> Result<Vec<u32>, EngineError> {
         if rows.len() != step.logits_indices.len() {
-            return Err(EngineError::InvalidBatch(format!(
+            return Err(EngineError::InvalidStep(format!(
                 "{} sampling parameters for {} logits rows",
                 rows.len(),
                 step.logits_indices.len()
@@ -235,7 +235,7 @@ impl CudaExecutor {
         if let Some(r) = rows.iter().find(|r| {
             !(r.temperature >= 0.0 && r.top_p > 0.0 && r.top_p <= 1.0 && (0.0..1.0).contains(&r.u))
         }) {
-            return Err(EngineError::InvalidBatch(format!(
+            return Err(EngineError::InvalidStep(format!(
                 "bad sampling parameters {r:?}: temperature >= 0, top_p in (0, 1], u in [0, 1)"
             )));
         }

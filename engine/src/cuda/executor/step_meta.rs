@@ -51,7 +51,7 @@ pub(super) struct AttentionShape {
 
 fn to_i32(v: usize, what: &str) -> Result<i32, EngineError> {
     i32::try_from(v)
-        .map_err(|_| EngineError::InvalidBatch(format!("{what} {v} does not fit in 32 bits")))
+        .map_err(|_| EngineError::InvalidStep(format!("{what} {v} does not fit in 32 bits")))
 }
 
 /// Writes the step's metadata into `m` (cleared first) and returns where
@@ -235,7 +235,7 @@ mod tests {
         s.positions[3] = usize::MAX;
         assert!(matches!(
             build(&s, shape(true), &[], &mut Vec::new()),
-            Err(EngineError::InvalidBatch(_))
+            Err(EngineError::InvalidStep(_))
         ));
     }
 }
