@@ -14,6 +14,7 @@ use std::collections::HashMap;
 mod request;
 mod run_to_end;
 mod settings;
+mod validate;
 
 pub use request::{
     EngineOutput, EngineStats, FinishReason, Finished, GenerateOutput, GenerateRequest,
@@ -28,6 +29,7 @@ use crate::executor::{Executor, StepInput, StepOutput};
 use crate::sampling::{argmax, log_sum_exp, sample, SamplingParams, SeqRng};
 use crate::scheduler::{ScheduledStep, Scheduler, SchedulerConfig, SeqId, SeqKind};
 use crate::weights::Weights;
+use validate::RequestLimits;
 
 /// An executor chosen at run time (CPU now, CUDA later): the engine is the
 /// same code over either.
@@ -197,7 +199,8 @@ impl<E: Executor> LlmEngine<E> {
     /// is queued for them.
     pub fn add_generate(&mut self, request: GenerateRequest) -> Result<RequestId, EngineError> {
         let id = self.next_id;
-        self.check_generate(&request)
+        self.limits()
+            .check_generate(&request)
             .map_err(|m| invalid(id as usize, &m))?;
         self.next_id += 1;
         let prompt_len = request.prompt_tokens.len();
@@ -252,7 +255,8 @@ impl<E: Executor> LlmEngine<E> {
         request: LoglikelihoodRequest,
     ) -> Result<RequestId, EngineError> {
         let id = self.next_id;
-        self.check_loglikelihood(&request)
+        self.limits()
+            .check_loglikelihood(&request)
             .map_err(|m| invalid(id as usize, &m))?;
         self.next_id += 1;
         let logits_from = request.context_tokens.len() - 1;
@@ -428,72 +432,30 @@ impl<E: Executor> LlmEngine<E> {
         Ok(finished)
     }
 
-    fn check_generate(&self, r: &GenerateRequest) -> Result<(), String> {
-        self.check_tokens(&r.prompt_tokens)?;
-        if r.prompt_tokens.is_empty() {
-            return Err("prompt_tokens is empty".into());
+    /// What a request must fit.
+    fn limits(&self) -> RequestLimits {
+        RequestLimits {
+            vocab_size: self.config.vocab_size,
+            max_model_len: self.max_model_len,
         }
-        if r.prompt_tokens.len() >= self.max_model_len {
-            return Err(format!(
-                "prompt of {} tokens leaves no room to generate within max_model_len {}",
-                r.prompt_tokens.len(),
-                self.max_model_len
-            ));
-        }
-        if !(r.temperature >= 0.0 && r.top_p > 0.0 && r.top_p <= 1.0) {
-            return Err("temperature must be >= 0 and top_p in (0, 1]".into());
-        }
-        Ok(())
-    }
-
-    fn check_loglikelihood(&self, r: &LoglikelihoodRequest) -> Result<(), String> {
-        self.check_tokens(&r.context_tokens)?;
-        self.check_tokens(&r.continuation_tokens)?;
-        if r.context_tokens.is_empty() || r.continuation_tokens.is_empty() {
-            return Err(
-                "context and continuation must both be non-empty (prepend BOS to an empty context)"
-                    .into(),
-            );
-        }
-        let total = r.context_tokens.len() + r.continuation_tokens.len();
-        if total - 1 > self.max_model_len {
-            return Err(format!(
-                "{total} tokens exceed max_model_len {}; truncate the context from the left",
-                self.max_model_len
-            ));
-        }
-        Ok(())
     }
 
     /// Schedules, computes and records one step.
     fn run_step(&mut self) -> Result<(ScheduledStep, StepOutput), EngineError> {
-        let batch = self.scheduler.schedule()?;
-        let input = StepInput::from_scheduled(&batch);
+        let scheduled = self.scheduler.schedule()?;
+        let input = StepInput::from_scheduled(&scheduled);
         let out = self.executor.forward(&input)?;
-        let expected: usize = batch.seqs.iter().map(|s| s.logits.len()).sum();
+        let expected: usize = scheduled.seqs.iter().map(|s| s.logits.len()).sum();
         if out.num_rows() != expected {
             return Err(EngineError::InvalidStep(format!(
                 "executor returned {} logit rows for {expected} requested",
                 out.num_rows()
             )));
         }
-        self.scheduler.complete_step(&batch);
+        self.scheduler.complete_step(&scheduled);
         self.stats.steps += 1;
         self.stats.computed_tokens += input.num_tokens() as u64;
-        Ok((batch, out))
-    }
-
-    fn check_tokens(&self, tokens: &[u32]) -> Result<(), String> {
-        match tokens
-            .iter()
-            .find(|&&t| t as usize >= self.config.vocab_size)
-        {
-            Some(t) => Err(format!(
-                "token id {t} is outside the vocabulary of {}",
-                self.config.vocab_size
-            )),
-            None => Ok(()),
-        }
+        Ok((scheduled, out))
     }
 }
 

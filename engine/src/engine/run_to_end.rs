@@ -34,7 +34,9 @@ impl<E: Executor> LlmEngine<E> {
     ) -> Result<Vec<GenerateOutput>, EngineError> {
         self.check_idle()?;
         for (i, r) in requests.iter().enumerate() {
-            self.check_generate(r).map_err(|m| invalid(i, &m))?;
+            self.limits()
+                .check_generate(r)
+                .map_err(|m| invalid(i, &m))?;
         }
         let mut index_of = HashMap::new();
         for (index, r) in requests.into_iter().enumerate() {
@@ -69,7 +71,9 @@ impl<E: Executor> LlmEngine<E> {
     ) -> Result<Vec<LoglikelihoodScore>, EngineError> {
         self.check_idle()?;
         for (i, r) in requests.iter().enumerate() {
-            self.check_loglikelihood(r).map_err(|m| invalid(i, &m))?;
+            self.limits()
+                .check_loglikelihood(r)
+                .map_err(|m| invalid(i, &m))?;
         }
         let mut index_of = HashMap::new();
         for (index, r) in requests.into_iter().enumerate() {
