@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use engine::cuda::{CudaExecutor, CudaSettings};
-use engine::executor::BatchInput;
+use engine::executor::StepInput;
 use engine::sampling::SeqRng;
 use engine::scheduler::{Scheduler, SchedulerConfig, SeqKind};
 use engine::{
@@ -184,7 +184,7 @@ fn generate_device(
     let t0 = Instant::now();
     while sched.has_unfinished() {
         let batch = sched.schedule()?;
-        let input = BatchInput::from_scheduled(&batch);
+        let input = StepInput::from_scheduled(&batch);
         let tokens = exec.forward_greedy(&input)?;
         sched.complete_step(&batch);
         let mut kv_read = 0usize;
@@ -327,7 +327,7 @@ fn run() -> Result<(), String> {
     let mut decode_ms = Vec::new();
     for _ in 0..40 {
         let b = sched.schedule().map_err(|e| e.to_string())?;
-        let input = BatchInput::from_scheduled(&b);
+        let input = StepInput::from_scheduled(&b);
         let is_decode = b.seqs.len() == batch && b.seqs.iter().all(|s| s.token_ids.len() == 1);
         exec.synchronize().map_err(|e| e.to_string())?;
         let t = Instant::now();
@@ -405,7 +405,7 @@ fn run() -> Result<(), String> {
     let mut checksum = 0.0f64;
     while sched.has_unfinished() {
         let b = sched.schedule().map_err(|e| e.to_string())?;
-        let input = BatchInput::from_scheduled(&b);
+        let input = StepInput::from_scheduled(&b);
         computed += input.num_tokens();
         let mut tg = Vec::with_capacity(input.logits_indices.len());
         for s in &b.seqs {

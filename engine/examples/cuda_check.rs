@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use engine::cuda::{CudaExecutor, CudaSettings};
-use engine::executor::{BatchInput, Executor, SeqSlice};
+use engine::executor::{Executor, SeqSlice, StepInput};
 use engine::{EngineSettings, GenerateRequest, LlmEngine, LoglikelihoodRequest};
 use serde_json::{json, Value};
 
@@ -94,7 +94,7 @@ fn last_logits(exec: &mut dyn Executor, prompts: &[Vec<u32>]) -> Result<Vec<Vec<
                 p.len()
             ));
         }
-        let batch = BatchInput {
+        let batch = StepInput {
             token_ids: p.clone(),
             positions: (0..p.len()).collect(),
             slot_mapping: (0..p.len()).collect(),

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use chrono::format::{Item, StrftimeItems};
 use chrono::NaiveDateTime;
-use jobs::request::ChatMessage;
-use jobs::spec::SystemRole;
 use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, Error, ErrorKind};
+
+use crate::chat::{ChatMessage, SystemRole};
 
 const TEMPLATE_NAME: &str = "chat_template";
 

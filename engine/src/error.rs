@@ -53,10 +53,10 @@ pub enum EngineError {
         available: usize,
     },
 
-    /// An executor received a batch that violates its contract (a bug in the
+    /// An executor received a step that violates its contract (a bug in the
     /// caller, reported instead of panicking).
-    #[error("invalid batch: {0}")]
-    InvalidBatch(String),
+    #[error("invalid step: {0}")]
+    InvalidStep(String),
 
     #[error("settings: {0}")]
     Settings(String),

@@ -1,4 +1,4 @@
-//! The execution layer's contract: one forward step over a flattened batch
+//! The execution layer's contract: one forward step over a flattened set
 //! of sequences whose KV lives in a paged cache. The CPU executor implements
 //! it; the CUDA executor implements the same trait, so scheduler and block
 //! manager are shared.
@@ -7,12 +7,12 @@ use std::ops::Range;
 
 use crate::error::EngineError;
 use crate::kv::BlockId;
-use crate::scheduler::ScheduledBatch;
+use crate::scheduler::ScheduledStep;
 
-/// One sequence's part of a batch.
+/// One sequence's part of a step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeqSlice {
-    /// Its tokens' indices in [`BatchInput::token_ids`].
+    /// Its tokens' indices in [`StepInput::token_ids`].
     pub token_range: Range<usize>,
     /// Its whole block table: KV of positions `0..` lives in these blocks,
     /// `block_size` positions per block.
@@ -21,7 +21,7 @@ pub struct SeqSlice {
 
 /// A step's input: tokens of several sequences, concatenated.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BatchInput {
+pub struct StepInput {
     pub token_ids: Vec<u32>,
     /// Position of each token in its sequence. Tokens of a sequence are
     /// consecutive positions; earlier positions' KV is already cached.
@@ -34,11 +34,11 @@ pub struct BatchInput {
     pub logits_indices: Vec<usize>,
 }
 
-impl BatchInput {
+impl StepInput {
     /// Flattens a scheduled step.
-    pub fn from_scheduled(batch: &ScheduledBatch) -> BatchInput {
-        let mut input = BatchInput::default();
-        for s in &batch.seqs {
+    pub fn from_scheduled(scheduled: &ScheduledStep) -> StepInput {
+        let mut input = StepInput::default();
+        for s in &scheduled.seqs {
             let first = input.token_ids.len();
             input.token_ids.extend_from_slice(&s.token_ids);
             input.positions.extend(s.start..s.start + s.token_ids.len());
@@ -58,9 +58,9 @@ impl BatchInput {
         self.token_ids.len()
     }
 
-    /// Checks the batch against a cache of `num_blocks` blocks of
+    /// Checks the step against a cache of `num_blocks` blocks of
     /// `block_size` and a vocabulary of `vocab_size`, so executors can index
-    /// without panicking on a malformed batch.
+    /// without panicking on a malformed step.
     pub fn validate(
         &self,
         num_blocks: usize,
@@ -68,7 +68,7 @@ impl BatchInput {
         vocab_size: usize,
     ) -> Result<(), EngineError> {
         let n = self.token_ids.len();
-        let bad = |m: String| Err(EngineError::InvalidBatch(m));
+        let bad = |m: String| Err(EngineError::InvalidStep(m));
         if self.positions.len() != n || self.slot_mapping.len() != n {
             return bad(format!(
                 "{n} tokens but {} positions and {} slots",
@@ -119,7 +119,7 @@ impl BatchInput {
         }
         if let Some(i) = self.logits_indices.iter().find(|&&i| i >= n) {
             return bad(format!(
-                "logits index {i} is outside the batch of {n} tokens"
+                "logits index {i} is outside the step of {n} tokens"
             ));
         }
         Ok(())
@@ -127,15 +127,15 @@ impl BatchInput {
 }
 
 /// A step's output: one row of logits per entry of
-/// [`BatchInput::logits_indices`].
+/// [`StepInput::logits_indices`].
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct BatchOutput {
+pub struct StepOutput {
     pub vocab_size: usize,
     /// `logits_indices.len() * vocab_size` values, row-major.
     pub logits: Vec<f32>,
 }
 
-impl BatchOutput {
+impl StepOutput {
     pub fn num_rows(&self) -> usize {
         self.logits.len().checked_div(self.vocab_size).unwrap_or(0)
     }
@@ -149,12 +149,26 @@ impl BatchOutput {
 
 /// Runs forward steps over a paged KV cache it owns.
 pub trait Executor {
-    /// Computes the batch: writes every token's K/V to its slot, attends
+    /// Computes the step: writes every token's K/V to its slot, attends
     /// causally over each sequence's cached positions, and returns the
     /// logits at `logits_indices`.
-    fn forward(&mut self, batch: &BatchInput) -> Result<BatchOutput, EngineError>;
+    fn forward(&mut self, step: &StepInput) -> Result<StepOutput, EngineError>;
     /// Blocks in the KV cache.
     fn num_kv_blocks(&self) -> usize;
     /// Positions per block.
     fn block_size(&self) -> usize;
+}
+
+/// A boxed executor is an executor (the engine over one chosen at run
+/// time).
+impl<E: Executor + ?Sized> Executor for Box<E> {
+    fn forward(&mut self, step: &StepInput) -> Result<StepOutput, EngineError> {
+        (**self).forward(step)
+    }
+    fn num_kv_blocks(&self) -> usize {
+        (**self).num_kv_blocks()
+    }
+    fn block_size(&self) -> usize {
+        (**self).block_size()
+    }
 }

@@ -2,6 +2,7 @@
 //! templates, a continuous-batching scheduler over a paged KV cache, and the
 //! CPU execution path (the reference the CUDA path is checked against).
 
+pub mod chat;
 pub mod config;
 pub mod cpu;
 pub mod cuda;
@@ -15,22 +16,24 @@ pub mod layout;
 pub mod loader;
 pub mod sampling;
 pub mod scheduler;
+#[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod text;
 pub mod weights;
 
+pub use chat::{ChatMessage, SystemRole};
 pub use config::{Architecture, ModelConfig, RopeScaling, RopeStyle};
 pub use engine::{
     BoxedExecutor, DynEngine, EngineOutput, EngineSettings, EngineStats, FinishReason, Finished,
-    GenerateOutput, GenerateRequest, LlmEngine, LoglikelihoodOutput, LoglikelihoodRequest,
+    GenerateOutput, GenerateRequest, LlmEngine, LoglikelihoodRequest, LoglikelihoodScore,
     RequestId, TokenAction,
 };
 pub use error::EngineError;
-pub use executor::{BatchInput, BatchOutput, Executor};
+pub use executor::{Executor, StepInput, StepOutput};
 pub use fingerprint::{fingerprint_model, DigestCache, FingerprintError, ModelFormat};
 pub use loader::{load_model, probe_model, Device, LoadError, LoadOptions, LoadedModel, ModelInfo};
 pub use text::{
-    Completion, Prompt, ScoredContinuation, StopChecker, TextError, TextModel, TextParams,
+    GeneratedText, Prompt, ScoredContinuation, StopChecker, TextError, TextModel, TextParams,
 };
 pub use weights::{Tensor, Weights};
 

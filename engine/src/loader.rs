@@ -40,17 +40,6 @@ impl std::fmt::Display for Device {
     }
 }
 
-impl From<jobs::spec::DeviceSpec> for Device {
-    fn from(d: jobs::spec::DeviceSpec) -> Device {
-        match d {
-            jobs::spec::DeviceSpec::Cpu => Device::Cpu,
-            jobs::spec::DeviceSpec::Cuda { ordinal } => Device::Cuda {
-                ordinal: ordinal as usize,
-            },
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(transparent)]
@@ -473,13 +462,13 @@ mod tests {
         eos.sort();
         assert_eq!(eos, vec![2, 9]);
         assert_eq!(loaded.engine.config().eos_token_ids.len(), 2);
-        let prompt = crate::text::Prompt::Chat(vec![jobs::ChatMessage {
+        let prompt = crate::text::Prompt::Chat(vec![crate::chat::ChatMessage {
             role: "user".into(),
             content: "w7 w8".into(),
         }]);
         let ids = loaded
             .text
-            .encode_prompt(&prompt, jobs::spec::SystemRole::Keep)
+            .encode_prompt(&prompt, crate::chat::SystemRole::Keep)
             .unwrap();
         assert_eq!(ids, vec![7, 8, 5]);
         let out = loaded

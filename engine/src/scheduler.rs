@@ -127,11 +127,11 @@ pub struct ScheduledSeq {
 
 /// What to compute in one step.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ScheduledBatch {
+pub struct ScheduledStep {
     pub seqs: Vec<ScheduledSeq>,
 }
 
-impl ScheduledBatch {
+impl ScheduledStep {
     pub fn num_tokens(&self) -> usize {
         self.seqs.iter().map(|s| s.token_ids.len()).sum()
     }
@@ -198,10 +198,6 @@ impl Scheduler {
         self.waiting.len()
     }
 
-    pub fn num_running(&self) -> usize {
-        self.running.len()
-    }
-
     /// True while any added sequence has not been finished.
     pub fn has_unfinished(&self) -> bool {
         !self.seqs.is_empty()
@@ -221,13 +217,13 @@ impl Scheduler {
         max_len: usize,
     ) -> Result<SeqId, EngineError> {
         if prompt.is_empty() {
-            return Err(EngineError::InvalidBatch(
+            return Err(EngineError::InvalidStep(
                 "a sequence needs at least one token".into(),
             ));
         }
         if let SeqKind::Score { logits_from } = kind {
             if logits_from >= prompt.len() {
-                return Err(EngineError::InvalidBatch(format!(
+                return Err(EngineError::InvalidStep(format!(
                     "logits_from {logits_from} is past the end of a {}-token sequence",
                     prompt.len()
                 )));
@@ -262,7 +258,7 @@ impl Scheduler {
     }
 
     /// Picks the work of the next step. Empty only when nothing is queued.
-    pub fn schedule(&mut self) -> Result<ScheduledBatch, EngineError> {
+    pub fn schedule(&mut self) -> Result<ScheduledStep, EngineError> {
         let mut budget = self.config.max_num_batched_tokens;
         let mut picked: Vec<(SeqId, usize, usize)> = Vec::new();
         let mut scheduled: HashSet<SeqId> = HashSet::new();
@@ -358,14 +354,14 @@ impl Scheduler {
             });
         }
 
-        let mut batch = ScheduledBatch::default();
+        let mut scheduled = ScheduledStep::default();
         for (id, start, n) in picked {
             let seq = &self.seqs[&id];
             let end = start + n;
             let slot_mapping = (start..end)
                 .map(|p| self.blocks.slot(&seq.table, p).unwrap_or(usize::MAX))
                 .collect();
-            batch.seqs.push(ScheduledSeq {
+            scheduled.seqs.push(ScheduledSeq {
                 seq_id: id,
                 start,
                 token_ids: seq.tokens[start..end].to_vec(),
@@ -374,13 +370,13 @@ impl Scheduler {
                 logits: seq.logits_range(start, end),
             });
         }
-        Ok(batch)
+        Ok(scheduled)
     }
 
-    /// Records that `batch` was computed: advances each sequence and
+    /// Records that `scheduled` was computed: advances each sequence and
     /// publishes its newly completed blocks to the prefix cache.
-    pub fn complete_step(&mut self, batch: &ScheduledBatch) {
-        for s in &batch.seqs {
+    pub fn complete_step(&mut self, scheduled: &ScheduledStep) {
+        for s in &scheduled.seqs {
             if let Some(seq) = self.seqs.get_mut(&s.seq_id) {
                 seq.num_computed = s.start + s.token_ids.len();
                 seq.next_logit_pos = seq.next_logit_pos.max(s.logits.end);
@@ -438,7 +434,7 @@ mod tests {
 
     /// Runs one step with a fake model that "generates" token 7 wherever
     /// a Generate sequence reaches its end.
-    fn step(s: &mut Scheduler) -> ScheduledBatch {
+    fn step(s: &mut Scheduler) -> ScheduledStep {
         let b = s.schedule().unwrap();
         s.complete_step(&b);
         for seq in &b.seqs {

@@ -9,7 +9,7 @@
 use engine::config::{Architecture, ModelConfig, RopeScaling, RopeStyle};
 use engine::cpu::{CpuExecutor, CpuModel};
 use engine::cuda::{CudaExecutor, CudaSettings, RowSample};
-use engine::executor::{BatchInput, Executor, SeqSlice};
+use engine::executor::{Executor, SeqSlice, StepInput};
 use engine::sampling::log_prob;
 use engine::testing::{random_weights, tiny_config};
 use engine::{
@@ -108,8 +108,8 @@ struct Part<'a> {
 
 /// A batch where every position gets logits; sequence `i` owns blocks
 /// `i * 100 ..`.
-fn batch(parts: &[Part]) -> BatchInput {
-    let mut b = BatchInput::default();
+fn batch(parts: &[Part]) -> StepInput {
+    let mut b = StepInput::default();
     for p in parts {
         let first = b.token_ids.len();
         let end = p.start + p.tokens.len();
@@ -140,7 +140,7 @@ fn tokens(n: usize, seed: u32, vocab: usize) -> Vec<u32> {
 /// The steps every comparison runs: two prompts (one over two flash tiles),
 /// then a decode beside a chunk that continues a cached prefix, then a long
 /// prompt in chunks and a decode over 1100 positions (split-K).
-fn steps(vocab: usize) -> Vec<BatchInput> {
+fn steps(vocab: usize) -> Vec<StepInput> {
     let a = tokens(71, 1, vocab);
     let b = tokens(40, 2, vocab);
     let c = tokens(1101, 3, vocab);
@@ -222,7 +222,7 @@ fn compare(want: &[f32], got: &[f32], vocab: usize) -> Diff {
     d
 }
 
-fn run_all(exec: &mut dyn Executor, steps: &[BatchInput]) -> Vec<Vec<f32>> {
+fn run_all(exec: &mut dyn Executor, steps: &[StepInput]) -> Vec<Vec<f32>> {
     steps
         .iter()
         .map(|b| exec.forward(b).unwrap().logits)

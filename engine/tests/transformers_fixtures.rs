@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use engine::cpu::{CpuExecutor, CpuModel};
-use engine::executor::{BatchInput, Executor, SeqSlice};
+use engine::executor::{Executor, SeqSlice, StepInput};
 use engine::hf::load_hf_model;
 use engine::{EngineSettings, GenerateRequest, LlmEngine, LoglikelihoodRequest};
 use serde::Deserialize;
@@ -77,7 +77,7 @@ fn settings() -> EngineSettings {
 fn all_logits(exec: &mut CpuExecutor, tokens: &[u32]) -> Vec<Vec<f32>> {
     let bs = exec.block_size();
     let n = tokens.len();
-    let batch = BatchInput {
+    let batch = StepInput {
         token_ids: tokens.to_vec(),
         positions: (0..n).collect(),
         slot_mapping: (0..n).collect(),

@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use crate::executor::BatchInput;
+use crate::executor::StepInput;
 
 /// Query rows per prefill work item: large enough for efficient gemm calls,
 /// small enough that a single long prompt still yields many items.
@@ -69,7 +69,7 @@ impl OutPtr {
 }
 
 /// Fills `items` with the work of `batch`.
-pub(crate) fn plan(batch: &BatchInput, n_heads: usize, items: &mut Vec<Item>) {
+pub(crate) fn plan(batch: &StepInput, n_heads: usize, items: &mut Vec<Item>) {
     items.clear();
     for (seq, s) in batch.seqs.iter().enumerate() {
         let mut first = s.token_range.start;
@@ -96,7 +96,7 @@ pub(crate) fn attention(
     qkv: &[f32],
     k_cache: &[f32],
     v_cache: &[f32],
-    batch: &BatchInput,
+    batch: &StepInput,
     items: &[Item],
     g: Geometry,
 ) {
@@ -185,7 +185,7 @@ unsafe fn attend_tile(
     qkv: &[f32],
     k_cache: &[f32],
     v_cache: &[f32],
-    batch: &BatchInput,
+    batch: &StepInput,
     item: &Item,
     kv_off: usize,
     g: &Geometry,

@@ -12,7 +12,7 @@ pub use model::{kv_bytes_per_token, CpuModel};
 
 use crate::config::ModelConfig;
 use crate::error::EngineError;
-use crate::executor::{BatchInput, BatchOutput, Executor};
+use crate::executor::{Executor, StepInput, StepOutput};
 use packed::PackedModel;
 
 /// Reused activation buffers: grown to the largest batch seen, never shrunk,
@@ -94,7 +94,7 @@ impl Executor for CpuExecutor {
         self.block_size
     }
 
-    fn forward(&mut self, batch: &BatchInput) -> Result<BatchOutput, EngineError> {
+    fn forward(&mut self, batch: &StepInput) -> Result<StepOutput, EngineError> {
         // Run the step on a rayon worker: the ~7 parallel regions per layer
         // are then forked inside the pool, where idle workers pick them up
         // by stealing, instead of each being injected from outside and the
@@ -104,7 +104,7 @@ impl Executor for CpuExecutor {
 }
 
 impl CpuExecutor {
-    fn forward_step(&mut self, batch: &BatchInput) -> Result<BatchOutput, EngineError> {
+    fn forward_step(&mut self, batch: &StepInput) -> Result<StepOutput, EngineError> {
         let c = &self.model.config;
         batch.validate(self.num_blocks, self.block_size, c.vocab_size)?;
         let t_n = batch.num_tokens();
@@ -216,7 +216,7 @@ impl CpuExecutor {
         let v = c.vocab_size;
         let mut logits = vec![0.0f32; rows * v];
         ops::matmul_packed(&mut logits, last, &self.model.lm_head, rows, false);
-        Ok(BatchOutput {
+        Ok(StepOutput {
             vocab_size: v,
             logits,
         })

@@ -5,7 +5,7 @@ use crate::cpu::{CpuExecutor, CpuModel};
 use crate::engine::{
     EngineSettings, FinishReason, GenerateRequest, LlmEngine, LoglikelihoodRequest, TokenAction,
 };
-use crate::executor::{BatchInput, Executor, SeqSlice};
+use crate::executor::{Executor, SeqSlice, StepInput};
 use crate::sampling::log_prob;
 use crate::testing::{naive_forward, random_weights, tiny_config};
 
@@ -39,9 +39,9 @@ fn executor(config: &ModelConfig, seed: u64) -> CpuExecutor {
 
 /// A single-sequence batch over `table` computing positions
 /// `start..start + toks.len()`, with logits for every one of them.
-fn seq_batch(toks: &[u32], start: usize, table: &[u32], bs: usize) -> BatchInput {
+fn seq_batch(toks: &[u32], start: usize, table: &[u32], bs: usize) -> StepInput {
     let positions: Vec<usize> = (start..start + toks.len()).collect();
-    BatchInput {
+    StepInput {
         token_ids: toks.to_vec(),
         slot_mapping: positions
             .iter()

@@ -12,6 +12,11 @@
 //! The model's fingerprint is checked against the spec's before any weight
 //! is decoded: outputs are never written under another model's key.
 
+mod job_map;
+mod resolve;
+
+pub use resolve::{resolve_model, ModelSpecError, ResolvedModel};
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -21,9 +26,9 @@ use async_trait::async_trait;
 use engine::text::StopChecker;
 use engine::{
     load_model, DigestCache, EngineOutput, EngineSettings, EngineStats, LoadOptions, LoadedModel,
-    Prompt, RequestId, TextParams, TokenAction,
+    RequestId, SystemRole, TokenAction,
 };
-use jobs::spec::{BackendKind, Endpoint, ModelSpec, SystemRole};
+use jobs::spec::{BackendKind, Endpoint, ModelSpec};
 use jobs::{InferenceOutput, InferenceRequest, RenderedInput, RequestType, Usage};
 use tokio::sync::oneshot;
 
@@ -91,7 +96,7 @@ impl EngineBackend {
         let settings = engine_settings(model);
         let concurrency = settings.max_num_seqs.max(1).saturating_mul(QUEUE_PER_SEQ);
         let options = LoadOptions {
-            device: model.device.unwrap_or_default().into(),
+            device: job_map::device(model.device.unwrap_or_default()),
             settings,
             digest_cache: DigestCache::default_location(),
             expected_fingerprint: Some(expected),
@@ -99,7 +104,7 @@ impl EngineBackend {
         let serve = ServeConfig {
             path: path.clone(),
             endpoint: model.endpoint,
-            system_role: model.system_role,
+            system_role: job_map::system_role(model.system_role),
             threads: model
                 .engine
                 .as_ref()
@@ -333,31 +338,9 @@ impl Server {
         let invalid = |e: &dyn std::fmt::Display| BackendError::Invalid(e.to_string());
         match req.request_type {
             RequestType::Generate => {
-                let prompt = match (self.config.endpoint, &req.input) {
-                    (Endpoint::Chat, RenderedInput::Messages { messages }) => {
-                        Prompt::Chat(messages.clone())
-                    }
-                    // As an OpenAI chat endpoint does with a plain prompt.
-                    (Endpoint::Chat, RenderedInput::Prompt { prompt }) => {
-                        Prompt::Chat(vec![jobs::ChatMessage {
-                            role: "user".into(),
-                            content: prompt.clone(),
-                        }])
-                    }
-                    (Endpoint::Completions, RenderedInput::Prompt { prompt }) => {
-                        Prompt::Raw(prompt.clone())
-                    }
-                    (Endpoint::Completions, RenderedInput::Messages { .. }) => {
-                        return Err(BackendError::Unsupported(
-                            "endpoint = \"completions\" gives the model a plain prompt, but this \
-                             task renders chat messages; use a `prompt` template in [task] or set \
-                             endpoint = \"chat\" in [model]"
-                                .into(),
-                        ))
-                    }
-                };
+                let prompt = job_map::prompt(self.config.endpoint, &req.input)?;
                 let params =
-                    TextParams::from_job(&req.params, req.sample_index).map_err(|e| invalid(&e))?;
+                    job_map::text_params(&req.params, req.sample_index).map_err(|e| invalid(&e))?;
                 let prepared = text
                     .prepare_generation(&prompt, &params, self.config.system_role)
                     .map_err(|e| invalid(&e))?;
@@ -519,79 +502,4 @@ impl Server {
             "engine idle"
         );
     }
-}
-
-/// Why an engine model could not be resolved before submitting.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelSpecError {
-    #[error(
-        "`model.path_env` names {var}, which is not set here; export it with the model's path \
-         (a GGUF file or a Hugging Face directory), or write the model's `fingerprint` in [model] \
-         to submit without having the model on this machine"
-    )]
-    PathEnvUnset { var: String },
-    #[error("`model.path`: {0}")]
-    Model(#[from] engine::LoadError),
-    #[error(
-        "`model.fingerprint` is {written}, but the model at {path} has fingerprint {found}; \
-         remove the field to use this model, or point `model.path` at the model it names"
-    )]
-    FingerprintMismatch {
-        path: PathBuf,
-        written: String,
-        found: String,
-    },
-}
-
-/// The model an engine spec resolved to.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ResolvedModel {
-    pub path: PathBuf,
-    pub fingerprint: String,
-}
-
-/// What `shardline run` and `submit` do to an engine spec before
-/// submitting it: find the model (`path`, or `path_env` read here), check
-/// cheaply that the engine can load it (format, architecture, tokenizer,
-/// chat template), and fill `model.fingerprint` from its files (a digest
-/// cached per file, so a large model is hashed once). A spec that already
-/// has a fingerprint and whose model is not here is left as written.
-///
-/// `backend = "none"` specs that name a model get the same treatment, so
-/// cache-only scoring finds the engine's outputs. Other backends: `None`.
-pub fn resolve_model(model: &mut ModelSpec) -> Result<Option<ResolvedModel>, ModelSpecError> {
-    let names_model = model.path.is_some() || model.path_env.is_some();
-    match model.backend {
-        BackendKind::Engine => {}
-        BackendKind::None if names_model => {}
-        _ => return Ok(None),
-    }
-    let path = match (&model.path, &model.path_env) {
-        (Some(p), _) => p.clone(),
-        (None, Some(var)) => match std::env::var_os(var) {
-            Some(v) if !v.is_empty() => {
-                std::path::absolute(PathBuf::from(&v)).unwrap_or_else(|_| PathBuf::from(v))
-            }
-            _ if model.fingerprint.is_some() => return Ok(None),
-            _ => return Err(ModelSpecError::PathEnvUnset { var: var.clone() }),
-        },
-        (None, None) => return Ok(None),
-    };
-    engine::probe_model(&path)?;
-    let found = engine::fingerprint_model(&path, &DigestCache::default_location())
-        .map_err(engine::LoadError::from)?;
-    if let Some(written) = &model.fingerprint {
-        if *written != found {
-            return Err(ModelSpecError::FingerprintMismatch {
-                path,
-                written: written.clone(),
-                found,
-            });
-        }
-    }
-    model.fingerprint = Some(found.clone());
-    Ok(Some(ResolvedModel {
-        path,
-        fingerprint: found,
-    }))
 }

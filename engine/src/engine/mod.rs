@@ -11,171 +11,25 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
+mod request;
+mod run_to_end;
+mod settings;
+mod validate;
+
+pub use request::{
+    EngineOutput, EngineStats, FinishReason, Finished, GenerateOutput, GenerateRequest,
+    LoglikelihoodRequest, LoglikelihoodScore, RequestId, TokenAction,
+};
+pub use settings::EngineSettings;
 
 use crate::config::ModelConfig;
-use crate::cpu::{kv_bytes_per_token, CpuExecutor, CpuModel};
+use crate::cpu::{CpuExecutor, CpuModel};
 use crate::error::EngineError;
-use crate::executor::{BatchInput, BatchOutput, Executor};
-use crate::kv::PrefixCacheStats;
+use crate::executor::{Executor, StepInput, StepOutput};
 use crate::sampling::{argmax, log_sum_exp, sample, SamplingParams, SeqRng};
-use crate::scheduler::{ScheduledBatch, Scheduler, SchedulerConfig, SeqId, SeqKind};
+use crate::scheduler::{ScheduledStep, Scheduler, SchedulerConfig, SeqId, SeqKind};
 use crate::weights::Weights;
-
-/// Engine limits, as in vLLM.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct EngineSettings {
-    /// Most sequences in one step.
-    pub max_num_seqs: usize,
-    /// Most tokens computed in one step; longer prompts are prefilled in
-    /// chunks.
-    pub max_num_batched_tokens: usize,
-    /// Tokens per KV-cache block.
-    pub block_size: usize,
-    /// KV-cache size in blocks; when `None`, as many as fit in
-    /// `kv_cache_bytes`.
-    pub num_kv_blocks: Option<usize>,
-    pub kv_cache_bytes: usize,
-    /// Longest sequence (prompt plus generation); `None` means the model's
-    /// `max_position_embeddings`.
-    pub max_model_len: Option<usize>,
-    pub enable_prefix_caching: bool,
-}
-
-impl Default for EngineSettings {
-    fn default() -> Self {
-        EngineSettings {
-            max_num_seqs: 32,
-            max_num_batched_tokens: 1024,
-            block_size: 16,
-            num_kv_blocks: None,
-            kv_cache_bytes: 512 << 20,
-            max_model_len: None,
-            enable_prefix_caching: true,
-        }
-    }
-}
-
-impl EngineSettings {
-    /// The number of KV blocks these settings give for `config` (f32 cache).
-    pub fn resolve_num_kv_blocks(&self, config: &ModelConfig) -> usize {
-        self.num_kv_blocks.unwrap_or_else(|| {
-            let per_block = kv_bytes_per_token(config) * self.block_size.max(1);
-            (self.kv_cache_bytes / per_block.max(1)).max(1)
-        })
-    }
-}
-
-/// One generation request, as token ids.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct GenerateRequest {
-    pub prompt_tokens: Vec<u32>,
-    pub max_tokens: usize,
-    pub temperature: f32,
-    pub top_p: f32,
-    /// `0` disables top-k.
-    pub top_k: usize,
-    pub seed: u64,
-    /// Which of several samples of the same prompt this is; with `seed`,
-    /// selects the random stream.
-    pub sample_index: u64,
-    /// Tokens that end generation besides the model's EOS tokens.
-    pub stop_token_ids: Vec<u32>,
-    /// Keep generating past the model's EOS tokens.
-    pub ignore_eos: bool,
-}
-
-impl Default for GenerateRequest {
-    fn default() -> Self {
-        GenerateRequest {
-            prompt_tokens: Vec::new(),
-            max_tokens: 256,
-            temperature: 0.0,
-            top_p: 1.0,
-            top_k: 0,
-            seed: 0,
-            sample_index: 0,
-            stop_token_ids: Vec::new(),
-            ignore_eos: false,
-        }
-    }
-}
-
-/// Why generation ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FinishReason {
-    /// `max_tokens` or the model's length limit was reached.
-    Length,
-    /// A stop or EOS token was produced (it is not in `tokens`).
-    StopToken(u32),
-    /// The caller's callback asked to stop (e.g. on a stop string).
-    Stopped,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GenerateOutput {
-    /// Generated tokens, without the stop token.
-    pub tokens: Vec<u32>,
-    pub finish_reason: FinishReason,
-    pub prompt_tokens: usize,
-    /// Prompt tokens whose KV came from the prefix cache.
-    pub cached_prompt_tokens: usize,
-}
-
-/// What the token callback of [`LlmEngine::generate_with`] wants next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TokenAction {
-    Continue,
-    Stop,
-}
-
-/// `log P(continuation | context)`, as lm-evaluation-harness defines it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LoglikelihoodRequest {
-    pub context_tokens: Vec<u32>,
-    pub continuation_tokens: Vec<u32>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LoglikelihoodOutput {
-    /// Sum of the continuation tokens' log-probabilities.
-    pub logprob: f64,
-    /// Whether every continuation token is the argmax at its position.
-    pub is_greedy: bool,
-    pub token_logprobs: Vec<f64>,
-}
-
-/// Counters since the engine was created.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct EngineStats {
-    pub steps: u64,
-    /// Tokens run through the model (prefill and decode).
-    pub computed_tokens: u64,
-    pub generated_tokens: u64,
-    pub preemptions: u64,
-    pub prefix_cache: PrefixCacheStats,
-}
-
-/// Identifies a request added with [`LlmEngine::add_generate`] or
-/// [`LlmEngine::add_loglikelihood`]; unique within one engine.
-pub type RequestId = u64;
-
-/// What a finished request produced.
-#[derive(Clone, Debug, PartialEq)]
-pub enum EngineOutput {
-    Generate(GenerateOutput),
-    Loglikelihood(LoglikelihoodOutput),
-}
-
-/// A request that finished during a [`LlmEngine::step`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct Finished {
-    pub id: RequestId,
-    pub output: EngineOutput,
-}
+use validate::RequestLimits;
 
 /// An executor chosen at run time (CPU now, CUDA later): the engine is the
 /// same code over either.
@@ -183,18 +37,6 @@ pub type BoxedExecutor = Box<dyn Executor + Send>;
 
 /// An engine over a [`BoxedExecutor`], what loaders return.
 pub type DynEngine = LlmEngine<BoxedExecutor>;
-
-impl<E: Executor + ?Sized> Executor for Box<E> {
-    fn forward(&mut self, batch: &BatchInput) -> Result<BatchOutput, EngineError> {
-        (**self).forward(batch)
-    }
-    fn num_kv_blocks(&self) -> usize {
-        (**self).num_kv_blocks()
-    }
-    fn block_size(&self) -> usize {
-        (**self).block_size()
-    }
-}
 
 struct GenTrack {
     id: RequestId,
@@ -357,7 +199,8 @@ impl<E: Executor> LlmEngine<E> {
     /// is queued for them.
     pub fn add_generate(&mut self, request: GenerateRequest) -> Result<RequestId, EngineError> {
         let id = self.next_id;
-        self.check_generate(&request)
+        self.limits()
+            .check_generate(&request)
             .map_err(|m| invalid(id as usize, &m))?;
         self.next_id += 1;
         let prompt_len = request.prompt_tokens.len();
@@ -412,7 +255,8 @@ impl<E: Executor> LlmEngine<E> {
         request: LoglikelihoodRequest,
     ) -> Result<RequestId, EngineError> {
         let id = self.next_id;
-        self.check_loglikelihood(&request)
+        self.limits()
+            .check_loglikelihood(&request)
             .map_err(|m| invalid(id as usize, &m))?;
         self.next_id += 1;
         let logits_from = request.context_tokens.len() - 1;
@@ -574,7 +418,7 @@ impl<E: Executor> LlmEngine<E> {
                             self.seq_of.remove(&t.id);
                             finished.push(Finished {
                                 id: t.id,
-                                output: EngineOutput::Loglikelihood(LoglikelihoodOutput {
+                                output: EngineOutput::Loglikelihood(LoglikelihoodScore {
                                     logprob: t.token_logprobs.iter().sum(),
                                     is_greedy: t.greedy,
                                     token_logprobs: t.token_logprobs,
@@ -588,199 +432,34 @@ impl<E: Executor> LlmEngine<E> {
         Ok(finished)
     }
 
-    /// Runs every request to completion, batching them continuously.
-    pub fn generate(
-        &mut self,
-        requests: Vec<GenerateRequest>,
-    ) -> Result<Vec<GenerateOutput>, EngineError> {
-        self.generate_with(requests, |_, _| TokenAction::Continue)
-    }
-
-    /// Like [`generate`](Self::generate), calling `on_token(request_index,
-    /// tokens_so_far)` after every generated token (stop tokens excepted);
-    /// returning [`TokenAction::Stop`] finishes that request with
-    /// [`FinishReason::Stopped`]. This is where callers check stop strings.
-    ///
-    /// The batch calls need an engine with no request pending from `add_*`
-    /// (their steps would run those requests without their caller).
-    pub fn generate_with(
-        &mut self,
-        requests: Vec<GenerateRequest>,
-        mut on_token: impl FnMut(usize, &[u32]) -> TokenAction,
-    ) -> Result<Vec<GenerateOutput>, EngineError> {
-        self.check_idle()?;
-        for (i, r) in requests.iter().enumerate() {
-            self.check_generate(r).map_err(|m| invalid(i, &m))?;
+    /// What a request must fit.
+    fn limits(&self) -> RequestLimits {
+        RequestLimits {
+            vocab_size: self.config.vocab_size,
+            max_model_len: self.max_model_len,
         }
-        let mut index_of = HashMap::new();
-        for (index, r) in requests.into_iter().enumerate() {
-            match self.add_generate(r) {
-                Ok(id) => {
-                    index_of.insert(id, index);
-                }
-                Err(e) => {
-                    self.abort_all();
-                    return Err(reindex(e, index));
-                }
-            }
-        }
-        let outputs = self.run_to_end(index_of, |index, toks| on_token(index, toks))?;
-        Ok(outputs
-            .into_iter()
-            .filter_map(|o| match o {
-                EngineOutput::Generate(g) => Some(g),
-                EngineOutput::Loglikelihood(_) => None,
-            })
-            .collect())
-    }
-
-    /// Scores each continuation given its context: the sum of its tokens'
-    /// log-probabilities and whether greedy decoding would produce it. The
-    /// context must not be empty (prepend BOS/EOT for unconditional scores,
-    /// as lm-evaluation-harness does); truncating long inputs is the
-    /// caller's job.
-    pub fn loglikelihood(
-        &mut self,
-        requests: Vec<LoglikelihoodRequest>,
-    ) -> Result<Vec<LoglikelihoodOutput>, EngineError> {
-        self.check_idle()?;
-        for (i, r) in requests.iter().enumerate() {
-            self.check_loglikelihood(r).map_err(|m| invalid(i, &m))?;
-        }
-        let mut index_of = HashMap::new();
-        for (index, r) in requests.into_iter().enumerate() {
-            match self.add_loglikelihood(r) {
-                Ok(id) => {
-                    index_of.insert(id, index);
-                }
-                Err(e) => {
-                    self.abort_all();
-                    return Err(reindex(e, index));
-                }
-            }
-        }
-        let outputs = self.run_to_end(index_of, |_, _| TokenAction::Continue)?;
-        Ok(outputs
-            .into_iter()
-            .filter_map(|o| match o {
-                EngineOutput::Loglikelihood(l) => Some(l),
-                EngineOutput::Generate(_) => None,
-            })
-            .collect())
-    }
-
-    /// Steps until every request in `index_of` is finished; outputs in
-    /// index order.
-    fn run_to_end(
-        &mut self,
-        index_of: HashMap<RequestId, usize>,
-        mut on_token: impl FnMut(usize, &[u32]) -> TokenAction,
-    ) -> Result<Vec<EngineOutput>, EngineError> {
-        let mut outputs: Vec<Option<EngineOutput>> = vec![None; index_of.len()];
-        while self.has_unfinished() {
-            let done = self.step_with(|id, toks| match index_of.get(&id) {
-                Some(&index) => on_token(index, toks),
-                None => TokenAction::Continue,
-            })?;
-            for f in done {
-                if let Some(&index) = index_of.get(&f.id) {
-                    outputs[index] = Some(f.output);
-                }
-            }
-        }
-        Ok(outputs.into_iter().flatten().collect())
-    }
-
-    fn check_idle(&self) -> Result<(), EngineError> {
-        if self.has_unfinished() {
-            return Err(EngineError::InvalidBatch(format!(
-                "{} requests added with add_generate/add_loglikelihood are unfinished; drive them \
-                 with step() before a batch call",
-                self.num_unfinished()
-            )));
-        }
-        Ok(())
-    }
-
-    fn check_generate(&self, r: &GenerateRequest) -> Result<(), String> {
-        self.check_tokens(&r.prompt_tokens)?;
-        if r.prompt_tokens.is_empty() {
-            return Err("prompt_tokens is empty".into());
-        }
-        if r.prompt_tokens.len() >= self.max_model_len {
-            return Err(format!(
-                "prompt of {} tokens leaves no room to generate within max_model_len {}",
-                r.prompt_tokens.len(),
-                self.max_model_len
-            ));
-        }
-        if !(r.temperature >= 0.0 && r.top_p > 0.0 && r.top_p <= 1.0) {
-            return Err("temperature must be >= 0 and top_p in (0, 1]".into());
-        }
-        Ok(())
-    }
-
-    fn check_loglikelihood(&self, r: &LoglikelihoodRequest) -> Result<(), String> {
-        self.check_tokens(&r.context_tokens)?;
-        self.check_tokens(&r.continuation_tokens)?;
-        if r.context_tokens.is_empty() || r.continuation_tokens.is_empty() {
-            return Err(
-                "context and continuation must both be non-empty (prepend BOS to an empty context)"
-                    .into(),
-            );
-        }
-        let total = r.context_tokens.len() + r.continuation_tokens.len();
-        if total - 1 > self.max_model_len {
-            return Err(format!(
-                "{total} tokens exceed max_model_len {}; truncate the context from the left",
-                self.max_model_len
-            ));
-        }
-        Ok(())
     }
 
     /// Schedules, computes and records one step.
-    fn run_step(&mut self) -> Result<(ScheduledBatch, BatchOutput), EngineError> {
-        let batch = self.scheduler.schedule()?;
-        let input = BatchInput::from_scheduled(&batch);
+    fn run_step(&mut self) -> Result<(ScheduledStep, StepOutput), EngineError> {
+        let scheduled = self.scheduler.schedule()?;
+        let input = StepInput::from_scheduled(&scheduled);
         let out = self.executor.forward(&input)?;
-        let expected: usize = batch.seqs.iter().map(|s| s.logits.len()).sum();
+        let expected: usize = scheduled.seqs.iter().map(|s| s.logits.len()).sum();
         if out.num_rows() != expected {
-            return Err(EngineError::InvalidBatch(format!(
+            return Err(EngineError::InvalidStep(format!(
                 "executor returned {} logit rows for {expected} requested",
                 out.num_rows()
             )));
         }
-        self.scheduler.complete_step(&batch);
+        self.scheduler.complete_step(&scheduled);
         self.stats.steps += 1;
         self.stats.computed_tokens += input.num_tokens() as u64;
-        Ok((batch, out))
-    }
-
-    fn check_tokens(&self, tokens: &[u32]) -> Result<(), String> {
-        match tokens
-            .iter()
-            .find(|&&t| t as usize >= self.config.vocab_size)
-        {
-            Some(t) => Err(format!(
-                "token id {t} is outside the vocabulary of {}",
-                self.config.vocab_size
-            )),
-            None => Ok(()),
-        }
+        Ok((scheduled, out))
     }
 }
 
-/// Renames an `add_*` error after the caller's request index.
-fn reindex(e: EngineError, index: usize) -> EngineError {
-    match e {
-        EngineError::InvalidRequest { message, .. } => {
-            EngineError::InvalidRequest { index, message }
-        }
-        other => other,
-    }
-}
-
+/// An invalid-request error for the caller's request `index`.
 fn invalid(index: usize, message: &str) -> EngineError {
     EngineError::InvalidRequest {
         index,

@@ -14,24 +14,19 @@
 //!   `whole[len(context):]`; an empty context becomes the prefix token (BOS,
 //!   else EOS); too long inputs lose context tokens from the left.
 
-use std::collections::HashMap;
+mod stop;
 
-use jobs::request::{ChatMessage, GenerationParams};
-use jobs::spec::SystemRole;
+pub use stop::{StopChecker, StopCheckers};
 
+use crate::chat::{ChatMessage, SystemRole};
 use crate::chat_template::{ChatTemplate, ChatTemplateError};
 use crate::engine::{
-    FinishReason, GenerateOutput, GenerateRequest, LlmEngine, LoglikelihoodOutput,
-    LoglikelihoodRequest, TokenAction,
+    FinishReason, GenerateOutput, GenerateRequest, LlmEngine, LoglikelihoodRequest,
+    LoglikelihoodScore,
 };
 use crate::error::EngineError;
 use crate::executor::Executor;
 use crate::tokenizer::{Tokenizer, TokenizerError};
-
-/// `extra_body` keys the engine understands (vLLM's names); any other key
-/// is refused rather than silently ignored. Defined with the job spec, which
-/// checks them before any work starts.
-pub use jobs::spec::ENGINE_EXTRA_BODY_KEYS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TextError {
@@ -96,64 +91,17 @@ impl Default for TextParams {
 }
 
 impl TextParams {
-    /// A job's generation parameters for sample `sample_index`: `top_k`,
-    /// `ignore_eos` and `stop_token_ids` may come from `extra_body`; the
-    /// sample index selects the random stream of the (default 0) seed.
-    pub fn from_job(params: &GenerationParams, sample_index: u32) -> Result<TextParams, TextError> {
-        let bad = |key: &str, want: &str| {
-            TextError::Params(format!(
-                "extra_body.{key} must be {want} for the engine backend"
-            ))
-        };
-        let mut out = TextParams {
-            max_tokens: params.max_tokens as usize,
-            temperature: params.temperature as f32,
-            top_p: params.top_p.unwrap_or(1.0) as f32,
-            seed: params.seed.unwrap_or(0),
-            sample_index: u64::from(sample_index),
-            stop: params.stop.clone(),
-            ..TextParams::default()
-        };
-        for (key, value) in &params.extra_body {
-            match key.as_str() {
-                "top_k" => {
-                    // vLLM's -1 (and 0) mean "no top-k".
-                    out.top_k = match value.as_i64() {
-                        Some(k) if k <= 0 => 0,
-                        Some(k) => k as usize,
-                        None => return Err(bad(key, "an integer (-1 or 0 for none)")),
-                    }
-                }
-                "ignore_eos" => {
-                    out.ignore_eos = value.as_bool().ok_or_else(|| bad(key, "true or false"))?
-                }
-                "stop_token_ids" => {
-                    out.stop_token_ids = value
-                        .as_array()
-                        .and_then(|ids| {
-                            ids.iter()
-                                .map(|id| id.as_u64().and_then(|n| u32::try_from(n).ok()))
-                                .collect::<Option<Vec<u32>>>()
-                        })
-                        .ok_or_else(|| bad(key, "a list of token ids"))?
-                }
-                other => {
-                    return Err(TextError::Params(format!(
-                        "extra_body.{other} is not supported by the engine backend (supported: {})",
-                        ENGINE_EXTRA_BODY_KEYS.join(", ")
-                    )))
-                }
-            }
-        }
-        if !(out.temperature.is_finite() && out.temperature >= 0.0) {
+    /// Checks the values the samplers cannot honour.
+    pub fn validate(&self) -> Result<(), TextError> {
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
             return Err(TextError::Params("temperature must be at least 0".into()));
         }
-        if !(out.top_p > 0.0 && out.top_p <= 1.0) {
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(TextError::Params(
                 "top_p must be greater than 0 and at most 1".into(),
             ));
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -166,7 +114,7 @@ pub struct PreparedGeneration {
 
 /// A finished generation, in text.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Completion {
+pub struct GeneratedText {
     /// Decoded without special tokens, cut before the first stop string.
     pub text: String,
     /// `"stop"` (stop string, stop token or EOS) or `"length"`, as OpenAI.
@@ -188,7 +136,7 @@ pub struct LoglikelihoodTokens {
 /// A scored continuation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScoredContinuation {
-    pub output: LoglikelihoodOutput,
+    pub output: LoglikelihoodScore,
     pub context_tokens: usize,
     pub continuation_tokens: usize,
     pub truncated: usize,
@@ -289,7 +237,7 @@ impl TextModel {
         &self,
         stop: &StopChecker,
         output: &GenerateOutput,
-    ) -> Result<Completion, TextError> {
+    ) -> Result<GeneratedText, TextError> {
         let full = self.tokenizer.decode(&output.tokens, true)?;
         let (text, hit) = stop.truncate(full);
         let stopped = hit
@@ -298,7 +246,7 @@ impl TextModel {
                 FinishReason::StopToken(_) | FinishReason::Stopped
             );
         let stop_token = usize::from(matches!(output.finish_reason, FinishReason::StopToken(_)));
-        Ok(Completion {
+        Ok(GeneratedText {
             text,
             finish_reason: if stopped { "stop" } else { "length" },
             prompt_tokens: output.prompt_tokens,
@@ -383,7 +331,7 @@ impl TextModel {
         &self,
         engine: &mut LlmEngine<E>,
         prepared: Vec<PreparedGeneration>,
-    ) -> Result<Vec<Completion>, TextError> {
+    ) -> Result<Vec<GeneratedText>, TextError> {
         let (requests, mut stops): (Vec<_>, Vec<_>) =
             prepared.into_iter().map(|p| (p.request, p.stop)).unzip();
         let outputs =
@@ -420,96 +368,14 @@ impl TextModel {
     }
 }
 
-/// Watches generated tokens for stop strings. Text is decoded
-/// incrementally: each new token decodes a window that starts a few tokens
-/// back (so tokenizers that drop a leading space at the start of a decode,
-/// and bytes split over tokens, are handled), and only the text that could
-/// complete a stop string is searched.
-#[derive(Clone, Debug, Default)]
-pub struct StopChecker {
-    stop: Vec<String>,
-    longest: usize,
-    text: String,
-    prefix_offset: usize,
-    read_offset: usize,
-}
-
-impl StopChecker {
-    /// Empty stop strings are ignored (they would match everywhere).
-    pub fn new(stop: &[String]) -> StopChecker {
-        let stop: Vec<String> = stop.iter().filter(|s| !s.is_empty()).cloned().collect();
-        StopChecker {
-            longest: stop.iter().map(String::len).max().unwrap_or(0),
-            stop,
-            ..StopChecker::default()
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.stop.is_empty()
-    }
-
-    /// Called with every token generated so far; [`TokenAction::Stop`] once
-    /// the text contains a stop string.
-    pub fn push(&mut self, tokenizer: &Tokenizer, tokens: &[u32]) -> TokenAction {
-        if self.stop.is_empty() || tokens.len() <= self.read_offset {
-            return TokenAction::Continue;
-        }
-        let decode = |ids: &[u32]| tokenizer.decode(ids, true).unwrap_or_default();
-        let before = decode(&tokens[self.prefix_offset..self.read_offset]);
-        let after = decode(&tokens[self.prefix_offset..]);
-        // An incomplete UTF-8 sequence decodes to U+FFFD: wait for the
-        // token that completes it.
-        if after.len() <= before.len() || after.ends_with('\u{FFFD}') {
-            return TokenAction::Continue;
-        }
-        let Some(delta) = after.get(before.len()..) else {
-            return TokenAction::Continue;
-        };
-        let mut from = self
-            .text
-            .len()
-            .saturating_sub(self.longest.saturating_sub(1));
-        while !self.text.is_char_boundary(from) {
-            from -= 1;
-        }
-        self.text.push_str(delta);
-        self.prefix_offset = self.read_offset;
-        self.read_offset = tokens.len();
-        if self
-            .stop
-            .iter()
-            .any(|s| self.text[from..].contains(s.as_str()))
-        {
-            TokenAction::Stop
-        } else {
-            TokenAction::Continue
-        }
-    }
-
-    /// `text` cut before its first stop string, and whether one was found.
-    pub fn truncate(&self, mut text: String) -> (String, bool) {
-        match self.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-            Some(at) => {
-                text.truncate(at);
-                (text, true)
-            }
-            None => (text, false),
-        }
-    }
-}
-
-/// Per-request stop watchers of a serving loop, by engine request id.
-pub type StopCheckers = HashMap<crate::engine::RequestId, StopChecker>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Architecture;
     use crate::engine::EngineSettings;
+    use crate::engine::TokenAction;
     use crate::gguf::{token_type, GgufTokenizerData};
     use crate::testing::{random_weights, tiny_config};
-    use serde_json::json;
 
     /// GPT-2's byte → printable character map.
     fn byte_chars() -> Vec<char> {
@@ -692,39 +558,6 @@ mod tests {
         let n = hit.unwrap();
         assert_eq!(tk.decode(&ids[..n], true).unwrap(), "café →");
         assert_eq!(stop.text, "café →");
-    }
-
-    #[test]
-    fn params_from_job_read_extra_body_and_refuse_unknown_keys() {
-        let mut p = GenerationParams {
-            max_tokens: 7,
-            temperature: 0.5,
-            top_p: Some(0.9),
-            stop: strings(&["\n"]),
-            seed: Some(3),
-            extra_body: serde_json::Map::new(),
-        };
-        p.extra_body.insert("top_k".into(), json!(-1));
-        p.extra_body.insert("ignore_eos".into(), json!(true));
-        p.extra_body.insert("stop_token_ids".into(), json!([5, 6]));
-        let t = TextParams::from_job(&p, 2).unwrap();
-        assert_eq!(
-            (t.max_tokens, t.top_k, t.seed, t.sample_index, t.ignore_eos),
-            (7, 0, 3, 2, true)
-        );
-        assert_eq!(t.stop_token_ids, vec![5, 6]);
-        assert!((t.top_p - 0.9).abs() < 1e-6);
-        p.extra_body.insert("top_k".into(), json!(40));
-        assert_eq!(TextParams::from_job(&p, 0).unwrap().top_k, 40);
-        p.extra_body.insert("top_k".into(), json!("many"));
-        assert!(TextParams::from_job(&p, 0).is_err());
-        p.extra_body.remove("top_k");
-        p.extra_body.insert("repetition_penalty".into(), json!(1.1));
-        let e = TextParams::from_job(&p, 0).unwrap_err().to_string();
-        assert!(
-            e.contains("repetition_penalty") && e.contains("top_k, ignore_eos"),
-            "{e}"
-        );
     }
 
     #[test]
