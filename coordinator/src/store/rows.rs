@@ -2,7 +2,8 @@
 //! per database, the shape of what they return does not.
 
 use chrono::{DateTime, Utc};
-use jobs::RequestKey;
+use jobs::protocol::{JobCounts, JobState, ShardState};
+use jobs::{RequestKey, Usage};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,6 +18,50 @@ pub(crate) fn count(v: i64) -> u64 {
 /// When a lease taken at `now` for `lease` ends.
 pub(crate) fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
+}
+
+/// A job row's progress counts (the columns of `job_get.sql`, named alike
+/// in both databases).
+pub(crate) fn job_counts<R>(row: &R) -> Result<JobCounts, StoreError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let n = |column: &str| -> Result<u64, StoreError> { Ok(count(row.try_get(column)?)) };
+    Ok(JobCounts {
+        docs: n("docs")?,
+        bad_rows: n("bad_rows")?,
+        requests: n("requests")?,
+        cached: n("cached")?,
+        completed: n("completed")?,
+        failed: n("failed")?,
+        shards_total: n("shards_total")?,
+        shards_completed: n("shards_completed")?,
+        shards_running: n("shards_running")?,
+        shards_dead: n("shards_dead")?,
+        usage: Usage {
+            prompt_tokens: n("prompt_tokens")?,
+            completion_tokens: n("completion_tokens")?,
+        },
+    })
+}
+
+/// A job state read from the database; an unknown one means a corrupt row.
+pub(crate) fn job_state(text: &str) -> Result<JobState, StoreError> {
+    parse_job_state(text).ok_or_else(|| corrupt_state("jobs", text))
+}
+
+/// A shard state read from the database; an unknown one means a corrupt row.
+pub(crate) fn shard_state(text: &str) -> Result<ShardState, StoreError> {
+    parse_shard_state(text).ok_or_else(|| corrupt_state("shards", text))
+}
+
+fn corrupt_state(table: &'static str, state: &str) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        reason: format!("unknown state {state:?}"),
+    }
 }
 
 /// Adds `(key, text)` rows to `into`; later rows win, so queries ordered
@@ -61,5 +106,39 @@ where
         requests_failed: count(requests.try_get(1)?),
         requests_cached: count(requests.try_get(2)?),
         cache_index_keys: count(requests.try_get(3)?),
+    })
+}
+
+pub(crate) fn job_state_str(state: JobState) -> &'static str {
+    match state {
+        JobState::Planning => "planning",
+        JobState::Running => "running",
+        JobState::Completed => "completed",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+    }
+}
+
+fn parse_job_state(s: &str) -> Option<JobState> {
+    Some(match s {
+        "planning" => JobState::Planning,
+        "running" => JobState::Running,
+        "completed" => JobState::Completed,
+        "failed" => JobState::Failed,
+        "cancelled" => JobState::Cancelled,
+        _ => return None,
+    })
+}
+
+fn parse_shard_state(s: &str) -> Option<ShardState> {
+    Some(match s {
+        "available" => ShardState::Available,
+        "running" => ShardState::Running,
+        "submitted" => ShardState::Submitted,
+        "completed" => ShardState::Completed,
+        "failed" => ShardState::Failed,
+        "dead" => ShardState::Dead,
+        "cancelled" => ShardState::Cancelled,
+        _ => return None,
     })
 }
