@@ -22,7 +22,7 @@ pub struct LeaseFence {
     pub worker_id: String,
 }
 
-/// A shard handed to a worker by [`Store::claim`].
+/// A shard handed to a worker by [`LeaseStore::claim`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClaimedShard {
     pub shard_id: Uuid,

@@ -1,6 +1,7 @@
-//! The provider-batch (`openai-batch`) lifecycle in the store (see `jobs::batch`): a shard moves from
-//! `running` to `submitted` with its batch state recorded in one step, and is then held only by
-//! short *poll leases*, fenced on a poll sequence number that every poll claim increments.
+//! The provider-batch (`openai-batch`) lifecycle in the store (see
+//! `jobs::batch`): a shard moves from `running` to `submitted` with its batch
+//! state recorded in one step, and is then held only by short *poll leases*,
+//! fenced on a poll sequence number that every poll claim increments.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

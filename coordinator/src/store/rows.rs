@@ -1,5 +1,6 @@
 //! Row decoding shared by the SQLite and Postgres stores: the queries differ
-//! per database, the shape of what they return does not.
+//! per database, the shape of what they return does not. Also the states'
+//! spelling in both databases.
 
 use chrono::{DateTime, Utc};
 use jobs::protocol::{JobCounts, JobState, ShardState};
@@ -81,27 +82,38 @@ where
     Ok(())
 }
 
-/// Builds the Prometheus aggregates from `(state, count)` rows for jobs and
-/// shards and the one row of request counters.
-pub(crate) fn metrics_from_rows<R>(
-    jobs: &[R],
-    shards: &[R],
-    requests: &R,
+/// The metrics queries of one database: `(state, count)` rows for jobs and
+/// for shards, and the one row of request counters.
+pub(crate) struct MetricsSql {
+    pub jobs: &'static str,
+    pub shards: &'static str,
+    pub requests: &'static str,
+}
+
+/// Runs the metrics queries on `pool` and builds the Prometheus aggregates.
+pub(crate) async fn fetch_metrics<DB>(
+    pool: &sqlx::Pool<DB>,
+    sql: MetricsSql,
 ) -> Result<StoreMetrics, StoreError>
 where
-    R: Row,
-    usize: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
 {
-    let by_state = |rows: &[R]| -> Result<Vec<(String, u64)>, StoreError> {
+    let jobs = sqlx::query(sql.jobs).fetch_all(pool).await?;
+    let shards = sqlx::query(sql.shards).fetch_all(pool).await?;
+    let requests = sqlx::query(sql.requests).fetch_one(pool).await?;
+    let by_state = |rows: &[DB::Row]| -> Result<Vec<(String, u64)>, StoreError> {
         rows.iter()
             .map(|r| Ok((r.try_get::<String, _>(0)?, count(r.try_get(1)?))))
             .collect()
     };
     Ok(StoreMetrics {
-        jobs_by_state: by_state(jobs)?,
-        shards_by_state: by_state(shards)?,
+        jobs_by_state: by_state(&jobs)?,
+        shards_by_state: by_state(&shards)?,
         requests_completed: count(requests.try_get(0)?),
         requests_failed: count(requests.try_get(1)?),
         requests_cached: count(requests.try_get(2)?),

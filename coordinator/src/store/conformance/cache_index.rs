@@ -1,9 +1,9 @@
 //! Conformance of [`CacheIndexStore`](crate::store::CacheIndexStore).
 
-use crate::store::{SegmentEntry, Store};
 use jobs::RequestKey;
 
 use super::t0;
+use crate::store::{SegmentEntry, Store};
 
 pub async fn cache_index_first_writer_wins(store: &dyn Store) {
     let k = |c: char| RequestKey(c.to_string().repeat(64));

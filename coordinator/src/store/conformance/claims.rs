@@ -1,11 +1,12 @@
-//! Conformance of [`LeaseStore`](crate::store::LeaseStore) claims: which shards a worker gets, in which order.
+//! Conformance of [`LeaseStore`](crate::store::LeaseStore) claims: which shards
+//! a worker gets, in which order.
 
-use crate::store::{Completion, ModelPattern, NewJob, NewShard, PlanTotals, Store};
 use jobs::protocol::ShardState;
 use jobs::spec::BackendKind;
 use uuid::Uuid;
 
 use super::{at, prioritized_job, request, running_job, t0, LEASE, WORKER};
+use crate::store::{Completion, ModelPattern, NewJob, NewShard, PlanTotals, Store};
 
 /// A running job of one model with `shards` one-request shards.
 async fn job_of_model(store: &dyn Store, tag: &str, model: &str, shards: u64) -> Uuid {

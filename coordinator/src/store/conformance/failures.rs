@@ -1,11 +1,11 @@
 //! Conformance of [`FailureStore`](crate::store::FailureStore).
 
-use crate::store::{Completion, Store};
 use jobs::protocol::{FailedRequest, JobState};
 use jobs::spec::BackendKind;
 use jobs::Usage;
 
 use super::{at, keys, running_job, t0, LEASE, WORKER};
+use crate::store::{Completion, Store};
 
 pub async fn request_failures_are_recorded(store: &dyn Store) {
     let fx = running_job(store, "reqfail", BackendKind::Openai, 1, 3, 3).await;

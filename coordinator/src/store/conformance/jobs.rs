@@ -1,11 +1,11 @@
 //! Conformance of [`JobStore`](crate::store::JobStore): creation, planning, cancellation.
 
-use crate::store::{Completion, NewJob, PlanTotals, Store, StoreError};
 use jobs::protocol::{JobState, ShardState};
 use jobs::spec::BackendKind;
 use uuid::Uuid;
 
 use super::{at, running_job, t0, LEASE, WORKER};
+use crate::store::{Completion, NewJob, PlanTotals, Store, StoreError};
 
 pub async fn create_get_and_list(store: &dyn Store) {
     let fx = running_job(store, "cgl", BackendKind::Openai, 2, 3, 3).await;

@@ -1,9 +1,9 @@
 //! Conformance of [`LeadershipStore`](crate::store::LeadershipStore).
 
-use crate::store::Store;
 use std::time::Duration;
 
 use super::{at, t0};
+use crate::store::Store;
 
 pub async fn leadership_is_exclusive_until_it_expires(store: &dyn Store) {
     let ttl = Duration::from_secs(10);

@@ -1,12 +1,13 @@
-//! Conformance of [`LeaseStore`](crate::store::LeaseStore): one attempt's lease from claim to its fenced end.
+//! Conformance of [`LeaseStore`](crate::store::LeaseStore): one attempt's lease
+//! from claim to its fenced end.
 
-use crate::store::{Backoff, Completion, Partial, Store};
 use jobs::protocol::{JobState, ShardState};
 use jobs::spec::BackendKind;
 use jobs::{InferenceRequest, Usage};
 use uuid::Uuid;
 
 use super::{at, fence, full_completion, keys, running_job, t0, LEASE, WORKER};
+use crate::store::{Backoff, Completion, Partial, Store};
 
 pub async fn claim_heartbeat_complete(store: &dyn Store) {
     let fx = running_job(store, "chc", BackendKind::Openai, 2, 3, 3).await;

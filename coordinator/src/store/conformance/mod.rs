@@ -14,7 +14,6 @@ pub mod leases;
 pub mod provider_batch;
 pub mod reaper;
 
-use crate::store::{Completion, LeaseFence, NewJob, NewShard, PlanTotals, Store};
 use ::jobs::protocol::JobState;
 use ::jobs::request::{GenerationParams, ModelFingerprint, RenderedInput, RequestType};
 use ::jobs::spec::BackendKind;
@@ -22,6 +21,8 @@ use ::jobs::{InferenceRequest, RequestKey, Usage};
 use chrono::{DateTime, TimeZone, Utc};
 use std::time::Duration;
 use uuid::Uuid;
+
+use crate::store::{Completion, LeaseFence, NewJob, NewShard, PlanTotals, Store};
 
 const LEASE: Duration = Duration::from_secs(10);
 

@@ -1,10 +1,6 @@
 //! Conformance of [`ProviderBatchStore`](crate::store::ProviderBatchStore): the `openai-batch`
 //! lifecycle from submission to the end of a submitted shard.
 
-use crate::store::{
-    Backoff, BatchEnd, BatchFence, BatchSubmission, BatchUpdate, LeaseFence, NewJob, NewShard,
-    Partial, PlanTotals, PollFence, Store,
-};
 use chrono::{DateTime, Utc};
 use jobs::protocol::{FailedRequest, JobState, ShardState};
 use jobs::spec::BackendKind;
@@ -12,6 +8,10 @@ use jobs::{InferenceRequest, Usage};
 use uuid::Uuid;
 
 use super::{at, keys, request, t0, LEASE};
+use crate::store::{
+    Backoff, BatchEnd, BatchFence, BatchSubmission, BatchUpdate, LeaseFence, NewJob, NewShard,
+    Partial, PlanTotals, PollFence, Store,
+};
 
 const MODEL_KEY: &str = "http://api|m";
 

@@ -1,11 +1,12 @@
-//! Conformance of [`LeaseStore`](crate::store::LeaseStore) recovery: expired leases, backoff, orphaned leases after a restart.
+//! Conformance of [`LeaseStore`](crate::store::LeaseStore) recovery: expired
+//! leases, backoff, orphaned leases after a restart.
 
-use crate::store::{Backoff, Completion, Store};
 use jobs::protocol::{JobState, ShardState};
 use jobs::spec::BackendKind;
 use std::time::Duration;
 
 use super::{at, running_job, t0, LEASE, WORKER};
+use crate::store::{Backoff, Completion, Store};
 
 pub async fn reaper_spends_attempts(store: &dyn Store) {
     let fx = running_job(store, "reap", BackendKind::Openai, 1, 1, 2).await;

@@ -1,6 +1,7 @@
-//! [`ProviderBatchStore`] on Postgres: the `openai-batch` lifecycle, reservations under the enqueued-token cap
-//! (serialised per model by an advisory lock), the `running` → `submitted` step, poll leases
-//! (`FOR UPDATE SKIP LOCKED`) and the end of a submitted shard, each one fenced statement or
+//! [`ProviderBatchStore`] on Postgres: the `openai-batch` lifecycle,
+//! reservations under the enqueued-token cap (serialised per model by an
+//! advisory lock), the `running` → `submitted` step, poll leases (`FOR UPDATE
+//! SKIP LOCKED`) and the end of a submitted shard, each one fenced statement or
 //! transaction. The SQL is in the `batch_*.sql` files beside this one.
 
 use async_trait::async_trait;

@@ -1,6 +1,7 @@
-//! [`ProviderBatchStore`] on SQLite: the `openai-batch` lifecycle, reservations under the enqueued-token cap, the
-//! `running` → `submitted` step, poll leases and the end of a submitted shard. Every method is
-//! one `BEGIN IMMEDIATE` transaction; the SQL is in the `batch_*.sql` files beside this one.
+//! [`ProviderBatchStore`] on SQLite: the `openai-batch` lifecycle, reservations
+//! under the enqueued-token cap, the `running` → `submitted` step, poll leases
+//! and the end of a submitted shard. Every method is one `BEGIN IMMEDIATE`
+//! transaction; the SQL is in the `batch_*.sql` files beside this one.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
