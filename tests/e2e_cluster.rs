@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coordinator::Store;
+use coordinator::store::{CacheIndexStore, JobStore};
 use jobs::protocol::{JobState, JobStatus, ShardState};
 use support::cluster::*;
 use support::*;

@@ -106,7 +106,7 @@ impl Coordinator {
         };
         let answer = self
             .store()
-            .batch_reserve(
+            .reserve(
                 &holder,
                 &req.model_key,
                 req.cap,
@@ -138,7 +138,7 @@ impl Coordinator {
             enqueued_tokens: req.state.enqueued_tokens(),
             next_poll_at: after(now, req.next_poll_in_ms),
         };
-        let accepted = self.store().batch_submit(&fence, &submission, now).await?;
+        let accepted = self.store().submit(&fence, &submission, now).await?;
         if accepted {
             let batches: Vec<&str> = req
                 .state
@@ -175,7 +175,7 @@ impl Coordinator {
         let now = Utc::now();
         let claim = self
             .store()
-            .batch_claim_polls(
+            .claim_polls(
                 &req.worker_id,
                 &req.capabilities.backends,
                 &models,
@@ -225,7 +225,7 @@ impl Coordinator {
         };
         let state = self
             .store()
-            .batch_heartbeat(&fence, self.poll_lease(), Utc::now())
+            .renew_poll(&fence, self.poll_lease(), Utc::now())
             .await?;
         Ok(state.map(|job_state| BatchHeartbeatResponse {
             keep_going: true,
@@ -257,7 +257,7 @@ impl Coordinator {
         };
         Ok(self
             .store()
-            .batch_update(&fence, &update, self.poll_lease(), now)
+            .record_poll(&fence, &update, self.poll_lease(), now)
             .await?)
     }
 
@@ -293,7 +293,7 @@ impl Coordinator {
         };
         let state = self
             .store()
-            .batch_finish(&fence, &end, partial(&req.partial).as_ref(), Utc::now())
+            .finish(&fence, &end, partial(&req.partial).as_ref(), Utc::now())
             .await?;
         if let Some(state) = state {
             let counters = self.counters();

@@ -126,7 +126,7 @@ impl Coordinator {
     pub async fn recover_after_crash(&self) -> Result<RecoveryStats, CoordinatorError> {
         let leases_returned = self.store().recover_orphaned(Utc::now()).await?;
         // Poll leases of submitted Batch API shards died with the process too.
-        self.store().batch_recover_polls(Utc::now()).await?;
+        self.store().recover_polls(Utc::now()).await?;
         if leases_returned > 0 {
             tracing::info!(leases_returned, "leases of the previous process returned");
         }

@@ -12,7 +12,10 @@ use sqlx::Connection;
 use uuid::Uuid;
 
 use super::{PostgresOptions, PostgresStore, ScratchDatabase};
-use crate::store::{Completion, NewJob, NewShard, PlanTotals, Store, StoreError};
+use crate::store::{
+    Completion, JobStore, LeadershipStore, LeaseStore, NewJob, NewShard, PlanTotals, Store,
+    StoreError,
+};
 
 /// A store on its own new database; the guard drops the database.
 async fn make() -> (PostgresStore, ScratchDatabase) {
@@ -35,8 +38,7 @@ async fn make() -> (PostgresStore, ScratchDatabase) {
     (store, db)
 }
 
-crate::store::conformance::store_conformance_suite!(make);
-crate::store::batch_conformance::batch_conformance_suite!(make);
+crate::store_conformance_suite!(make);
 
 fn t0() -> chrono::DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000, 0)

@@ -1,19 +1,21 @@
-//! The `openai-batch` lifecycle on SQLite: reservations under the enqueued-token cap, the
-//! `running` → `submitted` step, poll leases and the end of a submitted shard. Every method is
-//! one `BEGIN IMMEDIATE` transaction; the SQL is in the `batch_*.sql` files beside this one.
+//! [`ProviderBatchStore`] on SQLite: the `openai-batch` lifecycle, reservations
+//! under the enqueued-token cap, the `running` → `submitted` step, poll leases
+//! and the end of a submitted shard. Every method is one `BEGIN IMMEDIATE`
+//! transaction; the SQL is in the `batch_*.sql` files beside this one.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jobs::protocol::{JobState, ShardState};
 use jobs::spec::BackendKind;
 use sqlx::Row;
 use std::time::Duration;
 
-use super::{add_usage, from_ms, index_in, ms, parse_uuid, SqliteStore};
-use crate::store::batch::grant;
-use crate::store::rows::lease_end;
+use super::{add_usage, from_ms, index_in, ms, parse_uuid, record_failures, SqliteStore};
+use crate::store::provider_batch::grant;
+use crate::store::rows::{job_state, lease_end};
 use crate::store::{
-    parse_job_state, BatchEnd, BatchFence, BatchSubmission, BatchUpdate, ClaimedPoll, LeaseFence,
-    ModelPattern, Partial, PollClaim, PollFence, SegmentEntry, StoreError,
+    BatchEnd, BatchFence, BatchSubmission, BatchUpdate, ClaimedPoll, LeaseFence, ModelPattern,
+    Partial, PollClaim, PollFence, ProviderBatchStore, SegmentEntry, StoreError,
 };
 
 fn int(v: u64) -> i64 {
@@ -22,13 +24,6 @@ fn int(v: u64) -> i64 {
 
 fn seq(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn job_state(text: &str) -> Result<JobState, StoreError> {
-    parse_job_state(text).ok_or_else(|| StoreError::Corrupt {
-        table: "jobs",
-        reason: format!("unknown state {text:?}"),
-    })
 }
 
 /// Indexes a pass's outputs and adds their usage, in the caller's
@@ -51,8 +46,9 @@ async fn index_partial(
     add_usage(conn, job_id, partial.usage, now).await
 }
 
-impl SqliteStore {
-    pub(super) async fn batch_reserve_impl(
+#[async_trait]
+impl ProviderBatchStore for SqliteStore {
+    async fn reserve(
         &self,
         holder: &BatchFence,
         model_key: &str,
@@ -94,7 +90,7 @@ impl SqliteStore {
         Ok(Some((granted, elsewhere)))
     }
 
-    pub(super) async fn batch_submit_impl(
+    async fn submit(
         &self,
         fence: &LeaseFence,
         submission: &BatchSubmission,
@@ -116,7 +112,7 @@ impl SqliteStore {
         Ok(row.is_some())
     }
 
-    pub(super) async fn batch_claim_polls_impl(
+    async fn claim_polls(
         &self,
         worker_id: &str,
         backends: &[BackendKind],
@@ -171,7 +167,7 @@ impl SqliteStore {
         Ok(claim)
     }
 
-    pub(super) async fn batch_heartbeat_impl(
+    async fn renew_poll(
         &self,
         fence: &PollFence,
         lease: Duration,
@@ -193,7 +189,7 @@ impl SqliteStore {
         }
     }
 
-    pub(super) async fn batch_update_impl(
+    async fn record_poll(
         &self,
         fence: &PollFence,
         update: &BatchUpdate,
@@ -230,7 +226,7 @@ impl SqliteStore {
         Ok(true)
     }
 
-    pub(super) async fn batch_finish_impl(
+    async fn finish(
         &self,
         fence: &PollFence,
         end: &BatchEnd,
@@ -267,18 +263,7 @@ impl SqliteStore {
         }
         let state = match end {
             BatchEnd::Completed { failed } => {
-                if !failed.is_empty() {
-                    let failures = serde_json::to_string(failed).map_err(|e| {
-                        StoreError::Database(format!("cannot encode request failures: {e}"))
-                    })?;
-                    sqlx::query(include_str!("failures_upsert.sql"))
-                        .bind(&job_id)
-                        .bind(&shard)
-                        .bind(ms(now))
-                        .bind(failures)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                record_failures(&mut tx, &job_id, &shard, failed, now).await?;
                 sqlx::query(include_str!("job_complete_if_done.sql"))
                     .bind(&job_id)
                     .bind(ms(now))
@@ -301,10 +286,7 @@ impl SqliteStore {
         Ok(Some(state))
     }
 
-    pub(super) async fn batch_recover_polls_impl(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
+    async fn recover_polls(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let done = sqlx::query(include_str!("batch_recover.sql"))
             .bind(ms(now))
             .execute(&self.pool)

@@ -1,53 +1,19 @@
-//! Conformance checks of the `openai-batch` store methods, run against every [`Store`]
-//! (SQLite and Postgres) by `batch_conformance_suite!`, beside the main suite. Time is passed
-//! explicitly, so nothing here sleeps.
+//! Conformance of [`ProviderBatchStore`](crate::store::ProviderBatchStore): the `openai-batch`
+//! lifecycle from submission to the end of a submitted shard.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use jobs::protocol::{FailedRequest, JobState, ShardState};
-use jobs::request::{GenerationParams, ModelFingerprint, RenderedInput, RequestType};
 use jobs::spec::BackendKind;
-use jobs::{InferenceRequest, RequestKey, Usage};
-use std::time::Duration;
+use jobs::{InferenceRequest, Usage};
 use uuid::Uuid;
 
-use super::{
+use super::{at, keys, request, t0, LEASE};
+use crate::store::{
     Backoff, BatchEnd, BatchFence, BatchSubmission, BatchUpdate, LeaseFence, NewJob, NewShard,
     Partial, PlanTotals, PollFence, Store,
 };
 
-const LEASE: Duration = Duration::from_secs(10);
 const MODEL_KEY: &str = "http://api|m";
-
-fn t0() -> DateTime<Utc> {
-    Utc.timestamp_opt(1_700_000_000, 0)
-        .single()
-        .expect("valid time")
-}
-
-fn at(secs: i64) -> DateTime<Utc> {
-    t0() + chrono::Duration::seconds(secs)
-}
-
-fn request(tag: &str, i: u64) -> InferenceRequest {
-    InferenceRequest::new(
-        &ModelFingerprint::api("test", "m"),
-        i,
-        RequestType::Generate,
-        RenderedInput::Prompt {
-            prompt: format!("{tag} {i}"),
-        },
-        None,
-        GenerationParams {
-            max_tokens: 8,
-            temperature: 0.0,
-            top_p: None,
-            stop: vec![],
-            seed: None,
-            extra_body: Default::default(),
-        },
-        0,
-    )
-}
 
 /// A running `openai-batch` job of `shards` shards of 3 requests.
 async fn batch_job(
@@ -125,17 +91,13 @@ async fn submit_one(store: &dyn Store, worker: &str, due: i64) -> LeaseFence {
         .unwrap();
     let fence = claimed[0].fence(worker);
     assert!(store
-        .batch_submit(&fence, &submission("{\"round\":0}", 10, at(due)), t0())
+        .submit(&fence, &submission("{\"round\":0}", 10, at(due)), t0())
         .await
         .unwrap());
     fence
 }
 
-fn keys(reqs: &[InferenceRequest]) -> Vec<RequestKey> {
-    reqs.iter().map(|r| r.key.clone()).collect()
-}
-
-pub(crate) async fn submit_records_the_batches_and_ends_the_lease(store: &dyn Store) {
+pub async fn submit_records_the_batches_and_ends_the_lease(store: &dyn Store) {
     let (job_id, _) = batch_job(store, "submit", 2).await;
     let claimed = store
         .claim("w1", &[BackendKind::OpenaiBatch], 1, LEASE, t0())
@@ -147,16 +109,16 @@ pub(crate) async fn submit_records_the_batches_and_ends_the_lease(store: &dyn St
         ..fence.clone()
     };
     assert!(!store
-        .batch_submit(&wrong, &submission("{}", 0, at(5)), t0())
+        .submit(&wrong, &submission("{}", 0, at(5)), t0())
         .await
         .unwrap());
     assert!(store
-        .batch_submit(&fence, &submission("{\"round\":0}", 10, at(5)), at(1))
+        .submit(&fence, &submission("{\"round\":0}", 10, at(5)), at(1))
         .await
         .unwrap());
     // Submitted twice: the lease is gone, so the second is fenced.
     assert!(!store
-        .batch_submit(&fence, &submission("{}", 0, at(5)), at(1))
+        .submit(&fence, &submission("{}", 0, at(5)), at(1))
         .await
         .unwrap());
     let shard = store
@@ -187,25 +149,25 @@ pub(crate) async fn submit_records_the_batches_and_ends_the_lease(store: &dyn St
     assert_eq!(shard.state, ShardState::Submitted, "recovery leaves it too");
 }
 
-pub(crate) async fn poll_leases_are_due_exclusive_and_fenced(store: &dyn Store) {
+pub async fn poll_leases_are_due_exclusive_and_fenced(store: &dyn Store) {
     let (_, _) = batch_job(store, "polls", 1).await;
     let fence = submit_one(store, "w1", 5).await;
     let backends = [BackendKind::OpenaiBatch];
     // Not due yet: nothing, and when it will be.
     let early = store
-        .batch_claim_polls("p1", &backends, &[], 4, LEASE, at(1))
+        .claim_polls("p1", &backends, &[], 4, LEASE, at(1))
         .await
         .unwrap();
     assert!(early.polls.is_empty());
     assert_eq!(early.next_due_at, Some(at(5)));
     // Another backend never sees it.
     let other = store
-        .batch_claim_polls("p1", &[BackendKind::Openai], &[], 4, LEASE, at(6))
+        .claim_polls("p1", &[BackendKind::Openai], &[], 4, LEASE, at(6))
         .await
         .unwrap();
     assert!(other.polls.is_empty());
     let first = store
-        .batch_claim_polls("p1", &backends, &[], 4, LEASE, at(6))
+        .claim_polls("p1", &backends, &[], 4, LEASE, at(6))
         .await
         .unwrap();
     assert_eq!(first.polls.len(), 1);
@@ -215,32 +177,29 @@ pub(crate) async fn poll_leases_are_due_exclusive_and_fenced(store: &dyn Store) 
     assert_eq!(poll.state_json, "{\"round\":0}");
     // Held: nobody else gets it until the poll lease expires.
     let second = store
-        .batch_claim_polls("p2", &backends, &[], 4, LEASE, at(7))
+        .claim_polls("p2", &backends, &[], 4, LEASE, at(7))
         .await
         .unwrap();
     assert!(second.polls.is_empty());
     let p1 = poll_fence(poll.shard_id, poll.poll_seq, "p1");
     assert_eq!(
-        store.batch_heartbeat(&p1, LEASE, at(8)).await.unwrap(),
+        store.renew_poll(&p1, LEASE, at(8)).await.unwrap(),
         Some(JobState::Running)
     );
     // Renewed to 18: still held at 17, taken over at 19.
     let held = store
-        .batch_claim_polls("p2", &backends, &[], 4, LEASE, at(17))
+        .claim_polls("p2", &backends, &[], 4, LEASE, at(17))
         .await
         .unwrap();
     assert!(held.polls.is_empty());
     let taken = store
-        .batch_claim_polls("p2", &backends, &[], 4, LEASE, at(19))
+        .claim_polls("p2", &backends, &[], 4, LEASE, at(19))
         .await
         .unwrap();
     assert_eq!(taken.polls.len(), 1);
     assert!(taken.polls[0].poll_seq > poll.poll_seq);
     // The first poller is fenced everywhere.
-    assert_eq!(
-        store.batch_heartbeat(&p1, LEASE, at(20)).await.unwrap(),
-        None
-    );
+    assert_eq!(store.renew_poll(&p1, LEASE, at(20)).await.unwrap(), None);
     let update = BatchUpdate {
         state_json: "{}".into(),
         enqueued_tokens: 0,
@@ -249,24 +208,24 @@ pub(crate) async fn poll_leases_are_due_exclusive_and_fenced(store: &dyn Store) 
         partial: None,
     };
     assert!(!store
-        .batch_update(&p1, &update, LEASE, at(20))
+        .record_poll(&p1, &update, LEASE, at(20))
         .await
         .unwrap());
     assert_eq!(
         store
-            .batch_finish(&p1, &BatchEnd::Cancelled, None, at(20))
+            .finish(&p1, &BatchEnd::Cancelled, None, at(20))
             .await
             .unwrap(),
         None
     );
 }
 
-pub(crate) async fn updates_index_outputs_and_schedule_the_next_poll(store: &dyn Store) {
+pub async fn updates_index_outputs_and_schedule_the_next_poll(store: &dyn Store) {
     let (job_id, shards) = batch_job(store, "updates", 1).await;
     let fence = submit_one(store, "w1", 0).await;
     let backends = [BackendKind::OpenaiBatch];
     let poll = store
-        .batch_claim_polls("p1", &backends, &[], 1, LEASE, at(1))
+        .claim_polls("p1", &backends, &[], 1, LEASE, at(1))
         .await
         .unwrap()
         .polls
@@ -289,14 +248,14 @@ pub(crate) async fn updates_index_outputs_and_schedule_the_next_poll(store: &dyn
         next_poll_at: at(1),
         partial: Some(partial),
     };
-    assert!(store.batch_update(&p1, &keep, LEASE, at(2)).await.unwrap());
+    assert!(store.record_poll(&p1, &keep, LEASE, at(2)).await.unwrap());
     let found = store.lookup_keys(&keys(reqs)).await.unwrap();
     assert_eq!(found.len(), 2);
     let job = store.get_job(job_id).await.unwrap();
     assert_eq!(job.counts.completed, 2, "outputs count as done at once");
     assert_eq!(job.counts.usage.prompt_tokens, 7);
     assert!(store
-        .batch_claim_polls("p2", &backends, &[], 1, LEASE, at(3))
+        .claim_polls("p2", &backends, &[], 1, LEASE, at(3))
         .await
         .unwrap()
         .polls
@@ -309,29 +268,29 @@ pub(crate) async fn updates_index_outputs_and_schedule_the_next_poll(store: &dyn
         ..keep.clone()
     };
     assert!(store
-        .batch_update(&p1, &release, LEASE, at(4))
+        .record_poll(&p1, &release, LEASE, at(4))
         .await
         .unwrap());
     let claim = store
-        .batch_claim_polls("p2", &backends, &[], 1, LEASE, at(5))
+        .claim_polls("p2", &backends, &[], 1, LEASE, at(5))
         .await
         .unwrap();
     assert!(claim.polls.is_empty());
     assert_eq!(claim.next_due_at, Some(at(40)));
     let again = store
-        .batch_claim_polls("p2", &backends, &[], 1, LEASE, at(40))
+        .claim_polls("p2", &backends, &[], 1, LEASE, at(40))
         .await
         .unwrap();
     assert_eq!(again.polls[0].state_json, "{\"round\":1}");
 }
 
-pub(crate) async fn finishing_completes_the_job_with_its_failures(store: &dyn Store) {
+pub async fn finishing_completes_the_job_with_its_failures(store: &dyn Store) {
     let (job_id, shards) = batch_job(store, "finish", 2).await;
     let a = submit_one(store, "w1", 0).await;
     let b = submit_one(store, "w1", 0).await;
     let backends = [BackendKind::OpenaiBatch];
     let polls = store
-        .batch_claim_polls("p1", &backends, &[], 2, LEASE, at(1))
+        .claim_polls("p1", &backends, &[], 2, LEASE, at(1))
         .await
         .unwrap()
         .polls;
@@ -359,7 +318,7 @@ pub(crate) async fn finishing_completes_the_job_with_its_failures(store: &dyn St
     };
     assert_eq!(
         store
-            .batch_finish(&fence_of(a.shard_id), &end, Some(&partial), at(2))
+            .finish(&fence_of(a.shard_id), &end, Some(&partial), at(2))
             .await
             .unwrap(),
         Some(ShardState::Completed)
@@ -379,7 +338,7 @@ pub(crate) async fn finishing_completes_the_job_with_its_failures(store: &dyn St
     };
     assert_eq!(
         store
-            .batch_finish(
+            .finish(
                 &fence_of(b.shard_id),
                 &BatchEnd::Completed { failed: vec![] },
                 Some(&partial_b),
@@ -398,11 +357,11 @@ pub(crate) async fn finishing_completes_the_job_with_its_failures(store: &dyn St
     assert_eq!(failures[0].key, ra[2].key);
 }
 
-pub(crate) async fn a_failed_batch_kills_the_shard_and_fails_the_job(store: &dyn Store) {
+pub async fn a_failed_batch_kills_the_shard_and_fails_the_job(store: &dyn Store) {
     let (job_id, _) = batch_job(store, "dies", 1).await;
     let fence = submit_one(store, "w1", 0).await;
     let poll = store
-        .batch_claim_polls("p1", &[BackendKind::OpenaiBatch], &[], 1, LEASE, at(1))
+        .claim_polls("p1", &[BackendKind::OpenaiBatch], &[], 1, LEASE, at(1))
         .await
         .unwrap()
         .polls
@@ -412,7 +371,7 @@ pub(crate) async fn a_failed_batch_kills_the_shard_and_fails_the_job(store: &dyn
     };
     assert_eq!(
         store
-            .batch_finish(
+            .finish(
                 &poll_fence(fence.shard_id, poll.poll_seq, "p1"),
                 &end,
                 None,
@@ -428,13 +387,13 @@ pub(crate) async fn a_failed_batch_kills_the_shard_and_fails_the_job(store: &dyn
     assert!(error.contains("line 2: invalid_request"), "{error}");
 }
 
-pub(crate) async fn a_cancelled_job_hands_its_batches_to_pollers_at_once(store: &dyn Store) {
+pub async fn a_cancelled_job_hands_its_batches_to_pollers_at_once(store: &dyn Store) {
     let (job_id, _) = batch_job(store, "cancel", 1).await;
     let fence = submit_one(store, "w1", 1000).await;
     store.cancel_job(job_id, at(1)).await.unwrap();
     // Not due for a long while, but the job stopped: pollers cancel now.
     let poll = store
-        .batch_claim_polls("p1", &[BackendKind::OpenaiBatch], &[], 1, LEASE, at(2))
+        .claim_polls("p1", &[BackendKind::OpenaiBatch], &[], 1, LEASE, at(2))
         .await
         .unwrap()
         .polls
@@ -442,12 +401,12 @@ pub(crate) async fn a_cancelled_job_hands_its_batches_to_pollers_at_once(store: 
     assert_eq!(poll.job_state, JobState::Cancelled);
     let p1 = poll_fence(fence.shard_id, poll.poll_seq, "p1");
     assert_eq!(
-        store.batch_heartbeat(&p1, LEASE, at(3)).await.unwrap(),
+        store.renew_poll(&p1, LEASE, at(3)).await.unwrap(),
         Some(JobState::Cancelled)
     );
     assert_eq!(
         store
-            .batch_finish(&p1, &BatchEnd::Cancelled, None, at(4))
+            .finish(&p1, &BatchEnd::Cancelled, None, at(4))
             .await
             .unwrap(),
         Some(ShardState::Cancelled)
@@ -456,7 +415,7 @@ pub(crate) async fn a_cancelled_job_hands_its_batches_to_pollers_at_once(store: 
     assert_eq!(shards[0].state, ShardState::Cancelled);
 }
 
-pub(crate) async fn reservations_share_the_cap_across_shards(store: &dyn Store) {
+pub async fn reservations_share_the_cap_across_shards(store: &dyn Store) {
     let (_, _) = batch_job(store, "cap", 3).await;
     let backends = [BackendKind::OpenaiBatch];
     let claimed = store.claim("w1", &backends, 3, LEASE, t0()).await.unwrap();
@@ -465,7 +424,7 @@ pub(crate) async fn reservations_share_the_cap_across_shards(store: &dyn Store) 
     // Nothing enqueued: an oversized batch still goes, alone.
     assert_eq!(
         store
-            .batch_reserve(&hold(0), MODEL_KEY, 100, 0, &[150, 10], at(1))
+            .reserve(&hold(0), MODEL_KEY, 100, 0, &[150, 10], at(1))
             .await
             .unwrap(),
         Some((1, 0))
@@ -473,7 +432,7 @@ pub(crate) async fn reservations_share_the_cap_across_shards(store: &dyn Store) 
     // The next shard sees it and gets nothing.
     assert_eq!(
         store
-            .batch_reserve(&hold(1), MODEL_KEY, 100, 0, &[10], at(1))
+            .reserve(&hold(1), MODEL_KEY, 100, 0, &[10], at(1))
             .await
             .unwrap(),
         Some((0, 150))
@@ -481,14 +440,14 @@ pub(crate) async fn reservations_share_the_cap_across_shards(store: &dyn Store) 
     // Another model has its own quota.
     assert_eq!(
         store
-            .batch_reserve(&hold(1), "other|m", 100, 0, &[60, 60], at(1))
+            .reserve(&hold(1), "other|m", 100, 0, &[60, 60], at(1))
             .await
             .unwrap(),
         Some((1, 0))
     );
     // The first shard shrinks to 40 when submitted; now 60 more fit.
     assert!(store
-        .batch_submit(
+        .submit(
             &fences[0],
             &BatchSubmission {
                 model_key: MODEL_KEY.into(),
@@ -500,7 +459,7 @@ pub(crate) async fn reservations_share_the_cap_across_shards(store: &dyn Store) 
         .unwrap());
     assert_eq!(
         store
-            .batch_reserve(&hold(2), MODEL_KEY, 100, 0, &[30, 30, 30], at(3))
+            .reserve(&hold(2), MODEL_KEY, 100, 0, &[30, 30, 30], at(3))
             .await
             .unwrap(),
         Some((2, 40))
@@ -512,56 +471,27 @@ pub(crate) async fn reservations_share_the_cap_across_shards(store: &dyn Store) 
     });
     assert_eq!(
         store
-            .batch_reserve(&stale, MODEL_KEY, 100, 0, &[1], at(3))
+            .reserve(&stale, MODEL_KEY, 100, 0, &[1], at(3))
             .await
             .unwrap(),
         None
     );
 }
 
-pub(crate) async fn recovery_ends_poll_leases(store: &dyn Store) {
+pub async fn recovery_ends_poll_leases(store: &dyn Store) {
     let (_, _) = batch_job(store, "recover", 1).await;
     let fence = submit_one(store, "w1", 0).await;
     let backends = [BackendKind::OpenaiBatch];
     let first = store
-        .batch_claim_polls("p1", &backends, &[], 1, LEASE, at(1))
+        .claim_polls("p1", &backends, &[], 1, LEASE, at(1))
         .await
         .unwrap();
     assert_eq!(first.polls.len(), 1);
-    assert_eq!(store.batch_recover_polls(at(2)).await.unwrap(), 1);
+    assert_eq!(store.recover_polls(at(2)).await.unwrap(), 1);
     let again = store
-        .batch_claim_polls("p2", &backends, &[], 1, LEASE, at(2))
+        .claim_polls("p2", &backends, &[], 1, LEASE, at(2))
         .await
         .unwrap();
     assert_eq!(again.polls.len(), 1);
     assert_eq!(again.polls[0].shard_id, fence.shard_id);
 }
-
-/// One `#[tokio::test]` per check, for one store implementation.
-macro_rules! batch_conformance_suite {
-    ($make:ident) => {
-        $crate::store::batch_conformance::batch_conformance_suite!(@tests $make;
-            submit_records_the_batches_and_ends_the_lease,
-            poll_leases_are_due_exclusive_and_fenced,
-            updates_index_outputs_and_schedule_the_next_poll,
-            finishing_completes_the_job_with_its_failures,
-            a_failed_batch_kills_the_shard_and_fails_the_job,
-            a_cancelled_job_hands_its_batches_to_pollers_at_once,
-            reservations_share_the_cap_across_shards,
-            recovery_ends_poll_leases
-        );
-    };
-    (@tests $make:ident; $($name:ident),* $(,)?) => {
-        mod batch_conformance {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let (store, _guard) = super::$make().await;
-                    $crate::store::batch_conformance::$name(&store).await;
-                }
-            )*
-        }
-    };
-}
-
-pub(crate) use batch_conformance_suite;

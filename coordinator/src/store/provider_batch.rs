@@ -1,12 +1,17 @@
-//! Store values of the `openai-batch` lifecycle (see `jobs::protocol::provider_batch`): a shard moves from
-//! `running` to `submitted` with its batch state recorded in one step, and is then held only by
-//! short *poll leases*, fenced on a poll sequence number that every poll claim increments.
+//! The provider-batch (`openai-batch`) lifecycle in the store (see
+//! `jobs::protocol::provider_batch`): a shard moves from `running` to
+//! `submitted` with its batch state recorded in one step, and is then held
+//! only by short *poll leases*, fenced on a poll sequence number that every
+//! poll claim increments.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use jobs::protocol::{FailedRequest, JobState};
+use jobs::protocol::{FailedRequest, JobState, ShardState};
+use jobs::spec::BackendKind;
+use std::time::Duration;
 use uuid::Uuid;
 
-use super::{LeaseFence, Partial};
+use super::{LeaseFence, ModelPattern, Partial, StoreError};
 
 /// Identifies one poll lease on a submitted shard. A poll claim increments
 /// `poll_seq`, so a poller whose lease expired and was re-claimed matches
@@ -60,7 +65,7 @@ pub struct BatchSubmission {
     pub next_poll_at: DateTime<Utc>,
 }
 
-/// A poll lease handed out by [`super::Store::batch_claim_polls`].
+/// A poll lease handed out by [`ProviderBatchStore::claim_polls`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClaimedPoll {
     pub shard_id: Uuid,
@@ -133,6 +138,77 @@ pub fn grant(cap: u64, elsewhere: u64, base: u64, wanted: &[u64]) -> (u32, u64) 
         granted += 1;
     }
     (granted, added)
+}
+
+/// The provider-batch columns of shards: enqueued-token reservations, the
+/// `running` → `submitted` step and poll leases. Every method is atomic.
+#[async_trait]
+pub trait ProviderBatchStore: Send + Sync {
+    /// Room under the enqueued-token cap of `model_key`: grants a prefix of
+    /// `wanted` (see [`grant`]) and records this shard's enqueued
+    /// tokens as `base` plus what was granted. `None` when the holder's
+    /// fence does not match; else the granted count and the tokens other
+    /// shards of the model have enqueued.
+    async fn reserve(
+        &self,
+        holder: &BatchFence,
+        model_key: &str,
+        cap: u64,
+        base: u64,
+        wanted: &[u64],
+        now: DateTime<Utc>,
+    ) -> Result<Option<(u32, u64)>, StoreError>;
+    /// Fenced on the lease: `running` → `submitted`, recording the batch
+    /// state (batch ids included) in the same step, and ending the lease.
+    async fn submit(
+        &self,
+        fence: &LeaseFence,
+        submission: &BatchSubmission,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Poll leases (until now + `lease`) on up to `max` submitted shards of
+    /// jobs with a backend in `backends` and a model matching `models`
+    /// (empty: any) that are due, or whose job stopped; earliest due first.
+    async fn claim_polls(
+        &self,
+        worker_id: &str,
+        backends: &[BackendKind],
+        models: &[ModelPattern],
+        max: u32,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<PollClaim, StoreError>;
+    /// Renews a poll lease; the job's state, or `None` when fenced.
+    async fn renew_poll(
+        &self,
+        fence: &PollFence,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobState>, StoreError>;
+    /// Fenced on the poll lease: records the state, indexes the partial
+    /// outputs (adding their usage and counting them completed), and renews
+    /// or ends the lease.
+    async fn record_poll(
+        &self,
+        fence: &PollFence,
+        update: &BatchUpdate,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Fenced on the poll lease: indexes the partial outputs and ends the
+    /// shard (completed with its failures, dead with its job failed, or
+    /// cancelled), completing the job with its last shard. `None` when
+    /// fenced.
+    async fn finish(
+        &self,
+        fence: &PollFence,
+        end: &BatchEnd,
+        partial: Option<&Partial>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ShardState>, StoreError>;
+    /// Ends every poll lease (the embedded coordinator restarting: no poller
+    /// of the previous process survives).
+    async fn recover_polls(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
-//! The `openai-batch` lifecycle on Postgres: reservations under the enqueued-token cap
-//! (serialised per model by an advisory lock), the `running` → `submitted` step, poll leases
-//! (`FOR UPDATE SKIP LOCKED`) and the end of a submitted shard, each one fenced statement or
+//! [`ProviderBatchStore`] on Postgres: the `openai-batch` lifecycle,
+//! reservations under the enqueued-token cap (serialised per model by an
+//! advisory lock), the `running` → `submitted` step, poll leases (`FOR UPDATE
+//! SKIP LOCKED`) and the end of a submitted shard, each one fenced statement or
 //! transaction. The SQL is in the `batch_*.sql` files beside this one.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jobs::protocol::{JobState, ShardState};
 use jobs::spec::BackendKind;
@@ -11,11 +13,11 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{int, job_state_of, retry_busy, sorted_keys, PostgresStore};
-use crate::store::batch::grant;
+use crate::store::provider_batch::grant;
 use crate::store::rows::lease_end;
 use crate::store::{
     BatchEnd, BatchFence, BatchSubmission, BatchUpdate, ClaimedPoll, LeaseFence, ModelPattern,
-    Partial, PollClaim, PollFence, StoreError,
+    Partial, PollClaim, PollFence, ProviderBatchStore, StoreError,
 };
 
 /// The partial's segment, sorted keys and tokens as the SQL binds them.
@@ -31,8 +33,9 @@ fn partial_binds(partial: Option<&Partial>) -> (Option<String>, Vec<String>, i64
     }
 }
 
-impl PostgresStore {
-    pub(super) async fn batch_reserve_impl(
+#[async_trait]
+impl ProviderBatchStore for PostgresStore {
+    async fn reserve(
         &self,
         holder: &BatchFence,
         model_key: &str,
@@ -81,7 +84,7 @@ impl PostgresStore {
         .await
     }
 
-    pub(super) async fn batch_submit_impl(
+    async fn submit(
         &self,
         fence: &LeaseFence,
         submission: &BatchSubmission,
@@ -105,7 +108,7 @@ impl PostgresStore {
         Ok(row.is_some())
     }
 
-    pub(super) async fn batch_claim_polls_impl(
+    async fn claim_polls(
         &self,
         worker_id: &str,
         backends: &[BackendKind],
@@ -160,7 +163,7 @@ impl PostgresStore {
         Ok(claim)
     }
 
-    pub(super) async fn batch_heartbeat_impl(
+    async fn renew_poll(
         &self,
         fence: &PollFence,
         lease: Duration,
@@ -185,7 +188,7 @@ impl PostgresStore {
         }
     }
 
-    pub(super) async fn batch_update_impl(
+    async fn record_poll(
         &self,
         fence: &PollFence,
         update: &BatchUpdate,
@@ -218,7 +221,7 @@ impl PostgresStore {
         Ok(row.is_some())
     }
 
-    pub(super) async fn batch_finish_impl(
+    async fn finish(
         &self,
         fence: &PollFence,
         end: &BatchEnd,
@@ -281,10 +284,7 @@ impl PostgresStore {
         }))
     }
 
-    pub(super) async fn batch_recover_polls_impl(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
+    async fn recover_polls(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let done = sqlx::query(include_str!("batch_recover.sql"))
             .bind(now)
             .execute(&self.pool)

@@ -1,0 +1,153 @@
+//! Conformance of [`JobStore`](crate::store::JobStore): creation, planning, cancellation.
+
+use jobs::protocol::{JobState, ShardState};
+use jobs::spec::BackendKind;
+use uuid::Uuid;
+
+use super::{at, running_job, t0, LEASE, WORKER};
+use crate::store::{Completion, NewJob, PlanTotals, Store, StoreError};
+
+pub async fn create_get_and_list(store: &dyn Store) {
+    let fx = running_job(store, "cgl", BackendKind::Openai, 2, 3, 3).await;
+    let job = store.get_job(fx.job_id).await.unwrap();
+    assert_eq!(job.name, "job-cgl");
+    assert_eq!(job.state, JobState::Running);
+    assert_eq!(job.counts.shards_total, 2);
+    assert_eq!(job.counts.requests, 6);
+    assert_eq!(store.job_spec_json(fx.job_id).await.unwrap(), "{}");
+    assert_eq!(store.list_jobs().await.unwrap().len(), 1);
+    assert_eq!(
+        store.jobs_in_state(JobState::Running).await.unwrap(),
+        vec![fx.job_id]
+    );
+    let missing = Uuid::new_v4();
+    assert!(matches!(
+        store.get_job(missing).await,
+        Err(StoreError::JobNotFound(id)) if id == missing
+    ));
+    assert!(matches!(
+        store.cancel_job(missing, t0()).await,
+        Err(StoreError::JobNotFound(_))
+    ));
+}
+
+pub async fn idempotent_create(store: &dyn Store) {
+    let new = |id| NewJob {
+        id,
+        name: "same".into(),
+        spec_json: "{}".into(),
+        spec_hash: "same-hash".into(),
+        backend: BackendKind::Openai,
+        model: "m".into(),
+        priority: 0,
+        created_at: t0(),
+    };
+    let first = Uuid::new_v4();
+    let (a, created_a) = store.create_job(new(first)).await.unwrap();
+    let (b, created_b) = store.create_job(new(Uuid::new_v4())).await.unwrap();
+    assert!(created_a);
+    assert!(!created_b);
+    assert_eq!(a.id, b.id);
+    // A terminal job no longer blocks a new one with the same spec.
+    store.cancel_job(first, at(1)).await.unwrap();
+    let (c, created_c) = store.create_job(new(Uuid::new_v4())).await.unwrap();
+    assert!(created_c);
+    assert_ne!(c.id, first);
+}
+
+pub async fn cancel_stops_shards(store: &dyn Store) {
+    let fx = running_job(store, "cancel", BackendKind::Openai, 3, 1, 3).await;
+    let lease = store
+        .claim(WORKER, &[BackendKind::Openai], 1, LEASE, t0())
+        .await
+        .unwrap()
+        .remove(0);
+    let job = store.cancel_job(fx.job_id, at(1)).await.unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    let states: Vec<_> = store
+        .list_shards(fx.job_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.state)
+        .collect();
+    assert_eq!(
+        states
+            .iter()
+            .filter(|s| **s == ShardState::Cancelled)
+            .count(),
+        2
+    );
+    assert!(store
+        .claim(WORKER, &[BackendKind::Openai], 5, LEASE, at(1))
+        .await
+        .unwrap()
+        .is_empty());
+    // A worker that finishes before its next heartbeat cannot complete.
+    assert!(!store
+        .complete(&lease.fence(WORKER), &Completion::default(), at(1))
+        .await
+        .unwrap());
+    let hb = store
+        .heartbeat(&lease.fence(WORKER), 0, LEASE, at(2))
+        .await
+        .unwrap();
+    assert!(!hb.keep_going);
+    assert!(hb.cancelled);
+    assert!(store
+        .list_shards(fx.job_id)
+        .await
+        .unwrap()
+        .iter()
+        .all(|s| s.state == ShardState::Cancelled));
+    // Cancelling again is harmless; the state stays.
+    let job = store.cancel_job(fx.job_id, at(3)).await.unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+}
+
+pub async fn planning_without_shards_completes(store: &dyn Store) {
+    let id = Uuid::new_v4();
+    store
+        .create_job(NewJob {
+            id,
+            name: "all-cached".into(),
+            spec_json: "{}".into(),
+            spec_hash: "all-cached".into(),
+            backend: BackendKind::Openai,
+            model: "m".into(),
+            priority: 0,
+            created_at: t0(),
+        })
+        .await
+        .unwrap();
+    let totals = PlanTotals {
+        docs: 5,
+        bad_rows: 1,
+        requests: 5,
+        cached: 5,
+    };
+    assert_eq!(
+        store.finish_planning(id, totals, at(1)).await.unwrap(),
+        JobState::Completed
+    );
+    let job = store.get_job(id).await.unwrap();
+    assert_eq!(job.counts.docs, 5);
+    assert_eq!(job.counts.bad_rows, 1);
+    assert_eq!(job.counts.cached, 5);
+    assert_eq!(job.counts.shards_total, 0);
+    // A second call leaves the finished job alone.
+    assert_eq!(
+        store
+            .finish_planning(id, PlanTotals::default(), at(2))
+            .await
+            .unwrap(),
+        JobState::Completed
+    );
+    assert!(!store.fail_job(id, "late", at(3)).await.unwrap());
+    let metrics = store.metrics().await.unwrap();
+    assert!(metrics
+        .jobs_by_state
+        .iter()
+        .any(|(s, n)| s == "completed" && *n == 1));
+    assert_eq!(metrics.requests_cached, 5);
+}

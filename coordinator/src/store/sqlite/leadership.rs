@@ -1,0 +1,37 @@
+//! [`LeadershipStore`] on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+use super::{ms, SqliteStore};
+use crate::store::rows::lease_end;
+use crate::store::{LeadershipStore, StoreError, LEADER_DUTIES};
+
+#[async_trait]
+impl LeadershipStore for SqliteStore {
+    async fn try_acquire_leadership(
+        &self,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(include_str!("leader_acquire.sql"))
+            .bind(LEADER_DUTIES)
+            .bind(holder)
+            .bind(ms(lease_end(now, ttl)))
+            .bind(ms(now))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn release_leadership(&self, holder: &str) -> Result<(), StoreError> {
+        sqlx::query(include_str!("leader_release.sql"))
+            .bind(LEADER_DUTIES)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
