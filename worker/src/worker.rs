@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::backend::{build_backend, Backend, BackendError};
-use crate::client::{ClientError, CoordinatorClient, LeaseOutcome};
+use client::{ClientError, CoordinatorClient, LeaseOutcome};
 
 /// Shortest wait between two claims when there is no work.
 const MIN_POLL: Duration = Duration::from_millis(100);

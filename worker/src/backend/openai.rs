@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 use super::breaker::{CircuitBreaker, DEFAULT_COOLDOWN, DEFAULT_THRESHOLD};
 use super::rate_limit::TokenBucket;
 use super::{Backend, BackendError};
-use crate::retry::{parse_retry_after, Backoff};
+use client::retry::{parse_retry_after, Backoff};
 
 /// Default backoff between retries: 0.5 s doubling up to 30 s, jittered.
 pub const DEFAULT_BACKOFF: Backoff =
@@ -617,9 +617,9 @@ fn describe_transport(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "request timed out (model.timeout_secs)".to_string()
     } else if e.is_connect() {
-        format!("cannot connect: {}", crate::error_chain(e))
+        format!("cannot connect: {}", client::text::error_chain(e))
     } else {
-        crate::error_chain(e)
+        client::text::error_chain(e)
     }
 }
 
@@ -714,7 +714,7 @@ fn server_error_message(body: &[u8], status: StatusCode) -> String {
             .unwrap_or("no message")
             .to_string()
     } else {
-        crate::truncate_chars(text, 500)
+        client::text::truncate_chars(text, 500)
     }
 }
 

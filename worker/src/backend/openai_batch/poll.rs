@@ -33,8 +33,8 @@ use super::output::{read_results, LineResult};
 use super::submit::{adopt, create_part, PartOwner};
 use super::{batch_segment_path, fault, now_unix_ms, OpenAiBatchBackend};
 use crate::backend::Backend;
-use crate::client::{ClientError, CoordinatorClient, LeaseOutcome};
 use crate::worker::{BackendCache, WorkerStats};
+use client::{ClientError, CoordinatorClient, LeaseOutcome};
 
 /// Poll passes a worker runs at once.
 pub(crate) const MAX_PASSES: usize = 8;

@@ -18,8 +18,8 @@ use uuid::Uuid;
 use super::api::{BatchApiError, BatchObject};
 use super::input::{build_files, BuiltFile, RoundId};
 use super::{fault, OpenAiBatchBackend};
-use crate::client::{ClientError, CoordinatorClient, LeaseOutcome};
 use crate::worker::WorkerStats;
+use client::{ClientError, CoordinatorClient, LeaseOutcome};
 
 /// Who is creating a batch, for its metadata and file name.
 #[derive(Clone, Copy, Debug)]
