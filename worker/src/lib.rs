@@ -6,17 +6,21 @@
 //!
 //! - [`backend`]: the [`Backend`] trait and its implementations (`engine`,
 //!   `openai`, `openai-batch`).
-//! - [`worker`]: the claim / run / complete loop with graceful shutdown.
+//! - [`worker`]: the claim loop with graceful shutdown; it knows backends
+//!   only through the [`Backend`] trait.
+//! - [`stats`]: [`WorkerStats`]; `heartbeat`: the one lease-renewing loop.
 //!
 //! The coordinator's HTTP client is the `client` crate; its types are
 //! re-exported here for the crates that already name them through `worker`.
 
 pub mod backend;
+mod heartbeat;
+pub mod stats;
 pub mod worker;
 
-pub use backend::{build_backend, Backend, BackendError, OpenAiBackend};
-pub use client::{Backoff, ClientError, CoordinatorClient, LeaseOutcome, RetryPolicy};
-pub use worker::{
-    BackendCache, BackendFactory, Worker, WorkerConfig, WorkerError, WorkerStats, CLAIM_AHEAD,
-    DEFAULT_MAX_CONCURRENT_SHARDS,
+pub use backend::{
+    build_backend, Backend, BackendCache, BackendError, BackendFactory, OpenAiBackend, CLAIM_AHEAD,
 };
+pub use client::{Backoff, ClientError, CoordinatorClient, LeaseOutcome, RetryPolicy};
+pub use stats::WorkerStats;
+pub use worker::{Worker, WorkerConfig, WorkerError, DEFAULT_MAX_CONCURRENT_SHARDS};

@@ -11,7 +11,6 @@
 //! the next one continues from without a second batch for the same requests.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,80 +31,68 @@ use super::input::{build_files, RoundId};
 use super::output::{read_results, LineResult};
 use super::submit::{adopt, create_part, PartOwner};
 use super::{batch_segment_path, fault, now_unix_ms, OpenAiBatchBackend};
+use crate::backend::background::BackgroundContext;
 use crate::backend::Backend;
-use crate::worker::{BackendCache, WorkerStats};
-use client::{ClientError, CoordinatorClient, LeaseOutcome};
+use crate::heartbeat::Heartbeat;
+use crate::stats::WorkerStats;
+use client::{ClientError, LeaseOutcome};
+use jobs::spec::BackendKind;
 
 /// Poll passes a worker runs at once.
-pub(crate) const MAX_PASSES: usize = 8;
+const MAX_PASSES: usize = 8;
 /// Shortest wait between two poll claims.
 const MIN_IDLE: Duration = Duration::from_millis(100);
 /// Delay before a shard is looked at again after an error this worker could
 /// not get past (e.g. it lacks the model's API key).
 const ERROR_DELAY_MS: u64 = 30_000;
 
-/// How a worker's poller claims.
-#[derive(Clone, Debug)]
-pub struct PollerConfig {
-    pub worker_id: String,
-    pub capabilities: WorkerCapabilities,
-    /// Poll passes running at once.
-    pub max_concurrent: usize,
-    /// Longest wait between claims while nothing is due.
-    pub max_idle: Duration,
-}
-
+/// The poller's surroundings.
 struct Ctx {
-    client: CoordinatorClient,
-    objects: Arc<dyn cache::ObjectStore>,
-    backends: Arc<BackendCache>,
-    config: PollerConfig,
+    bg: BackgroundContext,
+    /// Sent with every poll claim: this backend, the worker's models.
+    capabilities: WorkerCapabilities,
 }
 
 /// Starts the poller; it stops when `shutdown` is cancelled (passes in
 /// progress get a few seconds to hand their shards back).
 pub fn spawn_poller(
-    client: CoordinatorClient,
-    objects: Arc<dyn cache::ObjectStore>,
-    backends: Arc<BackendCache>,
-    config: PollerConfig,
+    bg: BackgroundContext,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<WorkerStats> {
-    let ctx = Arc::new(Ctx {
-        client,
-        objects,
-        backends,
-        config,
-    });
+    let capabilities = WorkerCapabilities {
+        backends: vec![BackendKind::OpenaiBatch],
+        models: bg.models.clone(),
+    };
+    let ctx = Arc::new(Ctx { bg, capabilities });
     tokio::spawn(async move { run(ctx, shutdown).await }.in_current_span())
 }
 
 async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) -> WorkerStats {
     let mut stats = WorkerStats::default();
     let mut passes: JoinSet<WorkerStats> = JoinSet::new();
-    let max = ctx.config.max_concurrent.max(1);
-    let max_idle = ctx.config.max_idle.max(MIN_IDLE);
+    let max = MAX_PASSES;
+    let max_idle = ctx.bg.max_idle.max(MIN_IDLE);
     let mut idle = MIN_IDLE;
     while !shutdown.is_cancelled() {
         while let Some(done) = passes.try_join_next() {
-            add(&mut stats, done);
+            stats.add_joined(done, "batch poll pass");
         }
         let free = max.saturating_sub(passes.len());
         if free == 0 {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                done = passes.join_next() => if let Some(done) = done { add(&mut stats, done) },
+                done = passes.join_next() => if let Some(done) = done { stats.add_joined(done, "batch poll pass") },
             }
             continue;
         }
         let claim = BatchClaimRequest {
-            worker_id: ctx.config.worker_id.clone(),
-            capabilities: ctx.config.capabilities.clone(),
+            worker_id: ctx.bg.worker_id.clone(),
+            capabilities: ctx.capabilities.clone(),
             max: u32::try_from(free).unwrap_or(u32::MAX),
         };
         let answer = tokio::select! {
             _ = shutdown.cancelled() => break,
-            answer = ctx.client.batch_claim(&claim) => answer,
+            answer = ctx.bg.client.batch_claim(&claim) => answer,
         };
         let wait = match answer {
             Ok(answer) if !answer.polls.is_empty() => {
@@ -136,7 +123,7 @@ async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) -> WorkerStats {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(wait) => {}
-            done = passes.join_next(), if !passes.is_empty() => if let Some(done) = done { add(&mut stats, done) },
+            done = passes.join_next(), if !passes.is_empty() => if let Some(done) = done { stats.add_joined(done, "batch poll pass") },
         }
     }
     // Passes see the cancelled token and hand their shards back.
@@ -149,25 +136,12 @@ async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) -> WorkerStats {
                 break;
             }
             done = passes.join_next() => match done {
-                Some(done) => add(&mut stats, done),
+                Some(done) => stats.add_joined(done, "batch poll pass"),
                 None => break,
             },
         }
     }
     stats
-}
-
-fn add(stats: &mut WorkerStats, joined: Result<WorkerStats, tokio::task::JoinError>) {
-    match joined {
-        Ok(s) => {
-            stats.shards_completed += s.shards_completed;
-            stats.requests_ok += s.requests_ok;
-            stats.requests_failed += s.requests_failed;
-            stats.fenced += s.fenced;
-        }
-        Err(e) if e.is_cancelled() => {}
-        Err(e) => tracing::error!(error = %e, "batch poll pass ended abnormally"),
-    }
 }
 
 /// Why a pass stopped early.
@@ -199,13 +173,13 @@ struct Pass<'a> {
     changed: bool,
     /// The job stopped: cancel, keep what finished, start nothing.
     stopping: bool,
-    lost: Arc<AtomicBool>,
+    heartbeat: Heartbeat,
     stop: CancellationToken,
     stats: WorkerStats,
 }
 
 async fn pass(ctx: &Ctx, poll: BatchPoll, stop: CancellationToken) -> WorkerStats {
-    let backend = match ctx.backends.backend(&poll.model) {
+    let backend = match ctx.bg.backends.backend(&poll.model) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the Batch API backend for this shard; leaving it to other workers");
@@ -213,24 +187,31 @@ async fn pass(ctx: &Ctx, poll: BatchPoll, stop: CancellationToken) -> WorkerStat
             return WorkerStats::default();
         }
     };
-    let Some(backend) = backend.batch().cloned() else {
+    let any: Arc<dyn std::any::Any + Send + Sync> = backend;
+    let Ok(backend) = any.downcast::<OpenAiBatchBackend>() else {
         tracing::error!(backend = ?poll.model.backend, "a submitted shard whose model is not a Batch API model");
         hand_back(ctx, &poll, poll.state.clone(), ERROR_DELAY_MS).await;
         return WorkerStats::default();
     };
-    let lost = Arc::new(AtomicBool::new(false));
-    let heartbeat = tokio::spawn(
-        heartbeat_loop(
-            ctx.client.clone(),
-            ctx.config.worker_id.clone(),
-            poll.shard_id,
-            poll.poll_seq,
+    let backend = OpenAiBatchBackend::clone(&backend);
+    let heartbeat = {
+        let client = ctx.bg.client.clone();
+        let beat = BatchHeartbeatRequest {
+            worker_id: ctx.bg.worker_id.clone(),
+            shard_id: poll.shard_id,
+            poll_seq: poll.poll_seq,
+        };
+        Heartbeat::start(
             Duration::from_secs(poll.heartbeat_interval_secs.max(1)),
-            Arc::clone(&lost),
             stop.clone(),
+            "batch poll",
+            move || {
+                let client = client.clone();
+                let beat = beat.clone();
+                async move { client.batch_heartbeat(&beat).await.map(|a| a.keep_going) }
+            },
         )
-        .in_current_span(),
-    );
+    };
     let stopping = poll.job_state != JobState::Running;
     let mut pass = Pass {
         ctx,
@@ -240,12 +221,12 @@ async fn pass(ctx: &Ctx, poll: BatchPoll, stop: CancellationToken) -> WorkerStat
         requests: None,
         changed: false,
         stopping,
-        lost,
+        heartbeat,
         stop,
         stats: WorkerStats::default(),
     };
     let outcome = pass.run().await;
-    heartbeat.abort();
+    pass.heartbeat.stop();
     match outcome {
         Ok(()) => {}
         Err(Stop::Lost) => {
@@ -270,7 +251,7 @@ async fn pass(ctx: &Ctx, poll: BatchPoll, stop: CancellationToken) -> WorkerStat
 /// Ends the poll lease without other changes.
 async fn hand_back(ctx: &Ctx, poll: &BatchPoll, state: BatchShardState, delay_ms: u64) {
     let update = BatchUpdateRequest {
-        worker_id: ctx.config.worker_id.clone(),
+        worker_id: ctx.bg.worker_id.clone(),
         shard_id: poll.shard_id,
         poll_seq: poll.poll_seq,
         state,
@@ -278,7 +259,7 @@ async fn hand_back(ctx: &Ctx, poll: &BatchPoll, state: BatchShardState, delay_ms
         next_poll_in_ms: delay_ms,
         partial: None,
     };
-    if let Err(e) = ctx.client.batch_update(&update).await {
+    if let Err(e) = ctx.bg.client.batch_update(&update).await {
         tracing::warn!(error = %e, "cannot hand the shard back; its poll lease expires");
     }
 }
@@ -294,7 +275,7 @@ impl Pass<'_> {
     }
 
     fn check(&self) -> Result<(), Stop> {
-        if self.lost.load(Ordering::Relaxed) {
+        if self.heartbeat.is_lost() {
             return Err(Stop::Lost);
         }
         if self.stop.is_cancelled() {
@@ -406,9 +387,10 @@ impl Pass<'_> {
         }
         let list = self
             .ctx
+            .bg
             .client
             .batch_requests(&BatchRequestsRequest {
-                worker_id: self.ctx.config.worker_id.clone(),
+                worker_id: self.ctx.bg.worker_id.clone(),
                 shard_id: self.poll.shard_id,
             })
             .await?;
@@ -489,7 +471,7 @@ impl Pass<'_> {
                     self.state.round,
                     &format!("p{}", part.index),
                 );
-                cache::write_segment(self.ctx.objects.as_ref(), &path, &records)
+                cache::write_segment(self.ctx.bg.objects.as_ref(), &path, &records)
                     .await
                     .map_err(|e| Stop::Error(format!("cannot write segment {path}: {e}")))?;
                 Some(PartialOutputs {
@@ -537,7 +519,7 @@ impl Pass<'_> {
             None => pending.len(),
             Some(cap) => {
                 let reserve = BatchReserveRequest {
-                    worker_id: self.ctx.config.worker_id.clone(),
+                    worker_id: self.ctx.bg.worker_id.clone(),
                     shard_id: self.poll.shard_id,
                     holder: BatchHolder::Poll {
                         poll_seq: self.poll.poll_seq,
@@ -550,7 +532,7 @@ impl Pass<'_> {
                         .map(|&i| self.state.parts[i].tokens)
                         .collect(),
                 };
-                match self.ctx.client.batch_reserve(&reserve).await? {
+                match self.ctx.bg.client.batch_reserve(&reserve).await? {
                     LeaseOutcome::Accepted(answer) => answer.granted as usize,
                     LeaseOutcome::Fenced { .. } => return Err(Stop::Lost),
                 }
@@ -718,19 +700,21 @@ impl Pass<'_> {
         );
         let sync = self.backend.clone();
         let concurrency = self.backend.sync().concurrency().max(1);
-        let outcomes: Vec<(u32, Result<jobs::InferenceOutput, crate::BackendError>)> =
-            stream::iter(indices.iter().copied())
-                .map(|i| {
-                    let sync = sync.clone();
-                    let requests = Arc::clone(&requests);
-                    async move {
-                        let result = sync.sync().run(&requests[i as usize]).await;
-                        (i, result)
-                    }
-                })
-                .buffer_unordered(concurrency)
-                .collect()
-                .await;
+        let outcomes: Vec<(
+            u32,
+            Result<jobs::InferenceOutput, crate::backend::BackendError>,
+        )> = stream::iter(indices.iter().copied())
+            .map(|i| {
+                let sync = sync.clone();
+                let requests = Arc::clone(&requests);
+                async move {
+                    let result = sync.sync().run(&requests[i as usize]).await;
+                    (i, result)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
         self.check()?;
         let mut records = Vec::new();
         let mut written = Vec::new();
@@ -762,7 +746,7 @@ impl Pass<'_> {
                 self.state.round,
                 "sync",
             );
-            cache::write_segment(self.ctx.objects.as_ref(), &path, &records)
+            cache::write_segment(self.ctx.bg.objects.as_ref(), &path, &records)
                 .await
                 .map_err(|e| Stop::Error(format!("cannot write segment {path}: {e}")))?;
             Some(PartialOutputs {
@@ -829,13 +813,13 @@ impl Pass<'_> {
         self.check()?;
         let completed = matches!(outcome, BatchOutcome::Completed { .. });
         let finish = BatchFinishRequest {
-            worker_id: self.ctx.config.worker_id.clone(),
+            worker_id: self.ctx.bg.worker_id.clone(),
             shard_id: self.poll.shard_id,
             poll_seq: self.poll.poll_seq,
             outcome,
             partial,
         };
-        match self.ctx.client.batch_finish(&finish).await? {
+        match self.ctx.bg.client.batch_finish(&finish).await? {
             LeaseOutcome::Accepted(answer) => {
                 if completed {
                     self.stats.shards_completed += 1;
@@ -882,7 +866,7 @@ impl Pass<'_> {
         partial: Option<PartialOutputs>,
     ) -> Result<(), Stop> {
         let update = BatchUpdateRequest {
-            worker_id: self.ctx.config.worker_id.clone(),
+            worker_id: self.ctx.bg.worker_id.clone(),
             shard_id: self.poll.shard_id,
             poll_seq: self.poll.poll_seq,
             state: next,
@@ -890,7 +874,7 @@ impl Pass<'_> {
             next_poll_in_ms,
             partial,
         };
-        match self.ctx.client.batch_update(&update).await? {
+        match self.ctx.bg.client.batch_update(&update).await? {
             LeaseOutcome::Accepted(_) => {
                 self.state = update.state;
                 Ok(())
@@ -914,37 +898,5 @@ fn record(
         output,
         error,
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    }
-}
-
-/// Renews the poll lease until aborted; marks it lost and cancels `stop`
-/// when the coordinator refuses.
-async fn heartbeat_loop(
-    client: CoordinatorClient,
-    worker_id: String,
-    shard_id: uuid::Uuid,
-    poll_seq: u64,
-    every: Duration,
-    lost: Arc<AtomicBool>,
-    stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        let beat = BatchHeartbeatRequest {
-            worker_id: worker_id.clone(),
-            shard_id,
-            poll_seq,
-        };
-        match client.batch_heartbeat(&beat).await {
-            Ok(answer) if answer.keep_going => {}
-            Ok(_) | Err(ClientError::Fenced { .. }) | Err(ClientError::NotFound { .. }) => {
-                lost.store(true, Ordering::Relaxed);
-                return;
-            }
-            Err(e) => tracing::warn!(error = %e, "batch poll heartbeat failed"),
-        }
     }
 }
