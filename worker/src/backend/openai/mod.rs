@@ -12,8 +12,6 @@ mod request;
 mod response;
 mod transport;
 
-use response::parse_usage;
-
 use async_trait::async_trait;
 use jobs::spec::{Endpoint, ModelSpec};
 use jobs::{InferenceOutput, InferenceRequest};
@@ -185,7 +183,7 @@ impl Backend for OpenAiBackend {
         let estimate = Self::estimate_tokens(req);
         let (answer, latency, attempts) = self.send_with_retries(&url, &body, estimate).await?;
         if let Some(bucket) = &self.tokens_per_minute {
-            let usage = parse_usage(&answer);
+            let usage = Self::usage_of(&answer);
             let actual = usage.prompt_tokens.saturating_add(usage.completion_tokens) as f64;
             if actual > 0.0 {
                 bucket.adjust(estimate - actual);

@@ -11,6 +11,11 @@ use super::{OpenAiBackend, MAX_REPORTED_TOKENS};
 use crate::backend::BackendError;
 
 impl OpenAiBackend {
+    /// The usage an answer reports (for the tokens-per-minute bucket).
+    pub(super) fn usage_of(answer: &Value) -> Usage {
+        parse_usage(answer)
+    }
+
     /// Reads a 2xx answer to `req` (from `url`): the generated text or the
     /// continuation's score, and the usage. The Batch API backend reads the
     /// bodies of its output files with it.
@@ -68,7 +73,7 @@ impl OpenAiBackend {
 
 /// Server-reported token counts; missing ones count 0 and absurd ones are
 /// clamped to [`MAX_REPORTED_TOKENS`] so later sums stay meaningful.
-pub(super) fn parse_usage(answer: &Value) -> Usage {
+fn parse_usage(answer: &Value) -> Usage {
     let field = |name: &str| {
         answer
             .pointer(&format!("/usage/{name}"))

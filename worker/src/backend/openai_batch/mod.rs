@@ -243,7 +243,7 @@ impl Backend for OpenAiBatchBackend {
     /// by request; the pollers ([`spawn_poller`]) finish it.
     async fn run_shard(&self, mut lease: Lease, ctx: ShardContext) -> WorkerStats {
         let requests = std::mem::take(&mut lease.requests);
-        let stats = submit::submit_shard(self, &lease, requests, &ctx).await;
+        let stats = self.submit_shard(&lease, requests, &ctx).await;
         ctx.heartbeat.stop();
         stats
     }

@@ -110,7 +110,19 @@ pub(crate) fn positions(full: &[InferenceRequest], requests: &[InferenceRequest]
 
 /// Runs the submission of a claimed shard; the lease is heartbeated by
 /// `ctx` throughout.
-pub(crate) async fn submit_shard(
+impl OpenAiBatchBackend {
+    /// Submits a claimed shard (see the module doc).
+    pub(crate) async fn submit_shard(
+        &self,
+        lease: &Lease,
+        requests: Vec<InferenceRequest>,
+        ctx: &ShardContext,
+    ) -> WorkerStats {
+        submit_shard(self, lease, requests, ctx).await
+    }
+}
+
+async fn submit_shard(
     backend: &OpenAiBatchBackend,
     lease: &Lease,
     requests: Vec<InferenceRequest>,
