@@ -3,7 +3,7 @@
 //!
 //! - [`interface`]: the [`Backend`] trait (`run` one request; `run_shard`,
 //!   whose default is [`sequential`]).
-//! - [`error`]: [`BackendError`].
+//! - [`BackendError`], in [`error`].
 //! - [`factory`]: [`build_backend`] and [`background_task`], the one place
 //!   that maps a backend kind to its implementation.
 //! - [`cache`]: [`BackendCache`], one backend per model spec; [`load`]: the
