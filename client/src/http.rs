@@ -2,8 +2,8 @@
 //! construction, and the plumbing every route goes through (bearer token,
 //! timeouts, status → [`ClientError`] mapping, retries of lease calls).
 //!
-//! The routes themselves are in [`crate::job_api`], [`crate::lease_api`] and
-//! [`crate::provider_batch_api`].
+//! The routes themselves are in the `job_api`, `lease_api` and
+//! `provider_batch_api` modules.
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};

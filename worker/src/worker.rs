@@ -1,9 +1,12 @@
-//! The worker loop: claims shards from the coordinator, runs their requests
-//! on a backend while heartbeating, writes one segment per shard attempt and
-//! completes (or, on shutdown, releases) the lease.
+//! The worker loop: claims shards from the coordinator and hands each to its
+//! model's backend ([`Backend::run_shard`]) with a heartbeating lease; the
+//! backend runs it and ends the attempt (complete, fail, or on shutdown
+//! release). It starts the background tasks the offered backends need. It
+//! names no backend.
 //!
 //! Claiming is adaptive: a worker keeps claiming while some model it runs has
-//! fewer than [`CLAIM_AHEAD`] × its backend's concurrency requests pending,
+//! fewer than [`CLAIM_AHEAD`](crate::backend::CLAIM_AHEAD) × its backend's
+//! concurrency requests pending,
 //! so throughput follows `model.concurrency`, not shard size × shard count.
 //! The backend's semaphore bounds what is actually in flight; the backlog
 //! only keeps the semaphore busy while shards start and drain.

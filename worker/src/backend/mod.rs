@@ -2,7 +2,7 @@
 //! implementations, and what they share.
 //!
 //! - [`interface`]: the [`Backend`] trait (`run` one request; `run_shard`,
-//!   whose default is [`sequential`]).
+//!   whose default is `sequential`).
 //! - [`BackendError`], in [`error`].
 //! - [`factory`]: [`build_backend`] and [`background_task`], the one place
 //!   that maps a backend kind to its implementation.
