@@ -24,7 +24,7 @@ fn connect(
     coordinator: Option<String>,
     token_env: Option<String>,
     config: &ConfigArg,
-) -> Result<worker::CoordinatorClient, Failure> {
+) -> Result<client::CoordinatorClient, Failure> {
     let env = config::process_env;
     let file = ConfigFile::load(config.path.as_deref(), &env).map_err(Failure::usage)?;
     let flags = ClientFlags {
@@ -32,11 +32,11 @@ fn connect(
         token_env,
     };
     let settings = config::resolve_client(&flags, &env, &file).map_err(Failure::usage)?;
-    worker::CoordinatorClient::new(&settings.coordinator, settings.token.expose().to_string())
+    client::CoordinatorClient::new(&settings.coordinator, settings.token.expose().to_string())
         .map_err(Failure::usage)
 }
 
-fn client(remote: &RemoteArgs) -> Result<worker::CoordinatorClient, Failure> {
+fn client(remote: &RemoteArgs) -> Result<client::CoordinatorClient, Failure> {
     connect(
         remote.coordinator.clone(),
         remote.token_env.clone(),
@@ -83,7 +83,7 @@ pub async fn status(args: StatusArgs) -> CmdResult {
     Ok(exit::OK)
 }
 
-async fn fetch(c: &worker::CoordinatorClient, id: Option<Uuid>) -> Result<Vec<JobStatus>, Failure> {
+async fn fetch(c: &client::CoordinatorClient, id: Option<Uuid>) -> Result<Vec<JobStatus>, Failure> {
     Ok(match id {
         Some(id) => vec![c.job(id).await.context("cannot read the job")?],
         None => c.list_jobs().await.context("cannot list jobs")?,
@@ -93,7 +93,7 @@ async fn fetch(c: &worker::CoordinatorClient, id: Option<Uuid>) -> Result<Vec<Jo
 /// Prints the table every `every` until the job (or every job that was
 /// live at the start) has ended, then exits 0 if all completed, 1 if one
 /// failed or was cancelled. Ctrl-C stops watching (the jobs go on).
-async fn watch(c: &worker::CoordinatorClient, id: Option<Uuid>, every: Duration) -> CmdResult {
+async fn watch(c: &client::CoordinatorClient, id: Option<Uuid>, every: Duration) -> CmdResult {
     let first = fetch(c, id).await?;
     let watched: Vec<Uuid> = first
         .iter()
@@ -239,7 +239,7 @@ pub async fn rescore(args: RescoreArgs) -> CmdResult {
 async fn write_outputs<B: AsRef<[u8]>>(
     dir: &Path,
     report: &serde_json::Value,
-    mut samples: BoxStream<'static, Result<B, worker::ClientError>>,
+    mut samples: BoxStream<'static, Result<B, client::ClientError>>,
 ) -> Result<(), Failure> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     write_json(&dir.join("metrics.json"), report)?;
