@@ -219,8 +219,8 @@ impl Cluster {
         cluster
     }
 
-    fn client(&self) -> worker::CoordinatorClient {
-        worker::CoordinatorClient::new(&self.url, ADMIN.to_string()).unwrap()
+    fn client(&self) -> client::CoordinatorClient {
+        client::CoordinatorClient::new(&self.url, ADMIN.to_string()).unwrap()
     }
 
     /// Starts a worker offering `openai-batch`; `fault` names a point where

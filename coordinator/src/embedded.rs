@@ -7,8 +7,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use client::CoordinatorClient;
 use jobs::spec::BackendKind;
-use worker::{BackendCache, CoordinatorClient, Worker, WorkerConfig, WorkerError, WorkerStats};
+use worker::{BackendCache, Worker, WorkerConfig, WorkerError, WorkerStats};
 
 use crate::config::{default_heartbeat_secs, CoordinatorConfig, DEFAULT_REAPER_INTERVAL};
 use crate::coordinator::Coordinator;
@@ -55,7 +56,7 @@ pub enum ClusterError {
     #[error("cannot listen on 127.0.0.1: {0}")]
     Listen(#[source] std::io::Error),
     #[error("cannot create a client for the embedded coordinator: {0}")]
-    Client(#[source] worker::ClientError),
+    Client(#[source] Box<client::ClientError>),
 }
 
 /// A running embedded cluster. Stop it with [`Cluster::shutdown`]; dropping
@@ -110,8 +111,8 @@ impl Cluster {
         let backends = Arc::new(BackendCache::default());
         let mut workers = Vec::new();
         for i in 0..config.workers.max(1) {
-            let client =
-                CoordinatorClient::new(&url, worker_token.clone()).map_err(ClusterError::Client)?;
+            let client = CoordinatorClient::new(&url, worker_token.clone())
+                .map_err(|e| ClusterError::Client(Box::new(e)))?;
             let worker_config = WorkerConfig {
                 worker_id: format!("embedded-{}-{i}", std::process::id()),
                 backends: vec![
@@ -154,7 +155,8 @@ impl Cluster {
 
     /// A client with the admin token, for the job API.
     pub fn admin_client(&self) -> Result<CoordinatorClient, ClusterError> {
-        CoordinatorClient::new(&self.url, self.admin_token.clone()).map_err(ClusterError::Client)
+        CoordinatorClient::new(&self.url, self.admin_token.clone())
+            .map_err(|e| ClusterError::Client(Box::new(e)))
     }
 
     /// Stops the workers: each hands its unfinished shards back (fenced)

@@ -21,15 +21,15 @@ use crate::cli::{
 use crate::config::{self, ClientFlags, ConfigFile};
 use crate::exit;
 
-fn connect(flags: &ClientFlags, config: &ConfigArg) -> Result<worker::CoordinatorClient, Failure> {
+fn connect(flags: &ClientFlags, config: &ConfigArg) -> Result<client::CoordinatorClient, Failure> {
     let file = ConfigFile::load(config.path.as_deref()).map_err(Failure::usage)?;
     let settings =
         config::resolve_client(flags, &config::process_env, &file).map_err(Failure::usage)?;
-    worker::CoordinatorClient::new(&settings.coordinator, settings.token.expose().to_string())
+    client::CoordinatorClient::new(&settings.coordinator, settings.token.expose().to_string())
         .map_err(Failure::usage)
 }
 
-fn client(remote: &RemoteArgs) -> Result<worker::CoordinatorClient, Failure> {
+fn client(remote: &RemoteArgs) -> Result<client::CoordinatorClient, Failure> {
     connect(&remote.flags(), &remote.config)
 }
 
@@ -72,7 +72,7 @@ pub async fn status(args: StatusArgs) -> CmdResult {
     Ok(exit::OK)
 }
 
-async fn fetch(c: &worker::CoordinatorClient, id: Option<Uuid>) -> Result<Vec<JobStatus>, Failure> {
+async fn fetch(c: &client::CoordinatorClient, id: Option<Uuid>) -> Result<Vec<JobStatus>, Failure> {
     Ok(match id {
         Some(id) => vec![c.job(id).await.context("cannot read the job")?],
         None => c.list_jobs().await.context("cannot list jobs")?,
@@ -82,7 +82,7 @@ async fn fetch(c: &worker::CoordinatorClient, id: Option<Uuid>) -> Result<Vec<Jo
 /// Prints the table every `every` until the job (or every job that was
 /// live at the start) has ended, then exits 0 if all completed, 1 if one
 /// failed or was cancelled. Ctrl-C stops watching (the jobs go on).
-async fn watch(c: &worker::CoordinatorClient, id: Option<Uuid>, every: Duration) -> CmdResult {
+async fn watch(c: &client::CoordinatorClient, id: Option<Uuid>, every: Duration) -> CmdResult {
     let first = fetch(c, id).await?;
     let watched: Vec<Uuid> = first
         .iter()
@@ -227,7 +227,7 @@ pub async fn rescore(args: RescoreArgs) -> CmdResult {
 async fn write_outputs<B: AsRef<[u8]>>(
     dir: &Path,
     report: &serde_json::Value,
-    mut samples: BoxStream<'static, Result<B, worker::ClientError>>,
+    mut samples: BoxStream<'static, Result<B, client::ClientError>>,
 ) -> Result<(), Failure> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     write_json(&dir.join("metrics.json"), report)?;

@@ -116,7 +116,7 @@ async fn drive(args: &RunArgs, spec: &JobSpec, home: &Home, cluster: &mut Cluste
 /// another job) would otherwise be run too, silently spending money on a
 /// spec the user moved away from. Its finished outputs stay in the cache.
 async fn cancel_stale_jobs(
-    client: &worker::CoordinatorClient,
+    client: &client::CoordinatorClient,
     current: uuid::Uuid,
 ) -> Result<(), Failure> {
     let jobs = client

@@ -26,7 +26,7 @@ pub async fn worker(args: WorkerArgs) -> CmdResult {
         .await
         .with_context(|| format!("cannot use the cache {}", objects.describe()))?;
     let client =
-        worker::CoordinatorClient::new(&settings.coordinator, settings.token.expose().to_string())
+        client::CoordinatorClient::new(&settings.coordinator, settings.token.expose().to_string())
             .map_err(Failure::usage)?;
     let worker_id = settings.id.clone().unwrap_or_else(default_worker_id);
     let config = worker::WorkerConfig {

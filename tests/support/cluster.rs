@@ -466,8 +466,8 @@ impl Cluster {
     }
 
     /// A client of the coordinator with the admin token.
-    pub fn client(&self) -> worker::CoordinatorClient {
-        worker::CoordinatorClient::new(&self.coordinator_url, ADMIN_TOKEN.to_string())
+    pub fn client(&self) -> client::CoordinatorClient {
+        client::CoordinatorClient::new(&self.coordinator_url, ADMIN_TOKEN.to_string())
             .expect("client")
     }
 

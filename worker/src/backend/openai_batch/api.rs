@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::backend::openai::resolve_base_url;
 use crate::backend::BackendError;
-use crate::retry::{parse_retry_after, Backoff};
+use client::retry::{parse_retry_after, Backoff};
 
 /// Longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -491,7 +491,7 @@ fn transport(method: &str, url: &str, e: &reqwest::Error) -> BatchApiError {
     let message = if e.is_timeout() {
         "request timed out".to_string()
     } else {
-        crate::error_chain(e)
+        client::text::error_chain(e)
     };
     BatchApiError::Transport {
         method: method.to_string(),
@@ -523,6 +523,6 @@ fn error_message(text: &str, status: StatusCode) -> (String, Option<String>) {
             None,
         )
     } else {
-        (crate::truncate_chars(trimmed, 500), None)
+        (client::text::truncate_chars(trimmed, 500), None)
     }
 }

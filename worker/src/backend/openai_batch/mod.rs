@@ -36,9 +36,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
 pub use api::{BatchApi, BatchApiError, BatchObject};
-pub use poll::{spawn_poller, PollerConfig};
+pub use poll::spawn_poller;
 
+use super::context::ShardContext;
 use super::{Backend, BackendError, OpenAiBackend};
+use crate::stats::WorkerStats;
+use jobs::protocol::Lease;
 
 /// Metadata keys written on every batch (and matched when looking one up).
 pub const META_JOB: &str = "shardline_job";
@@ -236,8 +239,13 @@ impl Backend for OpenAiBatchBackend {
         self.inner.sync.run(req).await
     }
 
-    fn batch(&self) -> Option<&OpenAiBatchBackend> {
-        Some(self)
+    /// Submits the shard as provider batches instead of running it request
+    /// by request; the pollers ([`spawn_poller`]) finish it.
+    async fn run_shard(&self, mut lease: Lease, ctx: ShardContext) -> WorkerStats {
+        let requests = std::mem::take(&mut lease.requests);
+        let stats = self.submit_shard(&lease, requests, &ctx).await;
+        ctx.heartbeat.stop();
+        stats
     }
 }
 

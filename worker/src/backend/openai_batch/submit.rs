@@ -4,23 +4,22 @@
 //! shard's lease is heartbeated by the caller throughout.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use jobs::protocol::{FailRequest, Lease, ReleaseRequest};
+use jobs::protocol::Lease;
 use jobs::InferenceRequest;
 use jobs::{
     protocol::BatchHolder, protocol::BatchRequestsRequest, protocol::BatchReserveRequest,
     protocol::BatchSubmitRequest, provider_batch::add_to_group, provider_batch::BatchPart,
     provider_batch::BatchShardState,
 };
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::api::{BatchApiError, BatchObject};
 use super::input::{build_files, BuiltFile, RoundId};
 use super::{fault, OpenAiBatchBackend};
-use crate::client::{ClientError, CoordinatorClient, LeaseOutcome};
-use crate::worker::WorkerStats;
+use crate::backend::context::ShardContext;
+use crate::stats::WorkerStats;
+use client::LeaseOutcome;
 
 /// Who is creating a batch, for its metadata and file name.
 #[derive(Clone, Copy, Debug)]
@@ -110,17 +109,29 @@ pub(crate) fn positions(full: &[InferenceRequest], requests: &[InferenceRequest]
         .collect()
 }
 
-/// Runs the submission of a claimed shard; `lost` and `stop` come from the
-/// caller's heartbeat loop.
-pub(crate) async fn submit_shard(
-    client: &CoordinatorClient,
-    worker_id: &str,
+/// Runs the submission of a claimed shard; the lease is heartbeated by
+/// `ctx` throughout.
+impl OpenAiBatchBackend {
+    /// Submits a claimed shard (see the module doc).
+    pub(crate) async fn submit_shard(
+        &self,
+        lease: &Lease,
+        requests: Vec<InferenceRequest>,
+        ctx: &ShardContext,
+    ) -> WorkerStats {
+        submit_shard(self, lease, requests, ctx).await
+    }
+}
+
+async fn submit_shard(
     backend: &OpenAiBatchBackend,
     lease: &Lease,
     requests: Vec<InferenceRequest>,
-    lost: &AtomicBool,
-    stop: &CancellationToken,
+    ctx: &ShardContext,
 ) -> WorkerStats {
+    let client = &ctx.client;
+    let worker_id = ctx.worker_id.as_str();
+    let stop = &ctx.stop;
     let mut stats = WorkerStats::default();
     let full = match client
         .batch_requests(&BatchRequestsRequest {
@@ -132,8 +143,7 @@ pub(crate) async fn submit_shard(
         Ok(full) => full,
         Err(e) => {
             fail_lease(
-                client,
-                worker_id,
+                ctx,
                 lease,
                 format!("cannot read the shard's requests: {e}"),
                 &mut stats,
@@ -199,8 +209,7 @@ pub(crate) async fn submit_shard(
                 }
                 Err(e) => {
                     fail_lease(
-                        client,
-                        worker_id,
+                        ctx,
                         lease,
                         format!("cannot reserve room under the enqueued-token cap: {e}"),
                         &mut stats,
@@ -229,7 +238,7 @@ pub(crate) async fn submit_shard(
         }
     }
     for (i, file) in files.iter().enumerate().take(granted) {
-        if error.is_some() || stop.is_cancelled() || lost.load(Ordering::Relaxed) {
+        if error.is_some() || stop.is_cancelled() || ctx.heartbeat.is_lost() {
             break;
         }
         if let Err(e) = create_part(backend, &mut state.parts[i], file, owner, known.as_ref()).await
@@ -240,7 +249,7 @@ pub(crate) async fn submit_shard(
         }
     }
     let created = state.parts.iter().any(|p| p.batch_id.is_some());
-    if !created && lost.load(Ordering::Relaxed) {
+    if !created && ctx.heartbeat.is_lost() {
         tracing::warn!(
             "lease lost (expired, or the job was cancelled) before any batch was created"
         );
@@ -249,8 +258,7 @@ pub(crate) async fn submit_shard(
     if !created && !state.parts.is_empty() {
         if let Some(e) = error {
             fail_lease(
-                client,
-                worker_id,
+                ctx,
                 lease,
                 format!("cannot create a batch: {e}"),
                 &mut stats,
@@ -259,7 +267,7 @@ pub(crate) async fn submit_shard(
             return stats;
         }
         if stop.is_cancelled() {
-            release(client, worker_id, lease, &mut stats).await;
+            ctx.release(lease, None, 0, &mut stats).await;
             return stats;
         }
     }
@@ -313,43 +321,7 @@ pub(crate) async fn submit_shard(
     stats
 }
 
-async fn fail_lease(
-    client: &CoordinatorClient,
-    worker_id: &str,
-    lease: &Lease,
-    error: String,
-    stats: &mut WorkerStats,
-) {
+async fn fail_lease(ctx: &ShardContext, lease: &Lease, error: String, stats: &mut WorkerStats) {
     tracing::error!(%error, "failing the shard's attempt");
-    let fail = FailRequest {
-        worker_id: worker_id.to_string(),
-        shard_id: lease.shard_id,
-        attempt: lease.attempt,
-        error,
-    };
-    match client.fail(&fail).await {
-        Ok(LeaseOutcome::Accepted(_)) => {}
-        Ok(LeaseOutcome::Fenced { .. }) => stats.fenced += 1,
-        Err(e) => tracing::error!(error = %e, "cannot fail the lease; it will expire"),
-    }
-}
-
-async fn release(
-    client: &CoordinatorClient,
-    worker_id: &str,
-    lease: &Lease,
-    stats: &mut WorkerStats,
-) {
-    let release = ReleaseRequest {
-        worker_id: worker_id.to_string(),
-        shard_id: lease.shard_id,
-        attempt: lease.attempt,
-        partial: None,
-    };
-    match client.release(&release).await {
-        Ok(LeaseOutcome::Accepted(_)) => tracing::info!("shutting down: shard released"),
-        Ok(LeaseOutcome::Fenced { .. }) => stats.fenced += 1,
-        Err(ClientError::Fenced { .. }) => stats.fenced += 1,
-        Err(e) => tracing::error!(error = %e, "cannot release the lease; it will expire"),
-    }
+    ctx.fail_lease(lease, error, stats).await;
 }

@@ -1,5 +1,6 @@
-//! Retry timing shared by the coordinator client and the backends: capped
-//! exponential backoff with full jitter, and `Retry-After` parsing.
+//! Retry timing: capped exponential backoff with full jitter, `Retry-After`
+//! parsing, and the [`RetryPolicy`] of lease calls. The worker's backends use
+//! the same backoff and parsing for their endpoints.
 
 use rand::Rng;
 use reqwest::header::HeaderMap;
@@ -68,6 +69,23 @@ pub fn parse_retry_after_value(
     let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let wait = when.with_timezone(&chrono::Utc) - now;
     Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// How long lease calls keep retrying transient failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub backoff: Backoff,
+    /// Give up once this much time has passed since the first attempt.
+    pub max_elapsed: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
+            max_elapsed: Duration::from_secs(120),
+        }
+    }
 }
 
 #[cfg(test)]

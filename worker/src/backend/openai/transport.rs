@@ -1,0 +1,337 @@
+//! Sending a request body: retries with backoff honouring `Retry-After`,
+//! the rate limits, and the circuit breaker that declares the endpoint
+//! unusable.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+use super::{OpenAiBackend, MAX_CONNECT_RETRIES, MAX_RETRY_AFTER};
+use crate::backend::BackendError;
+use client::retry::parse_retry_after;
+
+impl OpenAiBackend {
+    /// Sends `body` with retries; returns the parsed JSON answer, the
+    /// latency of the successful attempt and the attempts it took.
+    pub(super) async fn send_with_retries(
+        &self,
+        url: &str,
+        body: &Value,
+        token_estimate: f64,
+    ) -> Result<(Value, Duration, u32), BackendError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            // Checked before every attempt so that requests already in their
+            // retry loop stop too once the endpoint is known to be unusable.
+            self.breaker
+                .check()
+                .map_err(|message| self.unusable(message))?;
+            if let Some(bucket) = &self.requests_per_minute {
+                bucket.acquire(1.0).await;
+            }
+            if let Some(bucket) = &self.tokens_per_minute {
+                bucket.acquire(token_estimate).await;
+            }
+            let started = Instant::now();
+            let failure = match self.send_once(url, body).await {
+                Attempt::Answered(value) => {
+                    self.breaker.record_healthy();
+                    return Ok((value, started.elapsed(), attempt));
+                }
+                Attempt::Fatal(error) => return Err(error),
+                Attempt::Rejected { status, message } => {
+                    if let Some(symptom) = Symptom::of_status(status) {
+                        if let Some(open) = self.note_unusable(symptom, &message) {
+                            return Err(self.unusable(open));
+                        }
+                    } else {
+                        self.breaker.record_healthy();
+                    }
+                    return Err(BackendError::Http {
+                        url: url.to_string(),
+                        status,
+                        message,
+                        attempts: attempt,
+                    });
+                }
+                Attempt::Retryable(failure) => failure,
+            };
+            let retry_limit = match &failure {
+                RetryableFailure::Transport {
+                    message,
+                    connect: true,
+                } => {
+                    if let Some(open) = self.note_unusable(Symptom::Unreachable, message) {
+                        return Err(self.unusable(open));
+                    }
+                    self.max_retries.min(MAX_CONNECT_RETRIES)
+                }
+                // A timeout says nothing about the endpoint as a whole (it
+                // accepted the connection); a status means it is reachable.
+                RetryableFailure::Transport { .. } => self.max_retries,
+                RetryableFailure::Status { .. } => {
+                    self.breaker.record_healthy();
+                    self.max_retries
+                }
+            };
+            let last_error = failure.to_error(url, attempt);
+            if attempt > retry_limit {
+                return Err(last_error);
+            }
+            let delay = match failure.retry_after() {
+                Some(asked) => asked.min(MAX_RETRY_AFTER),
+                None => self.backoff.delay(attempt - 1),
+            };
+            tracing::debug!(url, attempt, delay_ms = delay.as_millis() as u64, error = %last_error,
+                "inference request failed; retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Counts an endpoint-level failure; `Some(message)` once the breaker is
+    /// open.
+    fn note_unusable(&self, symptom: Symptom, detail: &str) -> Option<String> {
+        self.breaker
+            .record_unusable(|count| self.unusable_message(symptom, count, detail))
+    }
+
+    pub(super) fn unusable(&self, message: String) -> BackendError {
+        BackendError::EndpointUnusable {
+            url: self.base_url.clone(),
+            message,
+        }
+    }
+
+    /// One error naming the endpoint, what went wrong and what to check.
+    fn unusable_message(&self, symptom: Symptom, count: u32, detail: &str) -> String {
+        let base = &self.base_url;
+        match symptom {
+            Symptom::Unreachable => format!(
+                "endpoint {base} is unreachable: {count} connection attempts in a row failed \
+                 (last: {detail}); the server is down or model.base_url is wrong — start the \
+                 server or fix the URL, then retry the job"
+            ),
+            Symptom::Unauthorized(status) => match &self.api_key_env {
+                Some(var) => format!(
+                    "endpoint {base} rejected the API key from environment variable {var} \
+                     (HTTP {status} on {count} requests in a row: {detail}); put a valid key for \
+                     this endpoint in {var} on every worker"
+                ),
+                None => format!(
+                    "endpoint {base} requires an API key (HTTP {status} on {count} requests in a \
+                     row: {detail}); set model.api_key_env to the name of an environment variable \
+                     holding the key"
+                ),
+            },
+            Symptom::NotFound => format!(
+                "endpoint {base} does not serve model {:?} (HTTP 404 on {count} requests in a \
+                 row: {detail}); check model.model against the server's /models list and that \
+                 model.base_url includes the API prefix (e.g. /v1)",
+                self.model
+            ),
+        }
+    }
+
+    /// One HTTP attempt, classified.
+    async fn send_once(&self, url: &str, body: &Value) -> Attempt {
+        let mut request = self.http.post(url).json(body);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(&key.0);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return Attempt::Retryable(RetryableFailure::transport(&e)),
+        };
+        let status = response.status();
+        let retry_after = parse_retry_after(response.headers());
+        let bytes = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => return Attempt::Retryable(RetryableFailure::transport(&e)),
+        };
+        if status.is_success() {
+            return match serde_json::from_slice(&bytes) {
+                Ok(value) => Attempt::Answered(value),
+                Err(e) => Attempt::Fatal(BackendError::BadResponse {
+                    url: url.to_string(),
+                    message: format!("the body is not JSON ({e})"),
+                }),
+            };
+        }
+        let message = server_error_message(&bytes, status);
+        if is_retryable_status(status) {
+            return Attempt::Retryable(RetryableFailure::Status {
+                status: status.as_u16(),
+                message,
+                retry_after,
+            });
+        }
+        Attempt::Rejected {
+            status: status.as_u16(),
+            message,
+        }
+    }
+}
+
+/// What one HTTP attempt came to.
+enum Attempt {
+    /// A 2xx answer with a JSON body.
+    Answered(Value),
+    /// A non-retryable error status (4xx other than 408/429, 501, 505).
+    Rejected { status: u16, message: String },
+    /// Worth another attempt.
+    Retryable(RetryableFailure),
+    /// Cannot succeed on retry (a 2xx that is not JSON).
+    Fatal(BackendError),
+}
+
+/// Endpoint-level failures the circuit breaker counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Symptom {
+    /// Connection refused, DNS failure, connect timeout.
+    Unreachable,
+    /// 401 or 403: the key is missing or wrong.
+    Unauthorized(u16),
+    /// 404: the model is unknown (or the URL lacks the API prefix).
+    NotFound,
+}
+
+impl Symptom {
+    fn of_status(status: u16) -> Option<Symptom> {
+        match status {
+            401 | 403 => Some(Symptom::Unauthorized(status)),
+            404 => Some(Symptom::NotFound),
+            _ => None,
+        }
+    }
+}
+
+enum RetryableFailure {
+    Status {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    Transport {
+        message: String,
+        /// The connection was never made (refused, DNS, connect timeout).
+        connect: bool,
+    },
+}
+
+impl RetryableFailure {
+    fn transport(e: &reqwest::Error) -> Self {
+        RetryableFailure::Transport {
+            message: describe_transport(e),
+            connect: e.is_connect(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RetryableFailure::Status { retry_after, .. } => *retry_after,
+            RetryableFailure::Transport { .. } => None,
+        }
+    }
+
+    fn to_error(&self, url: &str, attempts: u32) -> BackendError {
+        match self {
+            RetryableFailure::Status {
+                status, message, ..
+            } => BackendError::Http {
+                url: url.to_string(),
+                status: *status,
+                message: message.clone(),
+                attempts,
+            },
+            RetryableFailure::Transport { message, .. } => BackendError::Transport {
+                url: url.to_string(),
+                message: message.clone(),
+                attempts,
+            },
+        }
+    }
+}
+
+/// 408, 429 and every 5xx except 501 Not Implemented and 505 HTTP Version
+/// Not Supported, which no retry changes (so 507, 520–524 from Cloudflare and
+/// 529 "overloaded" are retried too).
+fn is_retryable_status(status: StatusCode) -> bool {
+    match status.as_u16() {
+        408 | 429 => true,
+        501 | 505 => false,
+        code => (500..=599).contains(&code),
+    }
+}
+
+fn describe_transport(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "request timed out (model.timeout_secs)".to_string()
+    } else if e.is_connect() {
+        format!("cannot connect: {}", client::text::error_chain(e))
+    } else {
+        client::text::error_chain(e)
+    }
+}
+
+/// `error.message` (OpenAI), `error` as a string, `message` or `detail`
+/// (FastAPI), else the start of the raw body.
+fn server_error_message(body: &[u8], status: StatusCode) -> String {
+    if let Ok(value) = serde_json::from_slice::<Value>(body) {
+        let found = value
+            .pointer("/error/message")
+            .or_else(|| value.get("error").filter(|v| v.is_string()))
+            .or_else(|| value.get("message"))
+            .or_else(|| value.get("detail"));
+        if let Some(found) = found {
+            return match found {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("no message")
+            .to_string()
+    } else {
+        client::text::truncate_chars(text, 500)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_5xx_but_501_and_505_is_retried() {
+        for code in [
+            408, 429, 500, 502, 503, 504, 507, 520, 521, 522, 523, 524, 529, 599,
+        ] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert!(is_retryable_status(status), "{code}");
+        }
+        for code in [400, 401, 403, 404, 422, 501, 505] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert!(!is_retryable_status(status), "{code}");
+        }
+    }
+
+    #[test]
+    fn server_error_messages_are_extracted() {
+        let status = StatusCode::BAD_REQUEST;
+        assert_eq!(
+            server_error_message(br#"{"error":{"message":"bad model","type":"x"}}"#, status),
+            "bad model"
+        );
+        assert_eq!(
+            server_error_message(br#"{"detail":"nope"}"#, status),
+            "nope"
+        );
+        assert_eq!(server_error_message(b"plain text", status), "plain text");
+        assert_eq!(server_error_message(b"", status), "Bad Request");
+    }
+}
