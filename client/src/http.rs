@@ -7,6 +7,7 @@
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use jobs::protocol::routes;
 use jobs::protocol::ErrorBody;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -83,7 +84,7 @@ impl CoordinatorClient {
     pub async fn healthz(&self) -> Result<(), ClientError> {
         self.send_raw::<()>(
             Method::GET,
-            "/healthz",
+            routes::HEALTHZ,
             None,
             TokenKind::Admin,
             Some(self.request_timeout),
@@ -97,7 +98,7 @@ impl CoordinatorClient {
         let response = self
             .send_raw::<()>(
                 Method::GET,
-                "/metrics",
+                routes::METRICS,
                 None,
                 TokenKind::Admin,
                 Some(self.request_timeout),
@@ -106,7 +107,7 @@ impl CoordinatorClient {
         response
             .text()
             .await
-            .map_err(|e| transport_error("/metrics", &self.base_url, &e))
+            .map_err(|e| transport_error(routes::METRICS, &self.base_url, &e))
     }
 
     // ---- plumbing ----

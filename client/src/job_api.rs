@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
+use jobs::protocol::routes;
 use jobs::protocol::{JobStatus, SubmitJobRequest};
 use jobs::JobSpec;
 use reqwest::Method;
@@ -27,7 +28,7 @@ impl CoordinatorClient {
             spec: spec.clone(),
             priority,
         };
-        self.call(Method::POST, "/v1/jobs", Some(&body), TokenKind::Admin)
+        self.call(Method::POST, routes::JOBS, Some(&body), TokenKind::Admin)
             .await
     }
 
@@ -35,7 +36,7 @@ impl CoordinatorClient {
     /// not have been submitted): the same body as [`CoordinatorClient::results`].
     pub async fn rescore_spec(&self, spec: &JobSpec) -> Result<serde_json::Value, ClientError> {
         let body = serde_json::json!({ "spec": spec });
-        self.call(Method::POST, "/v1/rescore", Some(&body), TokenKind::Admin)
+        self.call(Method::POST, routes::RESCORE, Some(&body), TokenKind::Admin)
             .await
     }
 
@@ -47,7 +48,7 @@ impl CoordinatorClient {
         let body = serde_json::json!({ "spec": spec });
         self.stream(
             Method::POST,
-            "/v1/rescore/samples".to_string(),
+            routes::RESCORE_SAMPLES.to_string(),
             Some(&body),
             TokenKind::Admin,
         )
@@ -55,24 +56,19 @@ impl CoordinatorClient {
     }
 
     pub async fn list_jobs(&self) -> Result<Vec<JobStatus>, ClientError> {
-        self.call::<(), _>(Method::GET, "/v1/jobs", None, TokenKind::Admin)
+        self.call::<(), _>(Method::GET, routes::JOBS, None, TokenKind::Admin)
             .await
     }
 
     pub async fn job(&self, id: Uuid) -> Result<JobStatus, ClientError> {
-        self.call::<(), _>(
-            Method::GET,
-            &format!("/v1/jobs/{id}"),
-            None,
-            TokenKind::Admin,
-        )
-        .await
+        self.call::<(), _>(Method::GET, &routes::job_of(id), None, TokenKind::Admin)
+            .await
     }
 
     pub async fn cancel(&self, id: Uuid) -> Result<JobStatus, ClientError> {
         self.call::<(), _>(
             Method::POST,
-            &format!("/v1/jobs/{id}/cancel"),
+            &routes::job_cancel_of(id),
             None,
             TokenKind::Admin,
         )
@@ -83,7 +79,7 @@ impl CoordinatorClient {
     pub async fn results(&self, id: Uuid) -> Result<serde_json::Value, ClientError> {
         self.call::<(), _>(
             Method::GET,
-            &format!("/v1/jobs/{id}/results"),
+            &routes::job_results_of(id),
             None,
             TokenKind::Admin,
         )
@@ -95,14 +91,14 @@ impl CoordinatorClient {
         &self,
         id: Uuid,
     ) -> Result<BoxStream<'static, Result<Bytes, ClientError>>, ClientError> {
-        let route = format!("/v1/jobs/{id}/samples");
+        let route = routes::job_samples_of(id);
         self.stream::<()>(Method::GET, route, None, TokenKind::Admin)
             .await
     }
 
     /// `samples.jsonl` of a job, whole.
     pub async fn samples(&self, id: Uuid) -> Result<String, ClientError> {
-        let route = format!("/v1/jobs/{id}/samples");
+        let route = routes::job_samples_of(id);
         let response = self
             .send_raw::<()>(Method::GET, &route, None, TokenKind::Admin, None)
             .await?;

@@ -3,6 +3,7 @@
 //! 409 on `complete`/`fail`/`release` is the expected answer of a fenced
 //! lease and comes back as [`LeaseOutcome::Fenced`].
 
+use jobs::protocol::routes;
 use jobs::protocol::{
     ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, FailRequest, FailResponse,
     HeartbeatRequest, HeartbeatResponse, ReleaseRequest, ReleaseResponse,
@@ -14,7 +15,7 @@ use crate::http::{fenced_to_outcome, CoordinatorClient};
 
 impl CoordinatorClient {
     pub async fn claim(&self, req: &ClaimRequest) -> Result<ClaimResponse, ClientError> {
-        self.call_retrying(Method::POST, "/v1/leases/claim", req)
+        self.call_retrying(Method::POST, routes::LEASES_CLAIM, req)
             .await
     }
 
@@ -23,7 +24,7 @@ impl CoordinatorClient {
         &self,
         req: &HeartbeatRequest,
     ) -> Result<HeartbeatResponse, ClientError> {
-        self.call_retrying(Method::POST, "/v1/leases/heartbeat", req)
+        self.call_retrying(Method::POST, routes::LEASES_HEARTBEAT, req)
             .await
     }
 
@@ -32,14 +33,14 @@ impl CoordinatorClient {
         req: &CompleteRequest,
     ) -> Result<LeaseOutcome<CompleteResponse>, ClientError> {
         fenced_to_outcome(
-            self.call_retrying(Method::POST, "/v1/leases/complete", req)
+            self.call_retrying(Method::POST, routes::LEASES_COMPLETE, req)
                 .await,
         )
     }
 
     pub async fn fail(&self, req: &FailRequest) -> Result<LeaseOutcome<FailResponse>, ClientError> {
         fenced_to_outcome(
-            self.call_retrying(Method::POST, "/v1/leases/fail", req)
+            self.call_retrying(Method::POST, routes::LEASES_FAIL, req)
                 .await,
         )
     }
@@ -49,7 +50,7 @@ impl CoordinatorClient {
         req: &ReleaseRequest,
     ) -> Result<LeaseOutcome<ReleaseResponse>, ClientError> {
         fenced_to_outcome(
-            self.call_retrying(Method::POST, "/v1/leases/release", req)
+            self.call_retrying(Method::POST, routes::LEASES_RELEASE, req)
                 .await,
         )
     }

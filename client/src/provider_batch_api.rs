@@ -2,6 +2,7 @@
 //! submit shards as OpenAI Batch API batches and poll them. Retried on
 //! transient failures like the lease API; 409 means fenced.
 
+use jobs::protocol::routes;
 use jobs::InferenceRequest;
 use jobs::{
     protocol::BatchAccepted, protocol::BatchClaimRequest, protocol::BatchClaimResponse,
@@ -22,7 +23,7 @@ impl CoordinatorClient {
         req: &BatchReserveRequest,
     ) -> Result<LeaseOutcome<BatchReserveResponse>, ClientError> {
         fenced_to_outcome(
-            self.call_retrying(Method::POST, "/v1/batches/reserve", req)
+            self.call_retrying(Method::POST, routes::BATCHES_RESERVE, req)
                 .await,
         )
     }
@@ -33,7 +34,7 @@ impl CoordinatorClient {
         req: &BatchSubmitRequest,
     ) -> Result<LeaseOutcome<BatchAccepted>, ClientError> {
         fenced_to_outcome(
-            self.call_retrying(Method::POST, "/v1/batches/submit", req)
+            self.call_retrying(Method::POST, routes::BATCHES_SUBMIT, req)
                 .await,
         )
     }
@@ -44,7 +45,7 @@ impl CoordinatorClient {
         &self,
         req: &BatchRequestsRequest,
     ) -> Result<Vec<InferenceRequest>, ClientError> {
-        self.call_retrying(Method::POST, "/v1/batches/requests", req)
+        self.call_retrying(Method::POST, routes::BATCHES_REQUESTS, req)
             .await
     }
 
@@ -53,7 +54,7 @@ impl CoordinatorClient {
         &self,
         req: &BatchClaimRequest,
     ) -> Result<BatchClaimResponse, ClientError> {
-        self.call_retrying(Method::POST, "/v1/batches/claim", req)
+        self.call_retrying(Method::POST, routes::BATCHES_CLAIM, req)
             .await
     }
 
@@ -62,7 +63,7 @@ impl CoordinatorClient {
         &self,
         req: &BatchHeartbeatRequest,
     ) -> Result<BatchHeartbeatResponse, ClientError> {
-        self.call_retrying(Method::POST, "/v1/batches/heartbeat", req)
+        self.call_retrying(Method::POST, routes::BATCHES_HEARTBEAT, req)
             .await
     }
 
@@ -72,7 +73,7 @@ impl CoordinatorClient {
         req: &BatchUpdateRequest,
     ) -> Result<LeaseOutcome<BatchAccepted>, ClientError> {
         fenced_to_outcome(
-            self.call_retrying(Method::POST, "/v1/batches/update", req)
+            self.call_retrying(Method::POST, routes::BATCHES_UPDATE, req)
                 .await,
         )
     }
@@ -83,7 +84,7 @@ impl CoordinatorClient {
         req: &BatchFinishRequest,
     ) -> Result<LeaseOutcome<BatchFinishResponse>, ClientError> {
         fenced_to_outcome(
-            self.call_retrying(Method::POST, "/v1/batches/finish", req)
+            self.call_retrying(Method::POST, routes::BATCHES_FINISH, req)
                 .await,
         )
     }

@@ -1,41 +1,11 @@
-//! Retry timing: capped exponential backoff with full jitter, `Retry-After`
-//! parsing, and the [`RetryPolicy`] of lease calls. The worker's backends use
-//! the same backoff and parsing for their endpoints.
+//! Retry timing: `Retry-After` parsing and the [`RetryPolicy`] of lease
+//! calls, over the one backoff curve of `jobs::backoff` (with full jitter).
+//! The worker's backends use the same parsing for their endpoints.
 
-use rand::Rng;
 use reqwest::header::HeaderMap;
 use std::time::Duration;
 
-/// Capped exponential backoff with "full jitter" (AWS architecture blog):
-/// the delay before retry `n` is uniform in `[0, min(cap, base * 2^n)]`, so
-/// that many clients hit by the same outage do not retry in lockstep.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backoff {
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Backoff {
-    pub const fn new(base: Duration, cap: Duration) -> Self {
-        Backoff { base, cap }
-    }
-
-    /// Upper bound of the delay before retry number `retry` (0-based).
-    pub fn ceiling(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry.min(30)).unwrap_or(u32::MAX);
-        self.base.saturating_mul(factor).min(self.cap)
-    }
-
-    /// A jittered delay before retry number `retry` (0-based).
-    pub fn delay(&self, retry: u32) -> Duration {
-        let ceiling = self.ceiling(retry);
-        if ceiling.is_zero() {
-            return ceiling;
-        }
-        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(rand::rng().random_range(0..=nanos))
-    }
-}
+pub use jobs::backoff::Backoff;
 
 /// The wait a server asked for, from `retry-after-ms` (OpenAI, Azure) or
 /// `Retry-After` as delta-seconds or an HTTP-date (RFC 9110 §10.2.3).
@@ -72,7 +42,7 @@ pub fn parse_retry_after_value(
 }
 
 /// How long lease calls keep retrying transient failures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RetryPolicy {
     pub backoff: Backoff,
     /// Give up once this much time has passed since the first attempt.
@@ -82,7 +52,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
+            backoff: Backoff::full_jitter(Duration::from_millis(200), Duration::from_secs(10)),
             max_elapsed: Duration::from_secs(120),
         }
     }
@@ -95,7 +65,7 @@ mod tests {
 
     #[test]
     fn backoff_is_capped_and_jittered() {
-        let b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let b = Backoff::full_jitter(Duration::from_millis(100), Duration::from_secs(1));
         assert_eq!(b.ceiling(0), Duration::from_millis(100));
         assert_eq!(b.ceiling(3), Duration::from_millis(800));
         assert_eq!(b.ceiling(4), Duration::from_secs(1));

@@ -52,7 +52,7 @@ impl ClusterConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("cannot recover the state left by a previous run: {0}")]
-    Recover(#[source] crate::CoordinatorError),
+    Recover(#[source] Box<crate::CoordinatorError>),
     #[error("cannot listen on 127.0.0.1: {0}")]
     Listen(#[source] std::io::Error),
     #[error("cannot create a client for the embedded coordinator: {0}")]
@@ -93,7 +93,7 @@ impl Cluster {
         let recovered = coordinator
             .recover_after_crash()
             .await
-            .map_err(ClusterError::Recover)?;
+            .map_err(|e| ClusterError::Recover(Box::new(e)))?;
         if recovered.leases_returned > 0 || recovered.index.segments > 0 {
             tracing::info!(
                 leases = recovered.leases_returned,

@@ -6,8 +6,7 @@ use jobs::protocol::{
     ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, FailRequest, FailResponse,
     HeartbeatRequest, HeartbeatResponse, Lease, ReleaseRequest, ReleaseResponse,
 };
-use jobs::{InferenceRequest, RequestKey};
-use rand::Rng;
+use jobs::{Backoff, InferenceRequest, RequestKey};
 use std::time::Duration;
 
 use crate::coordinator::Coordinator;
@@ -19,17 +18,17 @@ use crate::store::{Completion, LeaseFence, ModelPattern, Partial};
 const MAX_SHARDS_PER_CLAIM: u32 = 64;
 /// Claim rounds when every claimed shard turns out to be cached already.
 const MAX_CLAIM_ROUNDS: usize = 8;
-/// First retry delay of a failed shard; doubles per attempt up to the cap.
-pub(crate) const RETRY_BASE: Duration = Duration::from_secs(1);
-pub(crate) const RETRY_CAP: Duration = Duration::from_secs(120);
+/// The retry curve of a failed shard: 1 s, doubling per attempt up to
+/// 2 min, with up to half of each delay taken off at random so that many
+/// shards failing together do not retry in lockstep. The reaper gives
+/// shards whose lease expired the same curve.
+pub(crate) const RETRY_BACKOFF: Backoff =
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(120), 0.5);
 
-/// Capped exponential backoff with full jitter in its upper half, so that
-/// many shards failing together do not retry in lockstep.
+/// The wait before a shard whose attempt number `attempt` failed (1-based)
+/// may be claimed again.
 pub(crate) fn retry_delay(attempt: u32) -> Duration {
-    let exp = attempt.saturating_sub(1).min(16);
-    let base = RETRY_BASE.saturating_mul(1u32 << exp).min(RETRY_CAP);
-    let jitter = rand::rng().random_range(0.5..=1.0);
-    base.mul_f64(jitter)
+    RETRY_BACKOFF.delay(attempt.saturating_sub(1))
 }
 
 fn chrono_after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
@@ -291,10 +290,11 @@ mod tests {
 
     #[test]
     fn retry_delay_grows_and_is_capped() {
+        let base = RETRY_BACKOFF.base;
         let d1 = retry_delay(1);
-        assert!(d1 >= RETRY_BASE / 2 && d1 <= RETRY_BASE, "{d1:?}");
+        assert!(d1 >= base / 2 && d1 <= base, "{d1:?}");
         let d4 = retry_delay(4);
-        assert!(d4 >= RETRY_BASE * 4 && d4 <= RETRY_BASE * 8, "{d4:?}");
-        assert!(retry_delay(60) <= RETRY_CAP);
+        assert!(d4 >= base * 4 && d4 <= base * 8, "{d4:?}");
+        assert!(retry_delay(60) <= RETRY_BACKOFF.cap);
     }
 }

@@ -12,16 +12,8 @@ use crate::coordinator::Coordinator;
 use crate::error::CoordinatorError;
 use crate::index::IndexStats;
 use crate::leader::leader_ttl;
-use crate::lease::{RETRY_BASE, RETRY_CAP};
-use crate::store::{Backoff, ExpiredLease, ReapOutcome};
-
-/// Backoff of shards whose lease expired: same curve as failed shards, with
-/// up to half of each delay taken off at random.
-const REAP_BACKOFF: Backoff = Backoff {
-    base: RETRY_BASE,
-    cap: RETRY_CAP,
-    jitter: 0.5,
-};
+use crate::lease::RETRY_BACKOFF;
+use crate::store::{ExpiredLease, ReapOutcome};
 
 /// What [`Coordinator::recover_after_crash`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -74,7 +66,10 @@ impl Coordinator {
     /// One reaper pass: expired leases go back to `available` (spending the
     /// attempt) or die.
     pub async fn reap_expired(&self) -> Result<ReapOutcome, CoordinatorError> {
-        let outcome = self.store().reap_expired(Utc::now(), &REAP_BACKOFF).await?;
+        let outcome = self
+            .store()
+            .reap_expired(Utc::now(), &RETRY_BACKOFF)
+            .await?;
         if outcome.jobs_completed > 0 {
             tracing::info!(
                 jobs = outcome.jobs_completed,

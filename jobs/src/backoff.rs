@@ -39,6 +39,12 @@ impl Backoff {
         Backoff { base, cap, jitter }
     }
 
+    /// "Full jitter": the delay is uniform in `[0, ceiling]`, the spread
+    /// that clients retrying one server want.
+    pub const fn full_jitter(base: Duration, cap: Duration) -> Self {
+        Backoff::new(base, cap, 1.0)
+    }
+
     /// Upper bound of the delay before retry `retry` (0-based), jitter left
     /// out: `min(cap, base * 2^retry)`.
     pub fn ceiling(&self, retry: u32) -> Duration {

@@ -10,8 +10,7 @@
 //!   only through the [`Backend`] trait.
 //! - [`stats`]: [`WorkerStats`]; `heartbeat`: the one lease-renewing loop.
 //!
-//! The coordinator's HTTP client is the `client` crate; its types are
-//! re-exported here for the crates that already name them through `worker`.
+//! The coordinator's HTTP client is the `client` crate.
 
 pub mod backend;
 mod heartbeat;
@@ -21,6 +20,5 @@ pub mod worker;
 pub use backend::{
     build_backend, Backend, BackendCache, BackendError, BackendFactory, OpenAiBackend, CLAIM_AHEAD,
 };
-pub use client::{Backoff, ClientError, CoordinatorClient, LeaseOutcome, RetryPolicy};
 pub use stats::WorkerStats;
 pub use worker::{Worker, WorkerConfig, WorkerError, DEFAULT_MAX_CONCURRENT_SHARDS};

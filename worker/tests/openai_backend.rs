@@ -3,14 +3,14 @@
 mod common;
 
 use common::{model, params, prompt_request};
+use jobs::Backoff;
 use jobs::{ChatMessage, InferenceRequest, RenderedInput, RequestType};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use testkit::{FakeConfig, FakeOpenAi};
 use worker::backend::{Backend, BackendError, OpenAiBackend};
-use worker::Backoff;
 
-const FAST: Backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(5));
+const FAST: Backoff = Backoff::full_jitter(Duration::from_millis(1), Duration::from_millis(5));
 
 async fn fake(config: FakeConfig) -> FakeOpenAi {
     FakeOpenAi::start(config).await.expect("fake server starts")

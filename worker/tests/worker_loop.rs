@@ -3,6 +3,7 @@
 
 mod common;
 
+use client::{Backoff, ClientError, CoordinatorClient, LeaseOutcome, RetryPolicy};
 use common::{lease, model, prompt_request, MockCoordinator, WORKER_TOKEN};
 use jobs::protocol::{ClaimRequest, CompleteRequest, WorkerCapabilities};
 use jobs::spec::BackendKind;
@@ -13,16 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testkit::{FakeConfig, FakeOpenAi};
 use tokio_util::sync::CancellationToken;
-use worker::{
-    BackendCache, Backoff, ClientError, CoordinatorClient, LeaseOutcome, RetryPolicy, Worker,
-    WorkerConfig, WorkerStats,
-};
+use worker::{BackendCache, Worker, WorkerConfig, WorkerStats};
 
 fn client(base_url: &str) -> CoordinatorClient {
     CoordinatorClient::new(base_url, WORKER_TOKEN.into())
         .unwrap()
         .with_retry_policy(RetryPolicy {
-            backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),
+            backoff: Backoff::full_jitter(Duration::from_millis(5), Duration::from_millis(20)),
             max_elapsed: Duration::from_secs(2),
         })
 }
@@ -367,7 +365,7 @@ async fn client_maps_statuses_and_retries_transient_errors() {
     let gone = CoordinatorClient::new(&format!("http://127.0.0.1:{port}/"), "t".into())
         .unwrap()
         .with_retry_policy(RetryPolicy {
-            backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),
+            backoff: Backoff::full_jitter(Duration::from_millis(5), Duration::from_millis(20)),
             max_elapsed: Duration::from_millis(200),
         });
     let started = Instant::now();

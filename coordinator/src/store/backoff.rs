@@ -1,53 +1,34 @@
-//! The backoff curve of shards whose lease expired: how long the reaper keeps
-//! such a shard invisible before it can be claimed again. The stores apply it
-//! in SQL (per row, with jitter); the curve itself is defined here once.
+//! The reaper's backoff as the stores apply it in SQL: the curve is
+//! `jobs::backoff::Backoff`; this file turns it into query parameters.
+//!
+//! `reap.sql` computes, per row, `min(base * 2^(attempts spent - 1), cap)`
+//! minus a random part of up to `jitter` of it, which is
+//! [`Backoff::delay`] for retry `attempts spent - 1`. The SQL stops doubling
+//! after 20 doublings, far past any cap in use.
 
-use std::time::Duration;
+pub use jobs::backoff::Backoff;
 
-/// Capped exponential backoff with jitter, for shards whose lease expired:
-/// after its n-th spent attempt a shard waits `min(base * 2^(n-1), cap)`,
-/// minus up to `jitter` of that, before it can be claimed again. The jitter
-/// spreads shards that expired together (a worker host died) so they do not
-/// all land on the next claim at once.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Backoff {
-    pub base: Duration,
-    pub cap: Duration,
-    /// Fraction of the delay taken off at random, in `0.0..=1.0`.
-    pub jitter: f64,
+/// The query parameters of `reap.sql`: base and cap in milliseconds, and the
+/// jitter fraction.
+pub(crate) fn sql_params(backoff: &Backoff) -> (i64, i64, f64) {
+    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    (ms(backoff.base), ms(backoff.cap), backoff.jitter_fraction())
 }
 
-impl Backoff {
-    /// No delay: expired shards are claimable at once.
-    pub const NONE: Backoff = Backoff {
-        base: Duration::ZERO,
-        cap: Duration::ZERO,
-        jitter: 0.0,
-    };
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
 
-    /// The delay after `attempts_used` spent attempts, jitter left out
-    /// (the stores add the jitter in SQL, per row).
-    pub fn ceiling(&self, attempts_used: u32) -> Duration {
-        let exp = attempts_used.saturating_sub(1).min(BACKOFF_MAX_DOUBLINGS);
-        self.base.saturating_mul(1u32 << exp).min(self.cap)
-    }
+    /// Doublings `reap.sql` applies at most (`LEAST(attempts_used, 20)`).
+    const SQL_MAX_DOUBLINGS: u32 = 20;
 
-    pub(crate) fn base_ms(&self) -> i64 {
-        i64::try_from(self.base.as_millis()).unwrap_or(i64::MAX)
-    }
-
-    pub(crate) fn cap_ms(&self) -> i64 {
-        i64::try_from(self.cap.as_millis()).unwrap_or(i64::MAX)
-    }
-
-    pub(crate) fn jitter_fraction(&self) -> f64 {
-        if self.jitter.is_finite() {
-            self.jitter.clamp(0.0, 1.0)
-        } else {
-            0.0
-        }
+    #[test]
+    fn params_are_milliseconds_and_a_clamped_fraction() {
+        let b = Backoff::new(Duration::from_secs(1), Duration::from_secs(120), 1.5);
+        assert_eq!(sql_params(&b), (1000, 120_000, 1.0));
+        assert_eq!(sql_params(&Backoff::NONE), (0, 0, 0.0));
+        // The SQL's doubling limit is past the cap of the reaper's curve.
+        assert_eq!(b.ceiling(SQL_MAX_DOUBLINGS), b.cap);
     }
 }
-
-/// Doublings before the backoff stops growing (the cap usually bites first).
-pub(crate) const BACKOFF_MAX_DOUBLINGS: u32 = 20;

@@ -10,6 +10,7 @@ use sqlx::Row;
 use std::time::Duration;
 
 use super::{int, job_state_of, retry_busy, small, sorted_keys, PostgresStore};
+use crate::store::backoff::sql_params;
 use crate::store::rows::{lease_end, shard_state};
 use crate::store::{
     Backoff, ClaimedShard, Completion, ExpiredLease, HeartbeatOutcome, LeaseFence, LeaseStore,
@@ -176,11 +177,12 @@ impl LeaseStore for PostgresStore {
     ) -> Result<ReapOutcome, StoreError> {
         retry_busy("reap", || async move {
             let mut tx = self.pool.begin().await?;
+            let (base_ms, cap_ms, jitter) = sql_params(backoff);
             let rows = sqlx::query(include_str!("reap.sql"))
                 .bind(now)
-                .bind(backoff.base_ms())
-                .bind(backoff.cap_ms())
-                .bind(backoff.jitter_fraction())
+                .bind(base_ms)
+                .bind(cap_ms)
+                .bind(jitter)
                 .fetch_all(&mut *tx)
                 .await?;
             let mut outcome = ReapOutcome::default();

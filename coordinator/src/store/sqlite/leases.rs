@@ -10,6 +10,7 @@ use sqlx::Row;
 use std::time::Duration;
 
 use super::{add_usage, from_ms, index_in, ms, parse_uuid, record_failures, SqliteStore};
+use crate::store::backoff::sql_params;
 use crate::store::rows::{lease_end, shard_state};
 use crate::store::{
     Backoff, ClaimedShard, Completion, ExpiredLease, HeartbeatOutcome, LeaseFence, LeaseStore,
@@ -238,11 +239,12 @@ impl LeaseStore for SqliteStore {
         backoff: &Backoff,
     ) -> Result<ReapOutcome, StoreError> {
         let mut tx = self.begin_write().await?;
+        let (base_ms, cap_ms, jitter) = sql_params(backoff);
         let rows = sqlx::query(include_str!("reap.sql"))
             .bind(ms(now))
-            .bind(backoff.base_ms())
-            .bind(backoff.cap_ms())
-            .bind(backoff.jitter_fraction())
+            .bind(base_ms)
+            .bind(cap_ms)
+            .bind(jitter)
             .fetch_all(&mut *tx)
             .await?;
         let mut outcome = ReapOutcome::default();

@@ -27,7 +27,7 @@ use client::retry::Backoff;
 
 /// Default backoff between retries: 0.5 s doubling up to 30 s, jittered.
 pub const DEFAULT_BACKOFF: Backoff =
-    Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    Backoff::full_jitter(Duration::from_millis(500), Duration::from_secs(30));
 
 /// Longest `Retry-After` honoured; longer asks are clamped so that a
 /// misbehaving proxy cannot park a worker for hours.

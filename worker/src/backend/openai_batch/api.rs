@@ -278,7 +278,7 @@ impl BatchApi {
             base_url,
             api_key,
             max_retries: model.max_retries,
-            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
+            backoff: Backoff::full_jitter(Duration::from_millis(500), Duration::from_secs(30)),
         })
     }
 
