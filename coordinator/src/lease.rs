@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::coordinator::Coordinator;
 use crate::error::CoordinatorError;
 use crate::shard_keys::{check_keys, ShardKeys};
-use crate::store::{Completion, LeaseFence, ModelPattern, Partial};
+use crate::store::{Claimant, Completion, LeaseFence, ModelPattern, Partial};
 
 /// Most shards one claim hands out, whatever the worker asks for.
 const MAX_SHARDS_PER_CLAIM: u32 = 64;
@@ -82,11 +82,13 @@ impl Coordinator {
             let claimed = self
                 .store()
                 .claim_matching(
-                    &req.worker_id,
-                    &req.capabilities.backends,
-                    &models,
-                    (wanted - leases.len()) as u32,
-                    self.config().lease_length(),
+                    &Claimant {
+                        worker_id: &req.worker_id,
+                        backends: &req.capabilities.backends,
+                        models: &models,
+                        max: (wanted - leases.len()) as u32,
+                        lease: self.config().lease_length(),
+                    },
                     now,
                 )
                 .await?;

@@ -20,8 +20,8 @@ use crate::coordinator::Coordinator;
 use crate::error::CoordinatorError;
 use crate::shard_keys::check_keys;
 use crate::store::{
-    BatchEnd, BatchFence, BatchSubmission, BatchUpdate, LeaseFence, ModelPattern, Partial,
-    PollFence,
+    BatchEnd, BatchFence, BatchSubmission, BatchUpdate, Claimant, LeaseFence, ModelPattern,
+    Partial, PollFence,
 };
 
 /// Most poll leases one claim hands out.
@@ -176,11 +176,13 @@ impl Coordinator {
         let claim = self
             .store()
             .claim_polls(
-                &req.worker_id,
-                &req.capabilities.backends,
-                &models,
-                req.max.clamp(1, MAX_POLLS_PER_CLAIM),
-                self.poll_lease(),
+                &Claimant {
+                    worker_id: &req.worker_id,
+                    backends: &req.capabilities.backends,
+                    models: &models,
+                    max: req.max.clamp(1, MAX_POLLS_PER_CLAIM),
+                    lease: self.poll_lease(),
+                },
                 now,
             )
             .await?;

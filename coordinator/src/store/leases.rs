@@ -10,7 +10,7 @@ use jobs::{RequestKey, Usage};
 use std::time::Duration;
 use uuid::Uuid;
 
-use super::{Backoff, ModelPattern, StoreError};
+use super::{Backoff, Claimant, StoreError};
 
 /// Identifies one attempt of one shard held by one worker. Every lease
 /// operation must match all three, and the shard must still be running; a
@@ -112,7 +112,7 @@ pub trait LeaseStore: Send + Sync {
         lease: Duration,
         now: DateTime<Utc>,
     ) -> Result<Vec<ClaimedShard>, StoreError> {
-        self.claim_matching(worker_id, backends, &[], max, lease, now)
+        self.claim_matching(&Claimant::any_model(worker_id, backends, max, lease), now)
             .await
     }
     /// [`LeaseStore::claim`] for a worker that serves only some models: shards
@@ -120,11 +120,7 @@ pub trait LeaseStore: Send + Sync {
     /// Empty `models` means any model.
     async fn claim_matching(
         &self,
-        worker_id: &str,
-        backends: &[BackendKind],
-        models: &[ModelPattern],
-        max: u32,
-        lease: Duration,
+        who: &Claimant<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<ClaimedShard>, StoreError>;
     /// Renews a lease that is still the caller's and whose job still runs.

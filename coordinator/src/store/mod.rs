@@ -12,6 +12,7 @@
 
 mod backoff;
 mod cache_index;
+mod claimant;
 mod error;
 mod failures;
 mod jobs;
@@ -29,6 +30,7 @@ pub mod conformance;
 
 pub use backoff::Backoff;
 pub use cache_index::{CacheIndexStore, SegmentEntry};
+pub use claimant::Claimant;
 pub use error::StoreError;
 pub use failures::{FailureStore, RequestFailure};
 pub use jobs::{JobRecord, JobStore, NewJob, NewShard, PlanTotals, ShardRecord};

@@ -7,11 +7,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jobs::protocol::{FailedRequest, JobState, ShardState};
-use jobs::spec::BackendKind;
 use std::time::Duration;
 use uuid::Uuid;
 
-use super::{LeaseFence, ModelPattern, Partial, StoreError};
+use super::{Claimant, LeaseFence, Partial, StoreError};
 
 /// Identifies one poll lease on a submitted shard. A poll claim increments
 /// `poll_seq`, so a poller whose lease expired and was re-claimed matches
@@ -171,11 +170,7 @@ pub trait ProviderBatchStore: Send + Sync {
     /// (empty: any) that are due, or whose job stopped; earliest due first.
     async fn claim_polls(
         &self,
-        worker_id: &str,
-        backends: &[BackendKind],
-        models: &[ModelPattern],
-        max: u32,
-        lease: Duration,
+        who: &Claimant<'_>,
         now: DateTime<Utc>,
     ) -> Result<PollClaim, StoreError>;
     /// Renews a poll lease; the job's state, or `None` when fenced.

@@ -6,7 +6,7 @@ use jobs::spec::BackendKind;
 use uuid::Uuid;
 
 use super::{at, prioritized_job, request, running_job, t0, LEASE, WORKER};
-use crate::store::{Completion, ModelPattern, NewJob, NewShard, PlanTotals, Store};
+use crate::store::{Claimant, Completion, ModelPattern, NewJob, NewShard, PlanTotals, Store};
 
 /// A running job of one model with `shards` one-request shards.
 async fn job_of_model(store: &dyn Store, tag: &str, model: &str, shards: u64) -> Uuid {
@@ -127,7 +127,16 @@ pub async fn claim_matches_worker_models(store: &dyn Store) {
         let models = patterns(globs);
         async move {
             store
-                .claim_matching(WORKER, &openai, &models, max, LEASE, t0())
+                .claim_matching(
+                    &Claimant {
+                        worker_id: WORKER,
+                        backends: &openai,
+                        models: &models,
+                        max,
+                        lease: LEASE,
+                    },
+                    t0(),
+                )
                 .await
                 .expect("claim")
                 .into_iter()

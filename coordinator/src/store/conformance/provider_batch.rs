@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::{at, keys, request, t0, LEASE};
 use crate::store::{
-    Backoff, BatchEnd, BatchFence, BatchSubmission, BatchUpdate, LeaseFence, NewJob, NewShard,
-    Partial, PlanTotals, PollFence, Store,
+    Backoff, BatchEnd, BatchFence, BatchSubmission, BatchUpdate, Claimant, LeaseFence, NewJob,
+    NewShard, Partial, PlanTotals, PollFence, Store,
 };
 
 const MODEL_KEY: &str = "http://api|m";
@@ -155,19 +155,22 @@ pub async fn poll_leases_are_due_exclusive_and_fenced(store: &dyn Store) {
     let backends = [BackendKind::OpenaiBatch];
     // Not due yet: nothing, and when it will be.
     let early = store
-        .claim_polls("p1", &backends, &[], 4, LEASE, at(1))
+        .claim_polls(&Claimant::any_model("p1", &backends, 4, LEASE), at(1))
         .await
         .unwrap();
     assert!(early.polls.is_empty());
     assert_eq!(early.next_due_at, Some(at(5)));
     // Another backend never sees it.
     let other = store
-        .claim_polls("p1", &[BackendKind::Openai], &[], 4, LEASE, at(6))
+        .claim_polls(
+            &Claimant::any_model("p1", &[BackendKind::Openai], 4, LEASE),
+            at(6),
+        )
         .await
         .unwrap();
     assert!(other.polls.is_empty());
     let first = store
-        .claim_polls("p1", &backends, &[], 4, LEASE, at(6))
+        .claim_polls(&Claimant::any_model("p1", &backends, 4, LEASE), at(6))
         .await
         .unwrap();
     assert_eq!(first.polls.len(), 1);
@@ -177,7 +180,7 @@ pub async fn poll_leases_are_due_exclusive_and_fenced(store: &dyn Store) {
     assert_eq!(poll.state_json, "{\"round\":0}");
     // Held: nobody else gets it until the poll lease expires.
     let second = store
-        .claim_polls("p2", &backends, &[], 4, LEASE, at(7))
+        .claim_polls(&Claimant::any_model("p2", &backends, 4, LEASE), at(7))
         .await
         .unwrap();
     assert!(second.polls.is_empty());
@@ -188,12 +191,12 @@ pub async fn poll_leases_are_due_exclusive_and_fenced(store: &dyn Store) {
     );
     // Renewed to 18: still held at 17, taken over at 19.
     let held = store
-        .claim_polls("p2", &backends, &[], 4, LEASE, at(17))
+        .claim_polls(&Claimant::any_model("p2", &backends, 4, LEASE), at(17))
         .await
         .unwrap();
     assert!(held.polls.is_empty());
     let taken = store
-        .claim_polls("p2", &backends, &[], 4, LEASE, at(19))
+        .claim_polls(&Claimant::any_model("p2", &backends, 4, LEASE), at(19))
         .await
         .unwrap();
     assert_eq!(taken.polls.len(), 1);
@@ -225,7 +228,7 @@ pub async fn updates_index_outputs_and_schedule_the_next_poll(store: &dyn Store)
     let fence = submit_one(store, "w1", 0).await;
     let backends = [BackendKind::OpenaiBatch];
     let poll = store
-        .claim_polls("p1", &backends, &[], 1, LEASE, at(1))
+        .claim_polls(&Claimant::any_model("p1", &backends, 1, LEASE), at(1))
         .await
         .unwrap()
         .polls
@@ -255,7 +258,16 @@ pub async fn updates_index_outputs_and_schedule_the_next_poll(store: &dyn Store)
     assert_eq!(job.counts.completed, 2, "outputs count as done at once");
     assert_eq!(job.counts.usage.prompt_tokens, 7);
     assert!(store
-        .claim_polls("p2", &backends, &[], 1, LEASE, at(3))
+        .claim_polls(
+            &Claimant {
+                worker_id: "p2",
+                backends: &backends,
+                models: &[],
+                max: 1,
+                lease: LEASE
+            },
+            at(3)
+        )
         .await
         .unwrap()
         .polls
@@ -272,13 +284,13 @@ pub async fn updates_index_outputs_and_schedule_the_next_poll(store: &dyn Store)
         .await
         .unwrap());
     let claim = store
-        .claim_polls("p2", &backends, &[], 1, LEASE, at(5))
+        .claim_polls(&Claimant::any_model("p2", &backends, 1, LEASE), at(5))
         .await
         .unwrap();
     assert!(claim.polls.is_empty());
     assert_eq!(claim.next_due_at, Some(at(40)));
     let again = store
-        .claim_polls("p2", &backends, &[], 1, LEASE, at(40))
+        .claim_polls(&Claimant::any_model("p2", &backends, 1, LEASE), at(40))
         .await
         .unwrap();
     assert_eq!(again.polls[0].state_json, "{\"round\":1}");
@@ -290,7 +302,7 @@ pub async fn finishing_completes_the_job_with_its_failures(store: &dyn Store) {
     let b = submit_one(store, "w1", 0).await;
     let backends = [BackendKind::OpenaiBatch];
     let polls = store
-        .claim_polls("p1", &backends, &[], 2, LEASE, at(1))
+        .claim_polls(&Claimant::any_model("p1", &backends, 2, LEASE), at(1))
         .await
         .unwrap()
         .polls;
@@ -361,7 +373,10 @@ pub async fn a_failed_batch_kills_the_shard_and_fails_the_job(store: &dyn Store)
     let (job_id, _) = batch_job(store, "dies", 1).await;
     let fence = submit_one(store, "w1", 0).await;
     let poll = store
-        .claim_polls("p1", &[BackendKind::OpenaiBatch], &[], 1, LEASE, at(1))
+        .claim_polls(
+            &Claimant::any_model("p1", &[BackendKind::OpenaiBatch], 1, LEASE),
+            at(1),
+        )
         .await
         .unwrap()
         .polls
@@ -393,7 +408,10 @@ pub async fn a_cancelled_job_hands_its_batches_to_pollers_at_once(store: &dyn St
     store.cancel_job(job_id, at(1)).await.unwrap();
     // Not due for a long while, but the job stopped: pollers cancel now.
     let poll = store
-        .claim_polls("p1", &[BackendKind::OpenaiBatch], &[], 1, LEASE, at(2))
+        .claim_polls(
+            &Claimant::any_model("p1", &[BackendKind::OpenaiBatch], 1, LEASE),
+            at(2),
+        )
         .await
         .unwrap()
         .polls
@@ -483,13 +501,13 @@ pub async fn recovery_ends_poll_leases(store: &dyn Store) {
     let fence = submit_one(store, "w1", 0).await;
     let backends = [BackendKind::OpenaiBatch];
     let first = store
-        .claim_polls("p1", &backends, &[], 1, LEASE, at(1))
+        .claim_polls(&Claimant::any_model("p1", &backends, 1, LEASE), at(1))
         .await
         .unwrap();
     assert_eq!(first.polls.len(), 1);
     assert_eq!(store.recover_polls(at(2)).await.unwrap(), 1);
     let again = store
-        .claim_polls("p2", &backends, &[], 1, LEASE, at(2))
+        .claim_polls(&Claimant::any_model("p2", &backends, 1, LEASE), at(2))
         .await
         .unwrap();
     assert_eq!(again.polls.len(), 1);

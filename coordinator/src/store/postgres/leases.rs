@@ -5,7 +5,6 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jobs::protocol::{JobState, ShardState};
-use jobs::spec::BackendKind;
 use sqlx::Row;
 use std::time::Duration;
 
@@ -13,28 +12,22 @@ use super::{int, job_state_of, retry_busy, small, sorted_keys, PostgresStore};
 use crate::store::backoff::sql_params;
 use crate::store::rows::{lease_end, shard_state};
 use crate::store::{
-    Backoff, ClaimedShard, Completion, ExpiredLease, HeartbeatOutcome, LeaseFence, LeaseStore,
-    ModelPattern, Partial, ReapOutcome, StoreError,
+    Backoff, Claimant, ClaimedShard, Completion, ExpiredLease, HeartbeatOutcome, LeaseFence,
+    LeaseStore, Partial, ReapOutcome, StoreError,
 };
 
 #[async_trait]
 impl LeaseStore for PostgresStore {
     async fn claim_matching(
         &self,
-        worker_id: &str,
-        backends: &[BackendKind],
-        models: &[ModelPattern],
-        max: u32,
-        lease: Duration,
+        who: &Claimant<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<ClaimedShard>, StoreError> {
-        if max == 0 || backends.is_empty() {
+        if who.wants_nothing() {
             return Ok(Vec::new());
         }
-        let names: Vec<&str> = backends.iter().map(|b| b.as_str()).collect();
-        let names = &names;
-        let patterns: Vec<String> = models.iter().map(ModelPattern::like).collect();
-        let patterns = &patterns;
+        let (names, patterns) = (&who.backend_names(), &who.like_patterns());
+        let (worker_id, max, lease) = (who.worker_id, who.max, who.lease);
         // Room for many claimers skipping each other's locked rows, while
         // keeping the ranked set (sorted on every claim) small.
         let per_job = (i64::from(max) * 16).clamp(64, 4096);

@@ -7,7 +7,6 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jobs::protocol::{JobState, ShardState};
-use jobs::spec::BackendKind;
 use sqlx::Row;
 use std::time::Duration;
 use uuid::Uuid;
@@ -16,8 +15,8 @@ use super::{int, job_state_of, retry_busy, sorted_keys, PostgresStore};
 use crate::store::provider_batch::grant;
 use crate::store::rows::lease_end;
 use crate::store::{
-    BatchEnd, BatchFence, BatchSubmission, BatchUpdate, ClaimedPoll, LeaseFence, ModelPattern,
-    Partial, PollClaim, PollFence, ProviderBatchStore, StoreError,
+    BatchEnd, BatchFence, BatchSubmission, BatchUpdate, Claimant, ClaimedPoll, LeaseFence, Partial,
+    PollClaim, PollFence, ProviderBatchStore, StoreError,
 };
 
 /// The partial's segment, sorted keys and tokens as the SQL binds them.
@@ -110,20 +109,14 @@ impl ProviderBatchStore for PostgresStore {
 
     async fn claim_polls(
         &self,
-        worker_id: &str,
-        backends: &[BackendKind],
-        models: &[ModelPattern],
-        max: u32,
-        lease: Duration,
+        who: &Claimant<'_>,
         now: DateTime<Utc>,
     ) -> Result<PollClaim, StoreError> {
-        if max == 0 || backends.is_empty() {
+        if who.wants_nothing() {
             return Ok(PollClaim::default());
         }
-        let names: Vec<&str> = backends.iter().map(|b| b.as_str()).collect();
-        let names = &names;
-        let patterns: Vec<String> = models.iter().map(ModelPattern::like).collect();
-        let patterns = &patterns;
+        let (names, patterns) = (&who.backend_names(), &who.like_patterns());
+        let (worker_id, max, lease) = (who.worker_id, who.max, who.lease);
         let until = lease_end(now, lease);
         let rows = retry_busy("batch claim", || async move {
             sqlx::query(include_str!("batch_claim.sql"))

@@ -5,7 +5,6 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jobs::protocol::ShardState;
-use jobs::spec::BackendKind;
 use sqlx::Row;
 use std::time::Duration;
 
@@ -13,8 +12,8 @@ use super::{add_usage, from_ms, index_in, ms, parse_uuid, record_failures, Sqlit
 use crate::store::backoff::sql_params;
 use crate::store::rows::{lease_end, shard_state};
 use crate::store::{
-    Backoff, ClaimedShard, Completion, ExpiredLease, HeartbeatOutcome, LeaseFence, LeaseStore,
-    ModelPattern, Partial, ReapOutcome, SegmentEntry, StoreError,
+    Backoff, Claimant, ClaimedShard, Completion, ExpiredLease, HeartbeatOutcome, LeaseFence,
+    LeaseStore, Partial, ReapOutcome, SegmentEntry, StoreError,
 };
 
 fn fence_binds(fence: &LeaseFence) -> (String, i64, &str) {
@@ -29,18 +28,14 @@ fn fence_binds(fence: &LeaseFence) -> (String, i64, &str) {
 impl LeaseStore for SqliteStore {
     async fn claim_matching(
         &self,
-        worker_id: &str,
-        backends: &[BackendKind],
-        models: &[ModelPattern],
-        max: u32,
-        lease: Duration,
+        who: &Claimant<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<ClaimedShard>, StoreError> {
-        if max == 0 || backends.is_empty() {
+        if who.wants_nothing() {
             return Ok(Vec::new());
         }
-        let names: Vec<&str> = backends.iter().map(|b| b.as_str()).collect();
-        let globs: Vec<String> = models.iter().map(ModelPattern::sqlite_glob).collect();
+        let (names, globs) = (who.backend_names(), who.glob_patterns());
+        let (worker_id, max, lease) = (who.worker_id, who.max, who.lease);
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(include_str!("claim.sql"))
             .bind(worker_id)

@@ -6,7 +6,6 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jobs::protocol::{JobState, ShardState};
-use jobs::spec::BackendKind;
 use sqlx::Row;
 use std::time::Duration;
 
@@ -14,8 +13,8 @@ use super::{add_usage, from_ms, index_in, ms, parse_uuid, record_failures, Sqlit
 use crate::store::provider_batch::grant;
 use crate::store::rows::{job_state, lease_end};
 use crate::store::{
-    BatchEnd, BatchFence, BatchSubmission, BatchUpdate, ClaimedPoll, LeaseFence, ModelPattern,
-    Partial, PollClaim, PollFence, ProviderBatchStore, SegmentEntry, StoreError,
+    BatchEnd, BatchFence, BatchSubmission, BatchUpdate, Claimant, ClaimedPoll, LeaseFence, Partial,
+    PollClaim, PollFence, ProviderBatchStore, SegmentEntry, StoreError,
 };
 
 fn int(v: u64) -> i64 {
@@ -114,20 +113,15 @@ impl ProviderBatchStore for SqliteStore {
 
     async fn claim_polls(
         &self,
-        worker_id: &str,
-        backends: &[BackendKind],
-        models: &[ModelPattern],
-        max: u32,
-        lease: Duration,
+        who: &Claimant<'_>,
         now: DateTime<Utc>,
     ) -> Result<PollClaim, StoreError> {
-        if max == 0 || backends.is_empty() {
+        if who.wants_nothing() {
             return Ok(PollClaim::default());
         }
-        let names: Vec<&str> = backends.iter().map(|b| b.as_str()).collect();
-        let names = serde_json::Value::from(names).to_string();
-        let globs: Vec<String> = models.iter().map(ModelPattern::sqlite_glob).collect();
-        let globs = serde_json::Value::from(globs).to_string();
+        let names = serde_json::Value::from(who.backend_names()).to_string();
+        let globs = serde_json::Value::from(who.glob_patterns()).to_string();
+        let (worker_id, max, lease) = (who.worker_id, who.max, who.lease);
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(include_str!("batch_claim.sql"))
             .bind(worker_id)
