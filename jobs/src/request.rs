@@ -1,8 +1,9 @@
 //! Inference requests and their content-addressed keys.
 //!
 //! A request key is the sha256 of the canonical JSON of everything that can
-//! change a model's output (DESIGN.md, "Request key"). Two models never share a
-//! key, and sampled requests are cached per sample index.
+//! change a model's output (docs/architecture.md, "The request key"). Two
+//! models never share a key, and sampled requests are cached per sample
+//! index.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
