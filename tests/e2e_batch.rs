@@ -10,10 +10,11 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use jobs::protocol::{JobState, JobStatus};
+use support::cluster::{free_port, Proc};
 use support::*;
 use testkit::{FakeBatchApi, FakeBatchConfig, FakeBatchStats, FakeConfig, LineError};
 use uuid::Uuid;
@@ -21,13 +22,6 @@ use uuid::Uuid;
 const ADMIN: &str = "batch-admin-token";
 const WORKER: &str = "batch-worker-token";
 const KEY: &str = "test-key";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// A job of `rows` questions on the Batch API backend; `batch` is the body
 /// of `[model.batch]`.
@@ -100,64 +94,6 @@ async fn fake(batch: FakeBatchConfig) -> FakeBatchApi {
     .unwrap()
 }
 
-/// A process whose output goes to a log file; SIGKILLed when dropped.
-struct Proc {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, mut cmd: Command, dir: &Path) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        cmd.stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file);
-        Proc {
-            name: name.into(),
-            child: cmd.spawn().unwrap(),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        format!(
-            "--- {} ---\n{}",
-            self.name,
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        )
-    }
-
-    /// Waits for the process to die by itself (a fault point), up to `limit`.
-    fn wait_death(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "{} did not die\n{}",
-                self.name,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// `shardline serve` over a home folder, with short leases, and its workers.
 struct Cluster {
     dir: PathBuf,
@@ -212,7 +148,7 @@ impl Cluster {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
                 "the coordinator did not start\n{}",
-                cluster.serve.log()
+                cluster.serve.titled_log()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -250,10 +186,10 @@ impl Cluster {
     }
 
     fn logs(&self) -> String {
-        let mut out = self.serve.log();
+        let mut out = self.serve.titled_log();
         for w in &self.workers {
             out.push('\n');
-            out.push_str(&w.log());
+            out.push_str(&w.titled_log());
         }
         out
     }

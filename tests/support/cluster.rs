@@ -245,6 +245,30 @@ impl Proc {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The log under a `--- name ---` title, for failure messages that show
+    /// several processes.
+    pub fn titled_log(&self) -> String {
+        format!("--- {} ---\n{}", self.name, self.log())
+    }
+
+    /// Waits for the process to die by itself (e.g. at a fault point), up to
+    /// `limit`.
+    pub fn wait_death(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.exited() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{} did not die\n{}",
+                self.name,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Proc {
