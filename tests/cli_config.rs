@@ -218,10 +218,10 @@ fn an_empty_variable_counts_as_unset() {
 fn tokens_are_read_from_the_named_variable_and_never_printed() {
     let s = settings(
         &["serve", "--print-settings", "--admin-token-env", "MY_ADMIN"],
-        &[("MY_ADMIN", "my-admin-secret")],
+        &[("MY_ADMIN", "my-admin-secret-value")],
     );
     assert_eq!(s["admin_token_env"], "MY_ADMIN");
-    assert!(!s.to_string().contains("my-admin-secret"), "{s}");
+    assert!(!s.to_string().contains("my-admin-secret-value"), "{s}");
 
     let out = shardline(
         &[
@@ -282,5 +282,34 @@ fn bad_values_exit_2_naming_where_they_came_from() {
     assert!(
         stderr.contains("SHARDLINE_BACKENDS") && stderr.contains("nope"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn serve_refuses_short_tokens_and_an_admin_token_equal_to_the_worker_token() {
+    let refused = |vars: &[(&str, &str)], expected: &str| {
+        let out = shardline(&["serve", "--print-settings"], vars);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        // Values of a few characters may occur in the message by chance.
+        for (_, value) in vars.iter().filter(|(_, v)| v.len() > 4) {
+            assert!(
+                !stderr.contains(value),
+                "a token's value was printed: {stderr}"
+            );
+        }
+    };
+    refused(
+        &[("SHARDLINE_ADMIN_TOKEN", "q7Zk9")],
+        "admin token in environment variable SHARDLINE_ADMIN_TOKEN is too short (5 bytes); use at least 16",
+    );
+    refused(
+        &[("SHARDLINE_WORKER_TOKEN", "x")],
+        "worker token in environment variable SHARDLINE_WORKER_TOKEN is too short (1 bytes)",
+    );
+    refused(
+        &[("SHARDLINE_WORKER_TOKEN", ADMIN_SECRET)],
+        "is the same as the worker token",
     );
 }

@@ -10,6 +10,41 @@ pub const DEFAULT_LEASE_SECS: u64 = 60;
 /// enough to cost the database nothing (one indexed query per pass).
 pub const DEFAULT_REAPER_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Shortest bearer token `serve` accepts: 16 bytes, so a token cannot be
+/// guessed by trying (generate one with `openssl rand -hex 32`).
+pub const MIN_TOKEN_BYTES: usize = 16;
+
+/// Why a pair of tokens is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRule {
+    #[error("is too short ({len} bytes); use at least {MIN_TOKEN_BYTES} random bytes (e.g. `openssl rand -hex 32`)")]
+    TooShort { len: usize },
+    #[error("is the same as the worker token; the admin token must differ, or every worker could submit and cancel jobs")]
+    SameAsWorker,
+}
+
+/// Checks the rules `serve` holds its tokens to: each at least
+/// [`MIN_TOKEN_BYTES`] long, and the admin token different from the worker
+/// token. Returns which token broke which rule.
+pub fn check_tokens(admin: &str, worker: &str) -> Result<(), (TokenRole, TokenRule)> {
+    for (role, token) in [(TokenRole::Admin, admin), (TokenRole::Worker, worker)] {
+        if token.len() < MIN_TOKEN_BYTES {
+            return Err((role, TokenRule::TooShort { len: token.len() }));
+        }
+    }
+    if admin == worker {
+        return Err((TokenRole::Admin, TokenRule::SameAsWorker));
+    }
+    Ok(())
+}
+
+/// Which of the two tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRole {
+    Admin,
+    Worker,
+}
+
 /// The heartbeat period told to workers when none is set: a third of the
 /// lease, so two heartbeats can be lost before the lease is.
 pub fn default_heartbeat_secs(lease_secs: u64) -> u64 {
@@ -73,5 +108,29 @@ mod tests {
         assert!(!shown.contains("admin-secret-123"), "{shown}");
         assert!(!shown.contains("worker-secret-456"), "{shown}");
         assert!(shown.contains("lease_secs: 60"), "{shown}");
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn short_and_equal_tokens_are_refused() {
+        let long = "a".repeat(MIN_TOKEN_BYTES);
+        let other = "b".repeat(32);
+        assert_eq!(check_tokens(&long, &other), Ok(()));
+        assert_eq!(
+            check_tokens("short", &other),
+            Err((TokenRole::Admin, TokenRule::TooShort { len: 5 }))
+        );
+        assert_eq!(
+            check_tokens(&other, "x"),
+            Err((TokenRole::Worker, TokenRule::TooShort { len: 1 }))
+        );
+        assert_eq!(
+            check_tokens(&other, &other),
+            Err((TokenRole::Admin, TokenRule::SameAsWorker))
+        );
     }
 }

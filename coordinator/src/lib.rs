@@ -25,7 +25,8 @@ pub mod store;
 mod submission;
 
 pub use config::{
-    default_heartbeat_secs, CoordinatorConfig, DEFAULT_LEASE_SECS, DEFAULT_REAPER_INTERVAL,
+    check_tokens, default_heartbeat_secs, CoordinatorConfig, TokenRole, TokenRule,
+    DEFAULT_LEASE_SECS, DEFAULT_REAPER_INTERVAL, MIN_TOKEN_BYTES,
 };
 pub use coordinator::{spec_hash, Coordinator};
 pub use error::CoordinatorError;

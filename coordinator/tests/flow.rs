@@ -898,3 +898,86 @@ async fn claims_name_only_valid_model_patterns() {
     mine.capabilities.models = vec!["gpt-*".into(), "m".into()];
     assert_eq!(env.coordinator.claim(&mine).await.unwrap().leases.len(), 1);
 }
+
+/// Reads an HTTP answer's status line and headers from a raw connection.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[tokio::test]
+async fn http_refuses_before_reading_the_body_and_caps_what_it_echoes() {
+    use tokio::io::AsyncWriteExt;
+    let s = server().await;
+
+    // Without a token, a request announcing 60 MB is refused from its
+    // headers alone: the answer comes although no byte of the body is sent.
+    for (path, token) in [("/v1/jobs", None), ("/v1/leases/claim", Some("wrong"))] {
+        let mut stream = tokio::net::TcpStream::connect(s.server.addr())
+            .await
+            .unwrap();
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n\
+             Content-Length: 60000000\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut stream))
+            .await
+            .expect("answered before the body was sent");
+        assert!(head.starts_with("HTTP/1.1 401"), "{path}: {head}");
+    }
+
+    // A body over the limit gets the JSON error every other answer has.
+    let too_big = vec![b' '; 65 * 1024 * 1024];
+    let answer = s
+        .post("/v1/jobs", ADMIN)
+        .header("content-type", "application/json")
+        .body(too_big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 413);
+    let body: ErrorBody = answer.json().await.expect("a JSON error body");
+    assert!(!body.error.is_empty());
+
+    // A bad value is quoted back in part, not in full.
+    let huge = "y".repeat(1_000_000);
+    let answer = s
+        .post("/v1/jobs", ADMIN)
+        .json(&serde_json::json!({ "spec": huge }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let body: ErrorBody = answer.json().await.unwrap();
+    assert!(
+        body.error.len() < 2_000,
+        "{} bytes echoed",
+        body.error.len()
+    );
+    assert!(body.error.contains("more characters"), "{}", body.error);
+
+    let bad_id = "z".repeat(4_000);
+    let answer = s
+        .get(&format!("/v1/jobs/{bad_id}"), ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let body: ErrorBody = answer.json().await.unwrap();
+    assert!(
+        body.error.len() < 2_000,
+        "{} bytes echoed",
+        body.error.len()
+    );
+    s.shutdown().await;
+}

@@ -24,6 +24,14 @@ pub enum ConfigError {
         flag: &'static str,
         key: &'static str,
     },
+    /// A token `serve` refuses (too short, or the admin token equal to the
+    /// worker token); the variable is named, never the value.
+    #[error("the {what} in environment variable {name} {rule}")]
+    WeakToken {
+        what: &'static str,
+        name: String,
+        rule: coordinator::TokenRule,
+    },
     #[error("{source_name}: {value:?} is not valid: expected {expected}")]
     Invalid {
         source_name: String,

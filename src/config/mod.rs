@@ -46,7 +46,7 @@ mod test_env {
     }
 
     pub const TOKENS: [(&str, &str); 2] = [
-        ("SHARDLINE_ADMIN_TOKEN", "admin-secret-1"),
-        ("SHARDLINE_WORKER_TOKEN", "worker-secret-2"),
+        ("SHARDLINE_ADMIN_TOKEN", "admin-secret-value-1"),
+        ("SHARDLINE_WORKER_TOKEN", "worker-secret-value-2"),
     ];
 }

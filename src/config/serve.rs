@@ -142,25 +142,40 @@ pub fn resolve_serve(
         .reaper_interval_ms
         .layered(f.reaper_interval_ms)
         .max(defaults::MIN_REAPER_INTERVAL_MS);
+    let admin_token = secret(
+        env,
+        admin_env,
+        "admin token",
+        "--admin-token-env",
+        "serve.admin_token_env",
+    )?;
+    let worker_token = secret(
+        env,
+        worker_env,
+        "worker token",
+        "--worker-token-env",
+        "serve.worker_token_env",
+    )?;
+    if let Err((role, rule)) =
+        coordinator::check_tokens(admin_token.expose(), worker_token.expose())
+    {
+        let (what, token) = match role {
+            coordinator::TokenRole::Admin => ("admin token", &admin_token),
+            coordinator::TokenRole::Worker => ("worker token", &worker_token),
+        };
+        return Err(ConfigError::WeakToken {
+            what,
+            name: token.var().to_string(),
+            rule,
+        });
+    }
     Ok(ServeSettings {
         listen,
         database_url,
         cache,
         home,
-        admin_token: secret(
-            env,
-            admin_env,
-            "admin token",
-            "--admin-token-env",
-            "serve.admin_token_env",
-        )?,
-        worker_token: secret(
-            env,
-            worker_env,
-            "worker token",
-            "--worker-token-env",
-            "serve.worker_token_env",
-        )?,
+        admin_token,
+        worker_token,
         lease_secs,
         heartbeat_secs,
         reaper_interval_ms,
@@ -214,7 +229,7 @@ force_path_style = true
         assert_eq!(s.s3.endpoint_url.as_deref(), Some("http://flag:9000"));
         assert_eq!(s.s3.region.as_deref(), Some("us-west-2"));
         assert!(s.s3.force_path_style);
-        assert_eq!(s.admin_token.expose(), "admin-secret-1");
+        assert_eq!(s.admin_token.expose(), "admin-secret-value-1");
 
         let bare = resolve_serve(
             &ServeFlags::default(),
@@ -235,7 +250,7 @@ force_path_style = true
         let s = resolve_serve(&with_password, &env_of(&TOKENS), &ConfigFile::default()).unwrap();
         for shown in [format!("{s:?}"), s.to_json().to_string()] {
             assert!(!shown.contains("db-pa55"), "{shown}");
-            assert!(!shown.contains("admin-secret-1"), "{shown}");
+            assert!(!shown.contains("admin-secret-value-1"), "{shown}");
             assert!(shown.contains("postgres://u:***@h/db"), "{shown}");
         }
         assert!(s.to_json().to_string().contains("SHARDLINE_ADMIN_TOKEN"));

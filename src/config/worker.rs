@@ -198,7 +198,7 @@ mod tests {
         let s = resolve_worker(&WorkerFlags::default(), &env, &cfg).unwrap();
         assert_eq!(s.models, vec!["llama-*"]);
         assert_eq!(s.backends, vec![jobs::spec::BackendKind::Openai]);
-        assert_eq!(s.token.expose(), "worker-secret-2");
+        assert_eq!(s.token.expose(), "worker-secret-value-2");
         assert_eq!(s.poll_ms, 2_000);
         let flags = WorkerFlags {
             models: Given::flag("--model", vec!["gpt-*".into(), "m".into()]),

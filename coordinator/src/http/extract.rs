@@ -10,6 +10,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -44,15 +45,21 @@ enum Role {
     Worker,
 }
 
-/// Compares without stopping at the first differing byte.
+/// Whether `given` is the `expected` token, in time that depends on neither
+/// where they differ nor their lengths: both are hashed first, and the
+/// digests (always 32 bytes) are compared without stopping at the first
+/// difference. An empty expected token matches nothing.
 fn token_matches(given: &str, expected: &str) -> bool {
-    if expected.is_empty() || given.len() != expected.len() {
+    if expected.is_empty() {
         return false;
     }
-    given
-        .bytes()
-        .zip(expected.bytes())
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
         == 0
 }
 
@@ -104,6 +111,8 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
+        let inner = quote_capped(&inner.to_string());
+        let path = quote_capped(&path);
         let message = if path.is_empty() || path == "." {
             format!("invalid request body: {inner}")
         } else {
@@ -111,6 +120,22 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
         };
         ApiError::new(StatusCode::BAD_REQUEST, message)
     })
+}
+
+/// Most characters of a caller's input an error answer quotes back: enough
+/// to find the mistake, never a copy of a large body.
+const MAX_ECHO_CHARS: usize = 300;
+
+/// `text` cut to [`MAX_ECHO_CHARS`] characters, saying how much was left out.
+fn quote_capped(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        None => text.to_string(),
+        Some((end, _)) => format!(
+            "{}… ({} more characters)",
+            &text[..end],
+            text[end..].chars().count()
+        ),
+    }
 }
 
 /// The `{id}` of a job route.
@@ -126,8 +151,40 @@ impl<S: Send + Sync> FromRequestParts<S> for JobId {
         Uuid::parse_str(&raw).map(JobId).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                format!("{raw:?} is not a job id (expected a UUID): {e}"),
+                format!(
+                    "{} is not a job id (expected a UUID): {e}",
+                    quote_capped(&format!("{raw:?}"))
+                ),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_match_only_themselves() {
+        assert!(token_matches("a-long-enough-token", "a-long-enough-token"));
+        assert!(!token_matches("a-long-enough-tokeN", "a-long-enough-token"));
+        assert!(!token_matches(
+            "a-long-enough-token-and-more",
+            "a-long-enough-token"
+        ));
+        assert!(!token_matches("", "a-long-enough-token"));
+        assert!(!token_matches("", ""), "an unset token never matches");
+    }
+
+    #[test]
+    fn echoes_are_capped() {
+        assert_eq!(quote_capped("short"), "short");
+        let long = "x".repeat(MAX_ECHO_CHARS + 50);
+        let quoted = quote_capped(&long);
+        assert!(quoted.starts_with(&"x".repeat(MAX_ECHO_CHARS)));
+        assert!(quoted.ends_with("… (50 more characters)"), "{quoted}");
+        // Cut on a character boundary.
+        let wide = "é".repeat(MAX_ECHO_CHARS + 1);
+        assert!(quote_capped(&wide).ends_with("(1 more characters)"));
     }
 }
