@@ -313,3 +313,29 @@ fn serve_refuses_short_tokens_and_an_admin_token_equal_to_the_worker_token() {
         "is the same as the worker token",
     );
 }
+
+#[test]
+fn worker_key_variables_are_layered_and_checked() {
+    let base = ["worker", "--print-settings", "--cache", "/tmp/c"];
+    let s = settings(&base, &[]);
+    assert_eq!(
+        s["allow_key_env"],
+        serde_json::json!(["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "SHARDLINE_KEY_*"])
+    );
+    let s = settings(&base, &[("SHARDLINE_ALLOW_KEY_ENV", "VLLM_KEY, TEAM_*")]);
+    assert_eq!(
+        s["allow_key_env"],
+        serde_json::json!(["VLLM_KEY", "TEAM_*"])
+    );
+    let mut flag = base.to_vec();
+    flag.extend(["--allow-key-env", "ONLY_THIS"]);
+    let s = settings(&flag, &[("SHARDLINE_ALLOW_KEY_ENV", "VLLM_KEY")]);
+    assert_eq!(s["allow_key_env"], serde_json::json!(["ONLY_THIS"]));
+
+    let mut bad = base.to_vec();
+    bad.extend(["--allow-key-env", "NOT A NAME"]);
+    let out = shardline(&bad, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("NOT A NAME"), "{stderr}");
+}

@@ -43,7 +43,7 @@ fn batch_job(
 backend = "openai-batch"
 model = "fake-model"
 base_url = "{base_url}"
-api_key_env = "E2E_FAKE_KEY"
+api_key_env = "SHARDLINE_KEY_E2E"
 max_retries = 3
 timeout_secs = 10
 
@@ -108,7 +108,7 @@ fn shardline(args: &[&str]) -> Command {
     cmd.args(args)
         .env("SHARDLINE_ADMIN_TOKEN", ADMIN)
         .env("SHARDLINE_WORKER_TOKEN", WORKER)
-        .env("E2E_FAKE_KEY", KEY)
+        .env("SHARDLINE_KEY_E2E", KEY)
         .env("SHARDLINE_LOG", "info")
         .env_remove("SHARDLINE_FAULT");
     cmd

@@ -221,7 +221,8 @@ async fn worker_refuses_a_model_whose_fingerprint_changed() {
     let mut spec = jobs::JobSpec::from_toml_file(&jobs.join("qa.toml")).unwrap();
     spec.model.path = Some(model.clone());
     spec.model.fingerprint = Some("f".repeat(64));
-    let backend = worker::build_backend(&spec.model).unwrap();
+    let backend =
+        worker::build_backend(&spec.model, &worker::backend::KeyPolicy::default()).unwrap();
     let request = jobs::InferenceRequest::new(
         &spec.model.fingerprint(),
         0,

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use client::CoordinatorClient;
 use jobs::spec::BackendKind;
+use worker::backend::KeyPolicy;
 use worker::{BackendCache, Worker, WorkerConfig, WorkerError, WorkerStats};
 
 use crate::config::{default_heartbeat_secs, CoordinatorConfig, DEFAULT_REAPER_INTERVAL};
@@ -108,7 +109,11 @@ impl Cluster {
         let url = server.url();
 
         let workers_stop = CancellationToken::new();
-        let backends = Arc::new(BackendCache::default());
+        // One user runs their own job here: any key variable may be named
+        // (the tokens never are: they are not variables of this process).
+        let backends = Arc::new(BackendCache::with_key_policy(KeyPolicy::any_except(
+            Vec::new(),
+        )));
         let mut workers = Vec::new();
         for i in 0..config.workers.max(1) {
             let client = CoordinatorClient::new(&url, worker_token.clone())

@@ -101,6 +101,12 @@ pub struct WorkerArgs {
     /// any model.
     #[arg(long = "model", value_name = "NAME|GLOB", env = "SHARDLINE_MODELS", value_parser = value::text())]
     pub models: Vec<String>,
+    /// Environment variable a job may name as its API key (`model.api_key_env`),
+    /// or a prefix ending in `*`; repeatable (the variable is
+    /// comma-separated). Default: OPENAI_API_KEY, ANTHROPIC_API_KEY,
+    /// SHARDLINE_KEY_*. The coordinator tokens are never allowed.
+    #[arg(long = "allow-key-env", value_name = "NAME|PREFIX*", env = "SHARDLINE_ALLOW_KEY_ENV", value_parser = value::text())]
+    pub allow_key_env: Vec<String>,
     /// Cache location the segments are written to: the coordinator's,
     /// s3://BUCKET/PREFIX or a shared directory.
     #[arg(long, value_name = "LOCATION", env = "SHARDLINE_CACHE", value_parser = value::text())]
@@ -138,6 +144,7 @@ impl WorkerArgs {
             cache: g.given("cache", self.cache.clone()),
             backends: g.given("backends", self.backends.clone()),
             models: g.given("models", self.models.clone()),
+            allow_key_env: g.given("allow_key_env", self.allow_key_env.clone()),
             shards: g.given("shards", self.shards),
             id: g.given("id", self.id.clone()),
             poll_ms: g.given("poll_ms", self.poll_ms),

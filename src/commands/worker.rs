@@ -48,7 +48,15 @@ pub async fn worker(args: WorkerArgs) -> CmdResult {
         objects.describe()
     );
     let stop = CancellationToken::new();
-    let w = worker::Worker::new(config, client, objects).with_models(settings.models.clone());
+    // A job is untrusted: its key may come only from the variables the
+    // operator allows, never from the one holding this worker's token.
+    let keys = worker::backend::KeyPolicy::only(
+        settings.allow_key_env.clone(),
+        vec![settings.token.var().to_string()],
+    );
+    let w = worker::Worker::new(config, client, objects)
+        .with_key_policy(keys)
+        .with_models(settings.models.clone());
     let handle = tokio::spawn({
         let stop = stop.clone();
         async move { w.run(stop).await }

@@ -31,6 +31,14 @@ pub const WORKER_SHARDS: usize = 0;
 /// `worker --poll-ms`.
 pub const POLL_MS: u64 = 2_000;
 
+/// `worker --allow-key-env`: the worker's own default list.
+pub fn allowed_key_envs() -> Vec<String> {
+    worker::backend::DEFAULT_ALLOWED_KEY_ENVS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

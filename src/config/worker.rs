@@ -17,6 +17,8 @@ pub struct WorkerFlags {
     pub backends: Given<Vec<String>>,
     /// From `SHARDLINE_MODELS` clap gives one comma-separated value.
     pub models: Given<Vec<String>>,
+    /// From `SHARDLINE_ALLOW_KEY_ENV` clap gives one comma-separated value.
+    pub allow_key_env: Given<Vec<String>>,
     pub shards: Given<usize>,
     pub id: Given<Option<String>>,
     pub poll_ms: Given<u64>,
@@ -31,6 +33,7 @@ impl Default for WorkerFlags {
             cache: Given::default(),
             backends: Given::default_value(vec![defaults::BACKEND.to_string()]),
             models: Given::default(),
+            allow_key_env: Given::default(),
             shards: Given::default_value(defaults::WORKER_SHARDS),
             id: Given::default(),
             poll_ms: Given::default_value(defaults::POLL_MS),
@@ -47,6 +50,8 @@ pub struct WorkerSettings {
     pub cache: String,
     pub backends: Vec<jobs::spec::BackendKind>,
     pub models: Vec<String>,
+    /// Variables (or `PREFIX*`) a job may name as its API key.
+    pub allow_key_env: Vec<String>,
     pub shards: usize,
     pub id: Option<String>,
     pub poll_ms: u64,
@@ -64,6 +69,7 @@ impl WorkerSettings {
             "cache": self.cache,
             "backends": backends,
             "models": self.models,
+            "allow_key_env": self.allow_key_env,
             "shards": self.shards,
             "id": self.id,
             "poll_ms": self.poll_ms,
@@ -116,6 +122,12 @@ fn layered_list(
     }
 }
 
+/// `NAME` or `PREFIX*`, where the name part is letters, digits and `_`.
+fn is_key_env_pattern(pattern: &str) -> bool {
+    let name = pattern.strip_suffix('*').unwrap_or(pattern);
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 pub fn resolve_worker(
     flags: &WorkerFlags,
     env: &Env,
@@ -135,6 +147,20 @@ pub fn resolve_worker(
         file.origin("worker.models"),
     )
     .unwrap_or_else(|| (Vec::new(), file.origin("worker.models")));
+    let (allow_key_env, allow_source) = layered_list(
+        &flags.allow_key_env,
+        f.allow_key_env.as_ref(),
+        file.origin("worker.allow_key_env"),
+    )
+    .unwrap_or_else(|| (defaults::allowed_key_envs(), "the default".to_string()));
+    if let Some(bad) = allow_key_env.iter().find(|p| !is_key_env_pattern(p)) {
+        return Err(ConfigError::Invalid {
+            source_name: allow_source,
+            value: bad.clone(),
+            expected: "an environment variable name (letters, digits, `_`), or a prefix of one \
+                       ending in `*`",
+        });
+    }
     let coordinator = flags.coordinator.layered(f.coordinator.clone());
     let token_env = flags.token_env.layered(f.token_env.clone());
     let cache = flags
@@ -177,6 +203,7 @@ pub fn resolve_worker(
         cache,
         backends,
         models: models.into_iter().map(|m| m.trim().to_string()).collect(),
+        allow_key_env,
         shards: flags.shards.layered(f.shards),
         id: flags.id.layered_opt(f.id.clone()),
         poll_ms: flags.poll_ms.layered(f.poll_ms),

@@ -397,7 +397,7 @@ impl Cluster {
         cmd.args(args)
             .env("SHARDLINE_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("SHARDLINE_WORKER_TOKEN", WORKER_TOKEN)
-            .env("E2E_FAKE_KEY", FAKE_KEY)
+            .env("SHARDLINE_KEY_E2E", FAKE_KEY)
             .env("SHARDLINE_LOG", "warn,coordinator=info,worker=info")
             .env_remove("SHARDLINE_CONFIG")
             .env_remove("SHARDLINE_COORDINATOR");

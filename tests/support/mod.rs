@@ -44,7 +44,7 @@ pub fn write_job(dir: &Path, dataset: &Path, base_url: &str, extra_model: &str) 
 backend = "openai"
 model = "fake-model"
 base_url = "{base_url}"
-api_key_env = "E2E_FAKE_KEY"
+api_key_env = "SHARDLINE_KEY_E2E"
 concurrency = 4
 max_retries = 3
 timeout_secs = 10
@@ -81,7 +81,7 @@ shard_size = 10
 pub fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(shardline_bin());
     cmd.args(args)
-        .env("E2E_FAKE_KEY", "test-key")
+        .env("SHARDLINE_KEY_E2E", "test-key")
         .env("SHARDLINE_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -23,8 +23,8 @@ use tracing::Instrument;
 
 use crate::backend::context::fail_lease;
 use crate::backend::{
-    background_task, Backend, BackendCache, BackendError, BackgroundContext, ShardContext,
-    ShardLoad,
+    background_task, Backend, BackendCache, BackendError, BackgroundContext, KeyPolicy,
+    ShardContext, ShardLoad,
 };
 use crate::heartbeat::Heartbeat;
 use crate::stats::WorkerStats;
@@ -105,6 +105,14 @@ impl Worker {
     /// this, a worker serves any model.
     pub fn with_models(mut self, globs: Vec<String>) -> Self {
         self.models = globs;
+        self
+    }
+
+    /// Reads API keys only from the variables `keys` allows (the default
+    /// allows [`crate::backend::DEFAULT_ALLOWED_KEY_ENVS`]). Replaces the
+    /// backend cache, so call it before [`Worker::with_shared_backends`].
+    pub fn with_key_policy(mut self, keys: KeyPolicy) -> Self {
+        self.backends = Arc::new(BackendCache::with_key_policy(keys));
         self
     }
 

@@ -8,16 +8,21 @@ use jobs::{ChatMessage, InferenceRequest, RenderedInput, RequestType};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use testkit::{FakeConfig, FakeOpenAi};
-use worker::backend::{Backend, BackendError, OpenAiBackend};
+use worker::backend::{Backend, BackendError, KeyPolicy, OpenAiBackend};
 
 const FAST: Backoff = Backoff::full_jitter(Duration::from_millis(1), Duration::from_millis(5));
+
+/// The key variables these tests name.
+fn keys() -> KeyPolicy {
+    KeyPolicy::only(vec!["SHARDLINE_WORKER_TEST_*".into()], Vec::new())
+}
 
 async fn fake(config: FakeConfig) -> FakeOpenAi {
     FakeOpenAi::start(config).await.expect("fake server starts")
 }
 
 fn backend(spec: &jobs::spec::ModelSpec) -> OpenAiBackend {
-    OpenAiBackend::from_spec(spec)
+    OpenAiBackend::from_spec(spec, &keys())
         .expect("backend builds")
         .with_backoff(FAST)
 }
@@ -184,7 +189,7 @@ async fn loglikelihood_via_echo_sums_continuation_and_reports_greedy() {
 
     // The chat endpoint cannot score a prompt.
     let chat = model(&server.base_url(), json!({}));
-    let err = OpenAiBackend::from_spec(&chat)
+    let err = OpenAiBackend::from_spec(&chat, &keys())
         .unwrap()
         .run(&loglikelihood_request(&chat, "a", " b"))
         .await
@@ -342,15 +347,21 @@ async fn api_key_comes_from_the_named_variable_and_is_never_shown() {
         &server.base_url(),
         json!({"api_key_env": "SHARDLINE_WORKER_TEST_UNSET_KEY"}),
     );
-    let err = OpenAiBackend::from_spec(&missing).unwrap_err();
+    let err = OpenAiBackend::from_spec(&missing, &keys()).unwrap_err();
     assert!(matches!(err, BackendError::Config(_)));
     assert!(
         err.to_string().contains("SHARDLINE_WORKER_TEST_UNSET_KEY"),
         "{err}"
     );
-    assert!(worker::build_backend(&missing).is_err());
+    assert!(worker::build_backend(&missing, &keys()).is_err());
 
     std::env::set_var("SHARDLINE_WORKER_TEST_KEY", "sk-test-123");
+    let not_allowed = model(
+        &server.base_url(),
+        json!({"api_key_env": "SHARDLINE_WORKER_TEST_KEY"}),
+    );
+    let err = OpenAiBackend::from_spec(&not_allowed, &KeyPolicy::default()).unwrap_err();
+    assert!(err.to_string().contains("does not allow"), "{err}");
     let spec = model(
         &server.base_url(),
         json!({"api_key_env": "SHARDLINE_WORKER_TEST_KEY"}),
@@ -362,7 +373,8 @@ async fn api_key_comes_from_the_named_variable_and_is_never_shown() {
         .await
         .expect("authorised");
 
-    let unauthenticated = OpenAiBackend::from_spec(&model(&server.base_url(), json!({}))).unwrap();
+    let unauthenticated =
+        OpenAiBackend::from_spec(&model(&server.base_url(), json!({})), &keys()).unwrap();
     let err = unauthenticated
         .run(&prompt_request(&spec, 0, "x"))
         .await
@@ -373,7 +385,7 @@ async fn api_key_comes_from_the_named_variable_and_is_never_shown() {
     );
 
     let none = model(&server.base_url(), json!({"backend": "none"}));
-    let err = worker::build_backend(&none)
+    let err = worker::build_backend(&none, &keys())
         .err()
         .expect("none has no backend");
     assert!(err
@@ -384,7 +396,7 @@ async fn api_key_comes_from_the_named_variable_and_is_never_shown() {
         "backend": "openai", "model": "m", "base_url_env": "SHARDLINE_WORKER_TEST_UNSET_URL"
     }))
     .unwrap();
-    let err = OpenAiBackend::from_spec(&no_url).unwrap_err();
+    let err = OpenAiBackend::from_spec(&no_url, &keys()).unwrap_err();
     assert!(
         err.to_string().contains("SHARDLINE_WORKER_TEST_UNSET_URL"),
         "{err}"
@@ -558,7 +570,7 @@ async fn unknown_model_opens_the_breaker_but_bad_prompts_do_not() {
     .await;
     // A 400 on a prompt is that prompt's problem: never trips the breaker.
     let spec = model(&server.base_url(), json!({}));
-    let b = OpenAiBackend::from_spec(&spec)
+    let b = OpenAiBackend::from_spec(&spec, &keys())
         .unwrap()
         .with_backoff(FAST)
         .with_circuit_breaker(3, Duration::from_secs(30));
@@ -575,7 +587,7 @@ async fn unknown_model_opens_the_breaker_but_bad_prompts_do_not() {
     assert_eq!(server.stats().total, 6);
 
     let missing = model(&server.base_url(), json!({"model": "missing-model"}));
-    let b = OpenAiBackend::from_spec(&missing)
+    let b = OpenAiBackend::from_spec(&missing, &keys())
         .unwrap()
         .with_backoff(FAST)
         .with_circuit_breaker(3, Duration::from_secs(30));

@@ -266,7 +266,7 @@ async fn shutdown_releases_running_shards_with_partial_outputs() {
 async fn backend_build_errors_fail_the_lease_with_the_message() {
     let spec = model(
         "http://127.0.0.1:9/v1",
-        json!({"api_key_env": "SHARDLINE_WORKER_LOOP_UNSET_KEY"}),
+        json!({"api_key_env": "SHARDLINE_KEY_WORKER_LOOP_UNSET"}),
     );
     let the_lease = lease(&spec, vec![prompt_request(&spec, 0, "x")], 30);
     let coordinator = MockCoordinator::start(vec![the_lease]).await;
@@ -276,7 +276,7 @@ async fn backend_build_errors_fail_the_lease_with_the_message() {
         .await;
     running.stop().await;
     let error = coordinator.with(|s| s.fails[0].error.clone());
-    assert!(error.contains("SHARDLINE_WORKER_LOOP_UNSET_KEY"), "{error}");
+    assert!(error.contains("SHARDLINE_KEY_WORKER_LOOP_UNSET"), "{error}");
 }
 
 #[tokio::test]

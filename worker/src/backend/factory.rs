@@ -9,14 +9,19 @@ use super::cache::BackendCache;
 use super::engine::EngineBackend;
 use super::error::BackendError;
 use super::interface::Backend;
+use super::key_policy::KeyPolicy;
 use super::openai::OpenAiBackend;
 use super::openai_batch::{self, OpenAiBatchBackend};
 
-/// Builds the backend a model spec names.
-pub fn build_backend(model: &ModelSpec) -> Result<Arc<dyn Backend>, BackendError> {
+/// Builds the backend a model spec names; an API key is read only from a
+/// variable `keys` allows.
+pub fn build_backend(
+    model: &ModelSpec,
+    keys: &KeyPolicy,
+) -> Result<Arc<dyn Backend>, BackendError> {
     match model.backend {
-        BackendKind::Openai => Ok(Arc::new(OpenAiBackend::from_spec(model)?)),
-        BackendKind::OpenaiBatch => Ok(Arc::new(OpenAiBatchBackend::from_spec(model)?)),
+        BackendKind::Openai => Ok(Arc::new(OpenAiBackend::from_spec(model, keys)?)),
+        BackendKind::OpenaiBatch => Ok(Arc::new(OpenAiBatchBackend::from_spec(model, keys)?)),
         BackendKind::Engine => Ok(Arc::new(EngineBackend::from_spec(model)?)),
         BackendKind::None => Err(BackendError::Config(
             "backend none makes no inference calls; this shard should not exist".into(),
@@ -34,9 +39,17 @@ pub fn background_task(kind: BackendKind) -> Option<BackgroundTask> {
     }
 }
 
+impl BackendCache {
+    /// A cache building backends with [`build_backend`] under `keys`.
+    pub fn with_key_policy(keys: KeyPolicy) -> Self {
+        BackendCache::new(Arc::new(move |model| build_backend(model, &keys)))
+    }
+}
+
 impl Default for BackendCache {
-    /// Builds backends with [`build_backend`].
+    /// Builds backends with [`build_backend`] under the default
+    /// [`KeyPolicy`] (the usual provider variables only).
     fn default() -> Self {
-        BackendCache::new(Arc::new(build_backend))
+        BackendCache::with_key_policy(KeyPolicy::default())
     }
 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use super::breaker::{CircuitBreaker, DEFAULT_COOLDOWN, DEFAULT_THRESHOLD};
+use super::key_policy::KeyPolicy;
 use super::rate_limit::TokenBucket;
 use super::{Backend, BackendError};
 use client::retry::Backoff;
@@ -84,26 +85,13 @@ impl fmt::Debug for OpenAiBackend {
 
 impl OpenAiBackend {
     /// Builds the backend from `[model]`, reading the base URL and API key
-    /// from the environment variables the spec names.
-    pub fn from_spec(model: &ModelSpec) -> Result<Self, BackendError> {
+    /// from the environment variables the spec names (the key only where
+    /// `keys` allows it).
+    pub fn from_spec(model: &ModelSpec, keys: &KeyPolicy) -> Result<Self, BackendError> {
         let base_url = resolve_base_url(model)?;
         let api_key = match &model.api_key_env {
             None => None,
-            Some(var) => match std::env::var(var) {
-                Ok(key) if !key.trim().is_empty() => Some(ApiKey(key.trim().to_string())),
-                Ok(_) => {
-                    return Err(BackendError::Config(format!(
-                        "environment variable {var} (named by model.api_key_env) is empty; \
-                         set it to the API key of {base_url}"
-                    )))
-                }
-                Err(_) => {
-                    return Err(BackendError::Config(format!(
-                        "environment variable {var} (named by model.api_key_env) is not set; \
-                         export it with the API key of {base_url} on every worker"
-                    )))
-                }
-            },
+            Some(var) => Some(ApiKey(keys.read(var, &base_url)?)),
         };
         if model.timeout_secs == 0 {
             return Err(BackendError::Config(

@@ -15,7 +15,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::backend::openai::resolve_base_url;
-use crate::backend::BackendError;
+use crate::backend::{BackendError, KeyPolicy};
 use client::retry::{parse_retry_after, Backoff};
 
 /// Longest `Retry-After` honoured.
@@ -252,19 +252,11 @@ enum Attempt {
 impl BatchApi {
     /// Builds the client from `[model]`: base URL, key (from the named
     /// environment variable), timeouts and retries.
-    pub fn from_spec(model: &ModelSpec) -> Result<Self, BackendError> {
+    pub fn from_spec(model: &ModelSpec, keys: &KeyPolicy) -> Result<Self, BackendError> {
         let base_url = resolve_base_url(model)?;
         let api_key = match &model.api_key_env {
             None => None,
-            Some(var) => match std::env::var(var) {
-                Ok(key) if !key.trim().is_empty() => Some(ApiKey(key.trim().to_string())),
-                _ => {
-                    return Err(BackendError::Config(format!(
-                        "environment variable {var} (named by model.api_key_env) is not set or \
-                         empty; export it with the API key of {base_url} on every worker"
-                    )))
-                }
-            },
+            Some(var) => Some(ApiKey(keys.read(var, &base_url)?)),
         };
         let timeout = Duration::from_secs(model.timeout_secs.max(1));
         let http = reqwest::Client::builder()

@@ -171,6 +171,7 @@ pub fn request_set(round: RoundId, keys: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::KeyPolicy;
     use jobs::{GenerationParams, ModelFingerprint, RenderedInput, RequestType};
 
     fn backend() -> OpenAiBackend {
@@ -178,7 +179,7 @@ mod tests {
             "backend": "openai-batch", "model": "m", "base_url": "http://127.0.0.1:9/v1"
         }))
         .unwrap();
-        OpenAiBackend::from_spec(&model).unwrap()
+        OpenAiBackend::from_spec(&model, &KeyPolicy::any_except(Vec::new())).unwrap()
     }
 
     fn requests(n: u64, type_every: Option<u64>) -> Vec<InferenceRequest> {

@@ -40,6 +40,7 @@ pub use poll::spawn_poller;
 
 use super::context::ShardContext;
 use super::{Backend, BackendError, OpenAiBackend};
+use crate::backend::key_policy::KeyPolicy;
 use crate::stats::WorkerStats;
 use jobs::protocol::Lease;
 
@@ -80,13 +81,19 @@ impl std::fmt::Debug for OpenAiBatchBackend {
 }
 
 impl OpenAiBatchBackend {
-    pub fn from_spec(model: &ModelSpec) -> Result<Self, BackendError> {
-        Self::with_api(model, BatchApi::from_spec(model)?)
+    /// Builds the backend from `[model]`; the key is read only where `keys`
+    /// allows it.
+    pub fn from_spec(model: &ModelSpec, keys: &KeyPolicy) -> Result<Self, BackendError> {
+        Self::with_api(model, keys, BatchApi::from_spec(model, keys)?)
     }
 
     /// The backend with a given Batch API client (tests: short backoffs).
-    pub fn with_api(model: &ModelSpec, api: BatchApi) -> Result<Self, BackendError> {
-        let sync = OpenAiBackend::from_spec(model)?;
+    pub fn with_api(
+        model: &ModelSpec,
+        keys: &KeyPolicy,
+        api: BatchApi,
+    ) -> Result<Self, BackendError> {
+        let sync = OpenAiBackend::from_spec(model, keys)?;
         let spec = ProviderBatchSpec::of(model);
         let model_key = format!("{}|{}", api.base_url(), model.model);
         Ok(OpenAiBatchBackend {

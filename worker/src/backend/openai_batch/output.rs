@@ -119,6 +119,7 @@ fn read_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::KeyPolicy;
     use jobs::{GenerationParams, ModelFingerprint, RenderedInput, RequestType};
     use serde_json::json;
 
@@ -127,7 +128,7 @@ mod tests {
             "backend": "openai-batch", "model": "m", "base_url": "http://127.0.0.1:9/v1"
         }))
         .unwrap();
-        OpenAiBackend::from_spec(&model).unwrap()
+        OpenAiBackend::from_spec(&model, &KeyPolicy::any_except(Vec::new())).unwrap()
     }
 
     fn request(i: u64) -> InferenceRequest {
