@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod exit;
 mod progress;
+mod terminal;
 
 fn main() {
     let cli = cli::parse();

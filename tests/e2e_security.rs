@@ -42,7 +42,8 @@ fn recording_listener() -> (String, Arc<Mutex<Vec<u8>>>) {
     (url, seen)
 }
 
-/// `shardline submit` of a job whose key is read from `var`.
+/// `shardline submit` of a job whose key is read from `var` (as TOML
+/// spells it).
 fn submit(dir: &Path, coordinator: &str, endpoint: &str, var: &str) -> Uuid {
     let (data, _) = write_dataset(dir, 3);
     let job = write_job(dir, &data, endpoint, "");
@@ -104,14 +105,20 @@ async fn a_job_cannot_make_a_worker_send_its_token_or_an_unlisted_variable() {
         .env("AWS_SECRET_ACCESS_KEY", OTHER_SECRET);
     let worker = Proc::spawn("worker", worker, dir.path());
 
-    for (var, refusal) in [
+    let mut ids = Vec::new();
+    for (n, (var, refusal)) in [
         ("SHARDLINE_WORKER_TOKEN", "holds a coordinator token"),
         (
             "AWS_SECRET_ACCESS_KEY",
             "--allow-key-env AWS_SECRET_ACCESS_KEY",
         ),
-    ] {
-        let job_dir = dir.path().join(var);
+        // A terminal escape in the spec comes back in the job's error.
+        ("EVIL\\u001b[2J", "does not allow"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let job_dir = dir.path().join(format!("job-{n}"));
         std::fs::create_dir_all(&job_dir).unwrap();
         let id = submit(&job_dir, &coordinator, &endpoint, var);
         let start = Instant::now();
@@ -131,7 +138,21 @@ async fn a_job_cannot_make_a_worker_send_its_token_or_an_unlisted_variable() {
         assert_eq!(status.state, JobState::Failed, "{var}: {status:?}");
         let error = status.error.unwrap_or_default();
         assert!(error.contains(refusal), "{var}: {error}");
+        ids.push(id);
     }
+
+    // `shardline status` shows that error with the escape written out, not
+    // acted on.
+    let out = command(&["status", &ids[2].to_string(), "--coordinator", &coordinator])
+        .env("SHARDLINE_ADMIN_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("EVIL\\u{1b}[2J"), "{}", describe(&out));
+    assert!(
+        !shown.contains('\u{1b}'),
+        "a raw escape reached the terminal"
+    );
 
     let seen = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
     assert!(!seen.contains(WORKER), "the worker token was sent: {seen}");

@@ -1,6 +1,7 @@
 //! A command's failure: the error and the exit code it deserves.
 
 use crate::exit;
+use crate::terminal::printable_lines;
 
 /// An error with the exit code it deserves. Printed once, by `dispatch`.
 pub struct Failure {
@@ -32,8 +33,10 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 pub type CmdResult = Result<i32, Failure>;
 
-/// The error and its causes on one line. Library errors often repeat their
-/// source's text in their own message; a cause already said is not repeated.
+/// The error and its causes on one line, safe for a terminal (endpoint and
+/// spec text inside it has its control characters escaped). Library errors
+/// often repeat their source's text in their own message; a cause already
+/// said is not repeated.
 pub fn chain_message(error: &anyhow::Error) -> String {
     let mut message = String::new();
     for cause in error.chain() {
@@ -46,5 +49,5 @@ pub fn chain_message(error: &anyhow::Error) -> String {
         }
         message.push_str(&text);
     }
-    message
+    printable_lines(&message).into_owned()
 }

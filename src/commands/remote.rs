@@ -20,6 +20,7 @@ use crate::cli::{
 };
 use crate::config::{self, ClientFlags, ConfigFile};
 use crate::exit;
+use crate::terminal::printable;
 
 fn connect(flags: &ClientFlags, config: &ConfigArg) -> Result<client::CoordinatorClient, Failure> {
     let file = ConfigFile::load(config.path.as_deref()).map_err(Failure::usage)?;
@@ -136,7 +137,7 @@ fn print_table(jobs: &[JobStatus]) {
         println!(
             "{:<36}  {:<20}  {:<9}  {:>9}  {:>9}  {:>9}  {:>7}  {:>13}",
             job.id,
-            job.name,
+            printable(&job.name),
             state_name(job.state),
             c.requests,
             c.cached,
@@ -145,7 +146,7 @@ fn print_table(jobs: &[JobStatus]) {
             format!("{}/{}", c.shards_completed, c.shards_total)
         );
         if let Some(error) = &job.error {
-            println!("    error: {error}");
+            println!("    error: {}", printable(error));
         }
         if c.usage != jobs::Usage::default() || job.cost.is_some() {
             println!(

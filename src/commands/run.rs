@@ -16,6 +16,7 @@ use super::signal::interrupted;
 use crate::cli::RunArgs;
 use crate::exit;
 use crate::progress::Progress;
+use crate::terminal::printable;
 
 pub async fn run(args: RunArgs) -> CmdResult {
     let spec = load_spec(&args.job, args.model.as_deref(), args.limit).await?;
@@ -104,7 +105,11 @@ async fn drive(args: &RunArgs, spec: &JobSpec, home: &Home, cluster: &mut Cluste
             .await
             .unwrap_or_default();
         for f in failures {
-            eprintln!("failed request {}: {}", short_key(&f.key.0), f.error);
+            eprintln!(
+                "failed request {}: {}",
+                short_key(&f.key.0),
+                printable(&f.error)
+            );
         }
     }
     let code = write_results(cluster.coordinator(), spec, &out_dir).await?;
