@@ -339,3 +339,18 @@ fn worker_key_variables_are_layered_and_checked() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("NOT A NAME"), "{stderr}");
 }
+
+#[test]
+fn serve_limits_come_from_the_flag_the_variable_or_the_default() {
+    let s = settings(&["serve", "--print-settings"], &[]);
+    assert_eq!(s["max_samples_per_doc"], 1000);
+    assert_eq!(s["max_tokens"], 131072);
+    let s = settings(
+        &["serve", "--print-settings", "--max-tokens", "4096"],
+        &[("SHARDLINE_MAX_SAMPLES_PER_DOC", "16")],
+    );
+    assert_eq!(s["max_samples_per_doc"], 16);
+    assert_eq!(s["max_tokens"], 4096);
+    let out = shardline(&["serve", "--print-settings", "--max-tokens", "0"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}

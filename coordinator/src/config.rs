@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::limits::JobLimits;
+
 /// How long a lease lasts without a heartbeat.
 pub const DEFAULT_LEASE_SECS: u64 = 60;
 /// How often the leader returns expired leases to the pool: often enough
@@ -63,6 +65,8 @@ pub struct CoordinatorConfig {
     pub heartbeat_interval_secs: u64,
     /// How often the reaper returns expired leases.
     pub reaper_interval: Duration,
+    /// What a submitted job may ask for.
+    pub limits: JobLimits,
 }
 
 /// Tokens are secrets: a `{:?}` of the config (in a log line, a panic
@@ -75,6 +79,7 @@ impl std::fmt::Debug for CoordinatorConfig {
             .field("lease_secs", &self.lease_secs)
             .field("heartbeat_interval_secs", &self.heartbeat_interval_secs)
             .field("reaper_interval", &self.reaper_interval)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -88,6 +93,7 @@ impl CoordinatorConfig {
             lease_secs: DEFAULT_LEASE_SECS,
             heartbeat_interval_secs: default_heartbeat_secs(DEFAULT_LEASE_SECS),
             reaper_interval: DEFAULT_REAPER_INTERVAL,
+            limits: JobLimits::default(),
         }
     }
 

@@ -14,6 +14,7 @@ use worker::{BackendCache, Worker, WorkerConfig, WorkerError, WorkerStats};
 
 use crate::config::{default_heartbeat_secs, CoordinatorConfig, DEFAULT_REAPER_INTERVAL};
 use crate::coordinator::Coordinator;
+use crate::limits::JobLimits;
 use crate::reaper::RecoveryStats;
 use crate::server::Server;
 use crate::store::Store;
@@ -89,6 +90,7 @@ impl Cluster {
                 lease_secs: EMBEDDED_LEASE_SECS,
                 heartbeat_interval_secs: default_heartbeat_secs(EMBEDDED_LEASE_SECS),
                 reaper_interval: DEFAULT_REAPER_INTERVAL,
+                limits: JobLimits::default(),
             },
         );
         let recovered = coordinator

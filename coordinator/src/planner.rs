@@ -116,6 +116,11 @@ impl Coordinator {
             Ok(spec) => spec,
             Err(e) => return self.fail_planning(id, e.to_string()).await,
         };
+        // A job stored under other limits (or before there were any) is
+        // not planned into what the operator does not allow now.
+        if let Err(message) = self.config().limits.check(&spec) {
+            return self.fail_planning(id, message).await;
+        }
         tracing::info!(job_id = %id, name = %spec.name, "planning job");
         match self.plan_into_shards(id, &spec).await {
             Ok(state) => {

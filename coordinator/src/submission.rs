@@ -29,6 +29,10 @@ impl Coordinator {
         priority: i32,
     ) -> Result<JobStatus, CoordinatorError> {
         spec.validate()?;
+        self.config()
+            .limits
+            .check(&spec)
+            .map_err(CoordinatorError::BadRequest)?;
         let hash = spec_hash(&spec)?;
         let spec_json = serde_json::to_string(&spec)
             .map_err(|e| CoordinatorError::Internal(format!("cannot encode the job spec: {e}")))?;

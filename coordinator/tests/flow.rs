@@ -981,3 +981,43 @@ async fn http_refuses_before_reading_the_body_and_caps_what_it_echoes() {
     );
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn jobs_over_the_operators_limits_are_refused_not_planned() {
+    let env = env().await;
+    let mut huge = spec(env.dir.path(), "openai", 2);
+    huge.task.generation.n = 1_000_000_000;
+    match env.coordinator.submit(huge.clone()).await {
+        Err(CoordinatorError::BadRequest(message)) => {
+            assert!(
+                message.contains("task.generation.n is 1000000000"),
+                "{message}"
+            );
+            assert!(message.contains("--max-samples-per-doc"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let mut long = spec(env.dir.path(), "openai", 2);
+    long.task.generation.max_tokens = u32::MAX;
+    assert!(matches!(
+        env.coordinator.submit(long).await,
+        Err(CoordinatorError::BadRequest(_))
+    ));
+
+    // A dataset that is a device is refused when planning, not read forever.
+    let mut zero = spec(env.dir.path(), "openai", 2);
+    zero.dataset.path = "/dev/zero".into();
+    let job = env.coordinator.submit(zero).await.unwrap();
+    assert_eq!(
+        env.coordinator.plan_job(job.id).await.unwrap(),
+        JobState::Failed
+    );
+    let error = env.coordinator.job_status(job.id).await.unwrap().error;
+    assert!(
+        error
+            .as_deref()
+            .unwrap_or("")
+            .contains("not a regular file"),
+        "{error:?}"
+    );
+}

@@ -3,7 +3,7 @@
 //! skipped and counted (`on_bad_row = "skip"`).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -49,6 +49,18 @@ pub enum DatasetError {
         #[source]
         source: std::io::Error,
     },
+    /// Not a regular file: a device (`/dev/zero`), a pipe or a directory
+    /// could be read forever or not at all.
+    #[error("{}: not a regular file; point it at a JSONL file", .path.display())]
+    NotAFile { path: PathBuf },
+    /// A line longer than [`MAX_LINE_BYTES`]: not a document, and reading
+    /// it whole would take unbounded memory.
+    #[error("{}:{line}: line longer than {limit} bytes; a document must fit in one line of at most that size", .path.display())]
+    LineTooLong {
+        path: PathBuf,
+        line: u64,
+        limit: u64,
+    },
     /// A line that is not a usable document.
     #[error("{}:{line}: {reason}{hint}", .path.display())]
     BadRow {
@@ -58,6 +70,56 @@ pub enum DatasetError {
         /// What to do about it (empty where skipping is not possible).
         hint: String,
     },
+}
+
+/// Longest line a dataset or few-shot file may have: 16 MiB, far past any
+/// document, and a bound on the memory one line can take.
+pub const MAX_LINE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Opens `path` for reading if it is a regular file (after symlinks).
+fn open_regular(path: &Path) -> Result<File, DatasetError> {
+    let file = File::open(path).map_err(|source| DatasetError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let meta = file.metadata().map_err(|source| DatasetError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !meta.is_file() {
+        return Err(DatasetError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(file)
+}
+
+/// Reads one line (with its `\n`) into `buf`, at most [`MAX_LINE_BYTES`];
+/// the number of bytes read, 0 at the end of the file. `line` is the
+/// line's number, for the error.
+fn read_bounded_line(
+    reader: &mut BufReader<File>,
+    buf: &mut Vec<u8>,
+    path: &Path,
+    line: u64,
+) -> Result<usize, DatasetError> {
+    let read = reader
+        .by_ref()
+        .take(MAX_LINE_BYTES + 1)
+        .read_until(b'\n', buf)
+        .map_err(|source| DatasetError::Read {
+            path: path.to_path_buf(),
+            line,
+            source,
+        })?;
+    if buf.len() as u64 > MAX_LINE_BYTES {
+        return Err(DatasetError::LineTooLong {
+            path: path.to_path_buf(),
+            line,
+            limit: MAX_LINE_BYTES,
+        });
+    }
+    Ok(read)
 }
 
 /// Reads a dataset lazily; iterate to get documents.
@@ -81,10 +143,7 @@ impl DatasetReader {
         match spec.format {
             DatasetFormat::Jsonl => {}
         }
-        let file = File::open(&spec.path).map_err(|source| DatasetError::Open {
-            path: spec.path.clone(),
-            source,
-        })?;
+        let file = open_regular(&spec.path)?;
         Ok(DatasetReader {
             path: spec.path.clone(),
             reader: BufReader::new(file),
@@ -119,7 +178,7 @@ impl DatasetReader {
     fn next_line(&mut self) -> Option<Result<(), DatasetError>> {
         loop {
             self.buf.clear();
-            match self.reader.read_until(b'\n', &mut self.buf) {
+            match read_bounded_line(&mut self.reader, &mut self.buf, &self.path, self.line + 1) {
                 Ok(0) => return None,
                 Ok(_) => {
                     self.line += 1;
@@ -127,13 +186,7 @@ impl DatasetReader {
                         return Some(Ok(()));
                     }
                 }
-                Err(source) => {
-                    return Some(Err(DatasetError::Read {
-                        path: self.path.clone(),
-                        line: self.line + 1,
-                        source,
-                    }))
-                }
+                Err(e) => return Some(Err(e)),
             }
         }
     }
@@ -244,27 +297,26 @@ fn field_as_text(
 /// Reads a small JSONL file of few-shot examples, strictly: every non-blank
 /// line must be a JSON object.
 pub fn read_jsonl_examples(path: &Path) -> Result<Vec<Map<String, Value>>, DatasetError> {
-    let file = File::open(path).map_err(|source| DatasetError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let mut reader = BufReader::new(open_regular(path)?);
     let mut out = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line_no = i as u64 + 1;
-        let line = line.map_err(|source| DatasetError::Read {
-            path: path.to_path_buf(),
-            line: line_no,
-            source,
-        })?;
-        if line.trim().is_empty() {
-            continue;
+    let mut buf = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        if read_bounded_line(&mut reader, &mut buf, path, line_no + 1)? == 0 {
+            break;
         }
+        line_no += 1;
         let bad = |reason: String| DatasetError::BadRow {
             path: path.to_path_buf(),
             line: line_no,
             reason,
             hint: String::new(),
         };
+        let line = std::str::from_utf8(&buf).map_err(|e| bad(format!("not valid UTF-8: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
         match serde_json::from_str::<Value>(line.trim()) {
             Ok(Value::Object(map)) => out.push(map),
             Ok(other) => {
@@ -282,6 +334,38 @@ pub fn read_jsonl_examples(path: &Path) -> Result<Vec<Map<String, Value>>, Datas
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn devices_and_endless_lines_are_refused_not_read() {
+        let zero = spec(Path::new("/dev/zero"));
+        assert!(matches!(
+            DatasetReader::open(&zero),
+            Err(DatasetError::NotAFile { .. })
+        ));
+        assert!(matches!(
+            read_jsonl_examples(Path::new("/dev/zero")),
+            Err(DatasetError::NotAFile { .. })
+        ));
+
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join("long.jsonl");
+        let mut text = "{\"id\": \"1\"}\n".to_string();
+        text.push_str(&"x".repeat(MAX_LINE_BYTES as usize + 10));
+        std::fs::write(&long, text).unwrap();
+        let mut reader = DatasetReader::open(&spec(&long)).unwrap();
+        assert!(reader.next().unwrap().is_ok());
+        match reader.next() {
+            Some(Err(DatasetError::LineTooLong { line: 2, .. })) => {}
+            other => panic!(
+                "expected a too-long line 2, got {:?}",
+                other.map(|r| r.map(|_| ()))
+            ),
+        }
+        assert!(matches!(
+            read_jsonl_examples(&long),
+            Err(DatasetError::LineTooLong { line: 2, .. })
+        ));
+    }
     use std::io::Write;
 
     fn spec(path: &Path) -> DatasetSpec {

@@ -50,6 +50,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MS", env = "SHARDLINE_REAPER_INTERVAL_MS",
           default_value_t = defaults::REAPER_INTERVAL_MS, value_parser = value::millis())]
     pub reaper_interval_ms: u64,
+    /// Most samples per document (`task.generation.n`) a submitted job may
+    /// ask for; larger jobs are refused with 400.
+    #[arg(long, value_name = "N", env = "SHARDLINE_MAX_SAMPLES_PER_DOC",
+          default_value_t = defaults::MAX_SAMPLES_PER_DOC, value_parser = value::limit())]
+    pub max_samples_per_doc: u32,
+    /// Most tokens per answer (`task.generation.max_tokens`) a submitted
+    /// job may ask for.
+    #[arg(long, value_name = "N", env = "SHARDLINE_MAX_TOKENS",
+          default_value_t = defaults::MAX_TOKENS, value_parser = value::limit())]
+    pub max_tokens: u32,
     #[command(flatten)]
     pub s3: S3Args,
     #[command(flatten)]
@@ -75,6 +85,8 @@ impl ServeArgs {
             lease_secs: g.given("lease_secs", self.lease_secs),
             heartbeat_secs: g.given("heartbeat_secs", self.heartbeat_secs),
             reaper_interval_ms: g.given("reaper_interval_ms", self.reaper_interval_ms),
+            max_samples_per_doc: g.given("max_samples_per_doc", self.max_samples_per_doc),
+            max_tokens: g.given("max_tokens", self.max_tokens),
             s3: self.s3.flags(g),
         }
     }

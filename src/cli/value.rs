@@ -97,6 +97,14 @@ pub fn count() -> FromEnv<RangedU64ValueParser<usize>> {
     }
 }
 
+/// A limit: a whole number of at least 1.
+pub fn limit() -> FromEnv<RangedU64ValueParser<u32>> {
+    FromEnv {
+        inner: RangedU64ValueParser::new().range(1..=u64::from(u32::MAX)),
+        expected: "a whole number of at least 1",
+    }
+}
+
 /// An on/off switch: `--flag` alone, or its variable set to a word.
 pub fn switch() -> FromEnv<Switch> {
     FromEnv {

@@ -63,6 +63,7 @@ pub async fn serve(args: ServeArgs) -> CmdResult {
             lease_secs: settings.lease_secs,
             heartbeat_interval_secs: settings.heartbeat_secs,
             reaper_interval: Duration::from_millis(settings.reaper_interval_ms),
+            limits: settings.limits,
         },
     );
     let mut server = coordinator::Server::bind(&settings.listen, coordinator)

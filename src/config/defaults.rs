@@ -24,6 +24,10 @@ pub const LEASE_SECS: u64 = DEFAULT_LEASE_SECS;
 pub const REAPER_INTERVAL_MS: u64 = DEFAULT_REAPER_INTERVAL.as_millis() as u64;
 /// The shortest reaper interval `serve` accepts; shorter ones are raised.
 pub const MIN_REAPER_INTERVAL_MS: u64 = 50;
+/// `serve --max-samples-per-doc` (the coordinator's own default).
+pub const MAX_SAMPLES_PER_DOC: u32 = coordinator::DEFAULT_MAX_SAMPLES_PER_DOC;
+/// `serve --max-tokens` (the coordinator's own default).
+pub const MAX_TOKENS: u32 = coordinator::DEFAULT_MAX_TOKENS;
 /// `worker --backend`.
 pub const BACKEND: &str = "openai";
 /// `worker --shards`: 0 lets the worker decide.

@@ -38,6 +38,8 @@ pub struct ServeSection {
     pub lease_secs: Option<u64>,
     pub heartbeat_secs: Option<u64>,
     pub reaper_interval_ms: Option<u64>,
+    pub max_samples_per_doc: Option<u32>,
+    pub max_tokens: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -23,6 +23,8 @@ pub struct ServeFlags {
     /// No default of its own: a third of the lease.
     pub heartbeat_secs: Given<Option<u64>>,
     pub reaper_interval_ms: Given<u64>,
+    pub max_samples_per_doc: Given<u32>,
+    pub max_tokens: Given<u32>,
     pub s3: S3Flags,
 }
 
@@ -38,6 +40,8 @@ impl Default for ServeFlags {
             lease_secs: Given::default_value(defaults::LEASE_SECS),
             heartbeat_secs: Given::default(),
             reaper_interval_ms: Given::default_value(defaults::REAPER_INTERVAL_MS),
+            max_samples_per_doc: Given::default_value(defaults::MAX_SAMPLES_PER_DOC),
+            max_tokens: Given::default_value(defaults::MAX_TOKENS),
             s3: S3Flags::default(),
         }
     }
@@ -58,6 +62,8 @@ pub struct ServeSettings {
     pub lease_secs: u64,
     pub heartbeat_secs: u64,
     pub reaper_interval_ms: u64,
+    /// What a submitted job may ask for.
+    pub limits: coordinator::JobLimits,
     pub s3: cache::S3Options,
 }
 
@@ -73,6 +79,7 @@ impl std::fmt::Debug for ServeSettings {
             .field("lease_secs", &self.lease_secs)
             .field("heartbeat_secs", &self.heartbeat_secs)
             .field("reaper_interval_ms", &self.reaper_interval_ms)
+            .field("limits", &self.limits)
             .field("s3", &self.s3)
             .finish()
     }
@@ -98,6 +105,8 @@ impl ServeSettings {
             "lease_secs": self.lease_secs,
             "heartbeat_secs": self.heartbeat_secs,
             "reaper_interval_ms": self.reaper_interval_ms,
+            "max_samples_per_doc": self.limits.max_samples_per_doc,
+            "max_tokens": self.limits.max_tokens,
             "s3": s3_json(&self.s3),
         })
     }
@@ -142,6 +151,22 @@ pub fn resolve_serve(
         .reaper_interval_ms
         .layered(f.reaper_interval_ms)
         .max(defaults::MIN_REAPER_INTERVAL_MS);
+    let limits = coordinator::JobLimits {
+        max_samples_per_doc: flags.max_samples_per_doc.layered(f.max_samples_per_doc),
+        max_tokens: flags.max_tokens.layered(f.max_tokens),
+    };
+    for (key, value) in [
+        ("max_samples_per_doc", limits.max_samples_per_doc),
+        ("max_tokens", limits.max_tokens),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::Invalid {
+                source_name: file.origin(&format!("serve.{key}")),
+                value: value.to_string(),
+                expected: "a whole number of at least 1",
+            });
+        }
+    }
     let admin_token = secret(
         env,
         admin_env,
@@ -179,6 +204,7 @@ pub fn resolve_serve(
         lease_secs,
         heartbeat_secs,
         reaper_interval_ms,
+        limits,
         s3: resolve_s3(&flags.s3, env, file),
     })
 }

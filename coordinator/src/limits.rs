@@ -1,0 +1,57 @@
+//! What a submitted job may ask of the cluster, set by the operator: a job
+//! is untrusted input, and a spec asking for a billion samples per document
+//! would take the coordinator's memory while it plans.
+
+use jobs::JobSpec;
+
+/// Samples per document (`task.generation.n`) allowed by default.
+pub const DEFAULT_MAX_SAMPLES_PER_DOC: u32 = 1_000;
+/// Tokens per answer (`task.generation.max_tokens`) allowed by default.
+pub const DEFAULT_MAX_TOKENS: u32 = 131_072;
+
+/// The operator's limits on a job's spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobLimits {
+    pub max_samples_per_doc: u32,
+    pub max_tokens: u32,
+}
+
+impl Default for JobLimits {
+    fn default() -> Self {
+        JobLimits {
+            max_samples_per_doc: DEFAULT_MAX_SAMPLES_PER_DOC,
+            max_tokens: DEFAULT_MAX_TOKENS,
+        }
+    }
+}
+
+impl JobLimits {
+    /// The first limit `spec` passes, as a message naming the field, its
+    /// value, the limit and the setting that raises it.
+    pub fn check(&self, spec: &JobSpec) -> Result<(), String> {
+        let generation = &spec.task.generation;
+        let over = |field: &str, value: u32, limit: u32, setting: &str| {
+            Err(format!(
+                "task.generation.{field} is {value}; this coordinator allows at most {limit} \
+                 (its operator sets that with `serve {setting}`)"
+            ))
+        };
+        if generation.n > self.max_samples_per_doc {
+            return over(
+                "n",
+                generation.n,
+                self.max_samples_per_doc,
+                "--max-samples-per-doc",
+            );
+        }
+        if generation.max_tokens > self.max_tokens {
+            return over(
+                "max_tokens",
+                generation.max_tokens,
+                self.max_tokens,
+                "--max-tokens",
+            );
+        }
+        Ok(())
+    }
+}
