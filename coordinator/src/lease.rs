@@ -2,10 +2,12 @@
 //! complete, fail and release, every call fenced on the attempt number.
 
 use chrono::{DateTime, Utc};
+use jobs::protocol::FailedRequest;
 use jobs::protocol::{
     ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, FailRequest, FailResponse,
     HeartbeatRequest, HeartbeatResponse, Lease, ReleaseRequest, ReleaseResponse,
 };
+use jobs::redact::scrub;
 use jobs::{Backoff, InferenceRequest, RequestKey};
 use std::time::Duration;
 
@@ -29,6 +31,19 @@ pub(crate) const RETRY_BACKOFF: Backoff =
 /// may be claimed again.
 pub(crate) fn retry_delay(attempt: u32) -> Duration {
     RETRY_BACKOFF.delay(attempt.saturating_sub(1))
+}
+
+/// Errors as a worker reported them, with anything shaped like a key
+/// scrubbed before they are stored or logged (the worker scrubs the keys it
+/// knows; this catches what slipped through, e.g. an older worker).
+fn scrubbed(failed: &[FailedRequest]) -> Vec<FailedRequest> {
+    failed
+        .iter()
+        .map(|f| FailedRequest {
+            key: f.key.clone(),
+            error: scrub(&f.error, &[]).into_owned(),
+        })
+        .collect()
 }
 
 fn chrono_after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
@@ -204,7 +219,7 @@ impl Coordinator {
         let completion = Completion {
             segment,
             written: req.written.clone(),
-            failed: req.failed.clone(),
+            failed: scrubbed(&req.failed),
             usage: req.usage,
         };
         let accepted = self
@@ -233,11 +248,12 @@ impl Coordinator {
         let fence = fence(req.shard_id, req.attempt, &req.worker_id);
         let now = Utc::now();
         let retry_at = chrono_after(now, retry_delay(req.attempt));
-        let state = self.store().fail(&fence, &req.error, retry_at, now).await?;
+        let error = scrub(&req.error, &[]);
+        let state = self.store().fail(&fence, &error, retry_at, now).await?;
         if let Some(state) = state {
             self.counters().shard_failures.inc();
             tracing::warn!(shard_id = %req.shard_id, attempt = req.attempt, ?state,
-                error = %req.error, "shard attempt failed");
+                error = %error, "shard attempt failed");
         }
         Ok(state.map(|state| FailResponse { state }))
     }

@@ -16,6 +16,7 @@ pub mod output;
 pub mod plan;
 pub mod protocol;
 pub mod provider_batch;
+pub mod redact;
 pub mod render;
 pub mod request;
 pub mod results;

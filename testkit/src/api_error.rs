@@ -73,6 +73,17 @@ impl ApiError {
         err
     }
 
+    /// [`ApiError::wrong_api_key`] quoting the key it got.
+    pub fn wrong_api_key_quoted(key: &str) -> Self {
+        let mut err = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            &format!("Incorrect API key provided: {key}. Check the key your client sends."),
+        );
+        err.code = Some("invalid_api_key");
+        err
+    }
+
     pub fn model_not_found(model: &str) -> Self {
         let mut err = Self::new(
             StatusCode::NOT_FOUND,

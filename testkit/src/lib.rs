@@ -36,6 +36,10 @@ pub use model::{default_answer, token_count, tokenize};
 pub struct FakeConfig {
     /// When set, requests need `Authorization: Bearer <key>`, else 401 `invalid_api_key`.
     pub api_key: Option<String>,
+    /// A wrong key's 401 quotes the key it got, whole. OpenAI's message
+    /// quotes a masked key; a careless proxy quotes all of it, which is
+    /// what a client must not store or log.
+    pub echo_wrong_key: bool,
     /// Delay added to every inference request.
     pub latency: Duration,
     /// Every Nth inference request (by arrival) answers 429.
@@ -68,6 +72,7 @@ impl Default for FakeConfig {
     fn default() -> Self {
         FakeConfig {
             api_key: None,
+            echo_wrong_key: false,
             latency: Duration::ZERO,
             rate_limit_every: None,
             retry_after_secs: 1.0,

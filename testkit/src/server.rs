@@ -371,6 +371,7 @@ fn check_auth(config: &FakeConfig, headers: &HeaderMap) -> Result<(), ApiError> 
     match given {
         None => Err(ApiError::missing_api_key()),
         Some(key) if key.trim() == expected => Ok(()),
+        Some(key) if config.echo_wrong_key => Err(ApiError::wrong_api_key_quoted(key)),
         Some(_) => Err(ApiError::wrong_api_key()),
     }
 }

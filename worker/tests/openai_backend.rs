@@ -630,3 +630,31 @@ async fn refused_connections_retry_little_and_open_the_breaker() {
     assert!(fast.elapsed() < Duration::from_millis(100));
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn a_key_the_endpoint_echoes_back_never_reaches_the_error() {
+    let server = fake(FakeConfig {
+        api_key: Some("the-right-key-0000".into()),
+        echo_wrong_key: true,
+        ..FakeConfig::default()
+    })
+    .await;
+    // Not shaped like any known key: only knowing its value can catch it.
+    let wrong = "plain-wrong-key-123456";
+    std::env::set_var("SHARDLINE_WORKER_TEST_ECHOED_KEY", wrong);
+    let spec = model(
+        &server.base_url(),
+        json!({"api_key_env": "SHARDLINE_WORKER_TEST_ECHOED_KEY", "max_retries": 0}),
+    );
+    let err = backend(&spec)
+        .run(&prompt_request(&spec, 0, "x"))
+        .await
+        .unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        matches!(err, BackendError::Http { status: 401, .. }),
+        "{shown}"
+    );
+    assert!(!shown.contains(wrong), "the key was kept: {shown}");
+    assert!(shown.contains(jobs::redact::REDACTED), "{shown}");
+}

@@ -2,6 +2,7 @@
 //! the rate limits, and the circuit breaker that declares the endpoint
 //! unusable.
 
+use jobs::redact::scrub;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -158,7 +159,9 @@ impl OpenAiBackend {
                 }),
             };
         }
-        let message = server_error_message(&bytes, status);
+        // An endpoint may echo the request's key into its error.
+        let known: Vec<&str> = self.api_key.iter().map(|k| k.0.as_str()).collect();
+        let message = scrub(&server_error_message(&bytes, status), &known).into_owned();
         if is_retryable_status(status) {
             return Attempt::Retryable(RetryableFailure::Status {
                 status: status.as_u16(),

@@ -7,6 +7,7 @@
 //! stored.
 
 use bytes::Bytes;
+use jobs::redact::scrub;
 use jobs::spec::ModelSpec;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
@@ -444,6 +445,9 @@ impl BatchApi {
                     let retry_after = parse_retry_after(response.headers());
                     let text = response.text().await.unwrap_or_default();
                     let (message, code) = error_message(&text, status);
+                    // An endpoint may echo the request's key into its error.
+                    let known: Vec<&str> = self.api_key.iter().map(|k| k.0.as_str()).collect();
+                    let message = scrub(&message, &known).into_owned();
                     let error = BatchApiError::Http {
                         method: method.to_string(),
                         url: url.clone(),
