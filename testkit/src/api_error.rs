@@ -78,7 +78,7 @@ impl ApiError {
         let mut err = Self::new(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
-            &format!("Incorrect API key provided: {key}. Check the key your client sends."),
+            format!("Incorrect API key provided: {key}. Check the key your client sends."),
         );
         err.code = Some("invalid_api_key");
         err

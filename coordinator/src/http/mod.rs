@@ -10,8 +10,9 @@ mod leases;
 mod provider_batch;
 
 use ::jobs::protocol::routes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -34,6 +35,23 @@ async fn healthz() -> &'static str {
 async fn metrics(State(c): State<Coordinator>) -> ApiResult<Response> {
     let text = c.metrics_text().await?;
     Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+}
+
+/// Runs each request on its own task, so that a client that goes away (a
+/// worker killed mid-call) cannot cancel the handler halfway through a store
+/// transaction: the work finishes, and only the answer is dropped.
+async fn run_to_completion(request: Request, next: Next) -> Response {
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "request handler failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the request handler failed",
+            )
+            .into_response()
+        }
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -67,6 +85,7 @@ pub fn router(coordinator: Coordinator) -> Router {
         .route(routes::METRICS, get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(run_to_completion))
         .with_state(coordinator)
 }
 
