@@ -98,6 +98,8 @@ impl Coordinator {
     /// asked), and indexing them means no later attempt pays for them
     /// again. Best effort: the shard's next attempt redoes whatever this
     /// misses.
+    /// Indexes the segment of a refused lease call; the number of keys it
+    /// added to the index (0 when they were all known: a repeated call).
     pub(crate) async fn index_refused(
         &self,
         job_id: Uuid,
@@ -105,9 +107,9 @@ impl Coordinator {
         attempt: u32,
         segment: &str,
         written: &[RequestKey],
-    ) {
+    ) -> u64 {
         if written.is_empty() {
-            return;
+            return 0;
         }
         let entry = SegmentEntry {
             path: segment.to_string(),
@@ -117,10 +119,16 @@ impl Coordinator {
             keys: written.to_vec(),
         };
         match self.store().index_segment(&entry, Utc::now()).await {
-            Ok(added) => tracing::info!(%shard_id, attempt, segment, added,
-                "indexed the outputs of a refused lease call"),
-            Err(e) => tracing::warn!(%shard_id, attempt, segment, error = %e,
-                "cannot index the outputs of a refused lease call"),
+            Ok(added) => {
+                tracing::info!(%shard_id, attempt, segment, added,
+                    "indexed the outputs of a refused lease call");
+                added
+            }
+            Err(e) => {
+                tracing::warn!(%shard_id, attempt, segment, error = %e,
+                    "cannot index the outputs of a refused lease call");
+                0
+            }
         }
     }
 }

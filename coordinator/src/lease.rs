@@ -236,8 +236,23 @@ impl Coordinator {
             tracing::warn!(shard_id = %req.shard_id, attempt = req.attempt, worker_id = %req.worker_id,
                 "late completion refused (lease no longer held)");
             if let (Some(segment), Some(job_id)) = (&completion.segment, job_id) {
-                self.index_refused(job_id, req.shard_id, req.attempt, segment, &req.written)
+                let added = self
+                    .index_refused(job_id, req.shard_id, req.attempt, segment, &req.written)
                     .await;
+                // Its tokens were paid for: usage and cost count them, once.
+                // A repeat of a completion already accepted (or already
+                // counted) adds no key to the index and counts nothing.
+                if added == 0 {
+                    return Ok(CompleteResponse { accepted });
+                }
+                if let Err(e) = self
+                    .store()
+                    .add_usage(job_id, req.shard_id, req.usage, Utc::now())
+                    .await
+                {
+                    tracing::warn!(shard_id = %req.shard_id, error = %e,
+                        "cannot count the usage of a refused completion");
+                }
             }
         }
         Ok(CompleteResponse { accepted })

@@ -825,9 +825,12 @@ async fn refused_late_completion_keeps_its_outputs() {
     assert_eq!(status.state, JobState::Running);
     assert_eq!(
         status.counts.completed, 0,
-        "the refused completion counts nothing"
+        "the refused completion completes nothing"
     );
-    assert_eq!(status.counts.usage.prompt_tokens, 0);
+    // But its tokens were paid for, so usage counts them.
+    let sent = completion("w1", &lease, String::new()).usage;
+    assert!(sent.prompt_tokens > 0);
+    assert_eq!(status.counts.usage, sent);
 }
 
 #[tokio::test]

@@ -140,6 +140,16 @@ pub trait JobStore: Send + Sync {
     /// Moves a non-terminal job to `cancelled` and its available shards with
     /// it; running shards learn at their next heartbeat.
     async fn cancel_job(&self, job_id: Uuid, now: DateTime<Utc>) -> Result<JobRecord, StoreError>;
+    /// Adds tokens the job spent outside an accepted completion (a late,
+    /// fenced one whose outputs were indexed all the same), so usage and
+    /// cost count every output paid for.
+    async fn add_usage(
+        &self,
+        job_id: Uuid,
+        shard_id: Uuid,
+        usage: jobs::Usage,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     async fn list_shards(&self, job_id: Uuid) -> Result<Vec<ShardRecord>, StoreError>;
     /// A shard's job and its requests as written by the planner (JSON), or
     /// `None` when there is no such shard.

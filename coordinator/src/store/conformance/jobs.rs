@@ -151,3 +151,23 @@ pub async fn planning_without_shards_completes(store: &dyn Store) {
         .any(|(s, n)| s == "completed" && *n == 1));
     assert_eq!(metrics.requests_cached, 5);
 }
+
+pub async fn late_usage_is_counted(store: &dyn Store) {
+    let fx = running_job(store, "usage", BackendKind::Openai, 2, 1, 3).await;
+    let shard = store.list_shards(fx.job_id).await.unwrap()[0].id;
+    let spent = jobs::Usage {
+        prompt_tokens: 70,
+        completion_tokens: 9,
+    };
+    store
+        .add_usage(fx.job_id, shard, spent, at(1))
+        .await
+        .unwrap();
+    store
+        .add_usage(fx.job_id, shard, spent, at(2))
+        .await
+        .unwrap();
+    let job = store.get_job(fx.job_id).await.unwrap();
+    assert_eq!(job.counts.usage.prompt_tokens, 140);
+    assert_eq!(job.counts.usage.completion_tokens, 18);
+}

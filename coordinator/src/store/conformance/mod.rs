@@ -187,6 +187,7 @@ macro_rules! store_conformance_suite {
             jobs::idempotent_create,
             jobs::cancel_stops_shards,
             jobs::planning_without_shards_completes,
+            jobs::late_usage_is_counted,
             leases::claim_heartbeat_complete,
             leases::late_worker_is_fenced,
             leases::fail_backs_off_then_dies,

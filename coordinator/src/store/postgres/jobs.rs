@@ -205,6 +205,32 @@ impl JobStore for PostgresStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn add_usage(
+        &self,
+        _job_id: Uuid,
+        shard_id: Uuid,
+        usage: jobs::Usage,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if usage == jobs::Usage::default() {
+            return Ok(());
+        }
+        // Postgres keeps usage per shard (no hot job row); the job's is
+        // their sum.
+        retry_busy("add shard usage", || async move {
+            sqlx::query(include_str!("shard_add_usage.sql"))
+                .bind(shard_id)
+                .bind(int(usage.prompt_tokens))
+                .bind(int(usage.completion_tokens))
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
     async fn cancel_job(&self, job_id: Uuid, now: DateTime<Utc>) -> Result<JobRecord, StoreError> {
         retry_busy("cancel job", || async move {
             let mut tx = self.pool.begin().await?;

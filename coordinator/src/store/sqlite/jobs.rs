@@ -7,7 +7,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{from_ms, ms, parse_uuid, SqliteStore};
+use super::{add_usage, from_ms, ms, parse_uuid, SqliteStore};
 use crate::store::rows::{count, job_counts, job_state, job_state_str, shard_state};
 use crate::store::{JobRecord, JobStore, NewJob, NewShard, PlanTotals, ShardRecord, StoreError};
 
@@ -200,6 +200,20 @@ impl JobStore for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn add_usage(
+        &self,
+        job_id: Uuid,
+        _shard_id: Uuid,
+        usage: jobs::Usage,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        // SQLite keeps usage on the job row (one writer at a time).
+        let mut tx = self.begin_write().await?;
+        add_usage(&mut tx, &job_id.to_string(), usage, now).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn cancel_job(&self, job_id: Uuid, now: DateTime<Utc>) -> Result<JobRecord, StoreError> {
