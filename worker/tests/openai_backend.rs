@@ -658,3 +658,41 @@ async fn a_key_the_endpoint_echoes_back_never_reaches_the_error() {
     assert!(!shown.contains(wrong), "the key was kept: {shown}");
     assert!(shown.contains(jobs::redact::REDACTED), "{shown}");
 }
+
+#[test]
+fn endpoint_and_model_variables_are_never_tokens_and_never_quoted() {
+    let spec = |fields: serde_json::Value| -> jobs::spec::ModelSpec {
+        serde_json::from_value(fields).unwrap()
+    };
+    std::env::set_var(
+        "SHARDLINE_WORKER_TEST_SECRET_URL",
+        "not-a-url-but-a-secret-value",
+    );
+    let err = OpenAiBackend::from_spec(
+        &spec(json!({"backend": "openai", "model": "m",
+            "base_url_env": "SHARDLINE_WORKER_TEST_SECRET_URL"})),
+        &keys(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!err.contains("secret-value"), "{err}");
+    assert!(err.contains("SHARDLINE_WORKER_TEST_SECRET_URL"), "{err}");
+
+    let err = OpenAiBackend::from_spec(
+        &spec(json!({"backend": "openai", "model": "m",
+            "base_url_env": "SHARDLINE_WORKER_TOKEN"})),
+        &keys(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("holds a coordinator token"), "{err}");
+
+    let err = worker::backend::EngineBackend::from_spec(
+        &spec(json!({"backend": "engine", "model": "m",
+            "path_env": "SHARDLINE_ADMIN_TOKEN", "fingerprint": "f".repeat(64)})),
+        &keys(),
+    )
+    .expect_err("refused")
+    .to_string();
+    assert!(err.contains("holds a coordinator token"), "{err}");
+}

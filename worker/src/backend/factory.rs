@@ -22,7 +22,7 @@ pub fn build_backend(
     match model.backend {
         BackendKind::Openai => Ok(Arc::new(OpenAiBackend::from_spec(model, keys)?)),
         BackendKind::OpenaiBatch => Ok(Arc::new(OpenAiBatchBackend::from_spec(model, keys)?)),
-        BackendKind::Engine => Ok(Arc::new(EngineBackend::from_spec(model)?)),
+        BackendKind::Engine => Ok(Arc::new(EngineBackend::from_spec(model, keys)?)),
         BackendKind::None => Err(BackendError::Config(
             "backend none makes no inference calls; this shard should not exist".into(),
         )),

@@ -51,15 +51,22 @@ impl KeyPolicy {
         }
     }
 
+    /// Whether a job may name `var` in any `model.*_env` field (`field`):
+    /// never the variables holding the coordinator tokens.
+    pub fn check_not_token(&self, var: &str, field: &str) -> Result<(), BackendError> {
+        if self.forbidden.iter().any(|f| f == var) {
+            return Err(BackendError::Config(format!(
+                "model.{field} names {var}, which holds a coordinator token; a job may never \
+                 read it"
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether a job may name `var` as its key here; the error says which
     /// rule refused it and how the operator allows it.
     pub fn check(&self, var: &str) -> Result<(), BackendError> {
-        if self.forbidden.iter().any(|f| f == var) {
-            return Err(BackendError::Config(format!(
-                "model.api_key_env names {var}, which holds a coordinator token; a job may \
-                 never send it to an endpoint"
-            )));
-        }
+        self.check_not_token(var, "api_key_env")?;
         match &self.allowed {
             None => Ok(()),
             Some(allowed) if allowed.iter().any(|p| matches(p, var)) => Ok(()),

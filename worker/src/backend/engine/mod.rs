@@ -32,6 +32,7 @@ use jobs::spec::{BackendKind, Endpoint, ModelSpec};
 use jobs::{InferenceOutput, InferenceRequest, RenderedInput, RequestType, Usage};
 use tokio::sync::oneshot;
 
+use super::key_policy::KeyPolicy;
 use super::{Backend, BackendError};
 
 /// Requests in flight per sequence the engine batches: enough queued that
@@ -51,6 +52,9 @@ struct Job {
 #[derive(Clone, Debug)]
 struct ServeConfig {
     path: PathBuf,
+    /// The model as errors name it: its path, or the variable holding it
+    /// (a job's author may not see this worker's environment).
+    shown: String,
     endpoint: Endpoint,
     system_role: SystemRole,
     threads: Option<usize>,
@@ -59,13 +63,14 @@ struct ServeConfig {
 pub struct EngineBackend {
     jobs: mpsc::Sender<Job>,
     concurrency: usize,
-    path: PathBuf,
+    /// The model as errors name it (see [`ServeConfig`]).
+    shown: String,
 }
 
 impl std::fmt::Debug for EngineBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineBackend")
-            .field("path", &self.path)
+            .field("model", &self.shown)
             .field("concurrency", &self.concurrency)
             .finish()
     }
@@ -77,14 +82,14 @@ impl EngineBackend {
     /// (no path, no fingerprint); a model that cannot be loaded fails every
     /// request with [`BackendError::EndpointUnusable`], so the shard fails
     /// once with the loader's message.
-    pub fn from_spec(model: &ModelSpec) -> Result<EngineBackend, BackendError> {
+    pub fn from_spec(model: &ModelSpec, keys: &KeyPolicy) -> Result<EngineBackend, BackendError> {
         if model.backend != BackendKind::Engine {
             return Err(BackendError::Config(format!(
                 "the engine backend cannot run a `{}` model",
                 model.backend.as_str()
             )));
         }
-        let path = resolve_path(model)?;
+        let (path, shown) = resolve_path(model, keys)?;
         let expected = model.fingerprint.clone().ok_or_else(|| {
             BackendError::Config(
                 "model.fingerprint is missing: the engine refuses to write outputs without \
@@ -102,7 +107,8 @@ impl EngineBackend {
             expected_fingerprint: Some(expected),
         };
         let serve = ServeConfig {
-            path: path.clone(),
+            path,
+            shown: shown.clone(),
             endpoint: model.endpoint,
             system_role: job_map::system_role(model.system_role),
             threads: model
@@ -119,16 +125,16 @@ impl EngineBackend {
         Ok(EngineBackend {
             jobs: tx,
             concurrency,
-            path,
+            shown,
         })
     }
 
     fn gone(&self) -> BackendError {
         BackendError::EndpointUnusable {
-            url: self.path.display().to_string(),
+            url: self.shown.clone(),
             message: format!(
                 "the engine serving {} stopped unexpectedly; see the worker's log",
-                self.path.display()
+                self.shown
             ),
         }
     }
@@ -154,17 +160,25 @@ impl Backend for EngineBackend {
 }
 
 /// `model.path` (already absolute when the spec came from a file), else
-/// the path in the environment variable `model.path_env` names.
-fn resolve_path(model: &ModelSpec) -> Result<PathBuf, BackendError> {
+/// the path in the environment variable `model.path_env` names (never a
+/// coordinator token's); with how errors show it.
+fn resolve_path(model: &ModelSpec, keys: &KeyPolicy) -> Result<(PathBuf, String), BackendError> {
     match (&model.path, &model.path_env) {
-        (Some(p), _) => Ok(p.clone()),
-        (None, Some(var)) => match std::env::var_os(var) {
-            Some(v) if !v.is_empty() => Ok(PathBuf::from(v)),
-            _ => Err(BackendError::Config(format!(
-                "environment variable {var} (named by model.path_env) is not set; export it with \
-                 the model's path (a GGUF file or a Hugging Face directory) on every worker"
-            ))),
-        },
+        (Some(p), _) => Ok((p.clone(), p.display().to_string())),
+        (None, Some(var)) => {
+            keys.check_not_token(var, "path_env")?;
+            match std::env::var_os(var) {
+                Some(v) if !v.is_empty() => Ok((
+                    PathBuf::from(v),
+                    format!("the model in {var} (named by model.path_env)"),
+                )),
+                _ => Err(BackendError::Config(format!(
+                    "environment variable {var} (named by model.path_env) is not set; export it \
+                     with the model's path (a GGUF file or a Hugging Face directory) on every \
+                     worker"
+                ))),
+            }
+        }
         (None, None) => Err(BackendError::Config(
             "[model] needs `path` (a GGUF file or a Hugging Face directory) or `path_env`".into(),
         )),
@@ -227,7 +241,10 @@ fn serve_thread(config: ServeConfig, options: LoadOptions, jobs: mpsc::Receiver<
             }
             Err(e) => {
                 tracing::error!(path = %config.path.display(), error = %e, "cannot load the engine model");
-                refuse_all(&config, format!("cannot load the engine model: {e}"), jobs);
+                // The loader names the path; a job sees it only as `shown`.
+                let message = format!("cannot load the engine model: {e}")
+                    .replace(&config.path.display().to_string(), &config.shown);
+                refuse_all(&config, message, jobs);
             }
         }
     };
@@ -240,7 +257,7 @@ fn serve_thread(config: ServeConfig, options: LoadOptions, jobs: mpsc::Receiver<
 /// Answers every request with the same unusable error, until the backend
 /// is dropped.
 fn refuse_all(config: &ServeConfig, message: String, jobs: mpsc::Receiver<Job>) {
-    let url = config.path.display().to_string();
+    let url = config.shown.clone();
     for job in jobs.iter() {
         let _ = job.reply.send(Err(BackendError::EndpointUnusable {
             url: url.clone(),

@@ -88,7 +88,7 @@ impl OpenAiBackend {
     /// from the environment variables the spec names (the key only where
     /// `keys` allows it).
     pub fn from_spec(model: &ModelSpec, keys: &KeyPolicy) -> Result<Self, BackendError> {
-        let base_url = resolve_base_url(model)?;
+        let base_url = resolve_base_url(model, keys)?;
         let api_key = match &model.api_key_env {
             None => None,
             Some(var) => Some(ApiKey(keys.read(var, &base_url)?)),
@@ -181,18 +181,30 @@ impl Backend for OpenAiBackend {
     }
 }
 
-pub(crate) fn resolve_base_url(model: &ModelSpec) -> Result<String, BackendError> {
-    let raw = match (&model.base_url, &model.base_url_env) {
-        (Some(url), _) => url.clone(),
-        (None, Some(var)) => match std::env::var(var) {
-            Ok(url) if !url.trim().is_empty() => url,
-            _ => {
-                return Err(BackendError::Config(format!(
-                    "environment variable {var} (named by model.base_url_env) is not set; \
-                     export it with the endpoint's base URL, e.g. http://localhost:8000/v1"
-                )))
+/// The endpoint's base URL: `model.base_url`, or the value of the variable
+/// `model.base_url_env` names (never a coordinator token's). A value read
+/// from a variable is not quoted in errors: the job's author may not see
+/// this worker's environment.
+pub(crate) fn resolve_base_url(
+    model: &ModelSpec,
+    keys: &KeyPolicy,
+) -> Result<String, BackendError> {
+    let (raw, shown) = match (&model.base_url, &model.base_url_env) {
+        (Some(url), _) => (url.clone(), None),
+        (None, Some(var)) => {
+            keys.check_not_token(var, "base_url_env")?;
+            match std::env::var(var) {
+                Ok(url) if !url.trim().is_empty() => {
+                    (url, Some(format!("in {var} (named by model.base_url_env)")))
+                }
+                _ => {
+                    return Err(BackendError::Config(format!(
+                        "environment variable {var} (named by model.base_url_env) is not set; \
+                         export it with the endpoint's base URL, e.g. http://localhost:8000/v1"
+                    )))
+                }
             }
-        },
+        }
         (None, None) => {
             return Err(BackendError::Config(
                 "[model] needs base_url (e.g. \"http://localhost:8000/v1\") or base_url_env \
@@ -202,13 +214,14 @@ pub(crate) fn resolve_base_url(model: &ModelSpec) -> Result<String, BackendError
         }
     };
     let trimmed = raw.trim().trim_end_matches('/').to_string();
+    let shown = shown.unwrap_or_else(|| format!("{trimmed:?}"));
     match reqwest::Url::parse(&trimmed) {
         Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(trimmed),
         Ok(_) => Err(BackendError::Config(format!(
-            "model base URL {trimmed:?} must start with http:// or https://"
+            "model base URL {shown} must start with http:// or https://"
         ))),
         Err(e) => Err(BackendError::Config(format!(
-            "model base URL {trimmed:?} is not a URL: {e}"
+            "model base URL {shown} is not a URL: {e}"
         ))),
     }
 }

@@ -254,7 +254,7 @@ impl BatchApi {
     /// Builds the client from `[model]`: base URL, key (from the named
     /// environment variable), timeouts and retries.
     pub fn from_spec(model: &ModelSpec, keys: &KeyPolicy) -> Result<Self, BackendError> {
-        let base_url = resolve_base_url(model)?;
+        let base_url = resolve_base_url(model, keys)?;
         let api_key = match &model.api_key_env {
             None => None,
             Some(var) => Some(ApiKey(keys.read(var, &base_url)?)),
