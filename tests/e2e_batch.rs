@@ -132,6 +132,8 @@ impl Cluster {
                 "3",
                 "--reaper-interval-ms",
                 "300",
+                "--dataset-root",
+                dir.to_str().unwrap(),
             ]),
             dir,
         );

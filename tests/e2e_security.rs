@@ -79,6 +79,8 @@ async fn a_job_cannot_make_a_worker_send_its_token_or_an_unlisted_variable() {
         &format!("127.0.0.1:{port}"),
         "--home",
         home.to_str().unwrap(),
+        "--dataset-root",
+        dir.path().to_str().unwrap(),
     ]);
     serve
         .env("SHARDLINE_ADMIN_TOKEN", ADMIN)

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use jobs::{DatasetRoots, ReadLimits, ReadPolicy};
+
 use crate::limits::JobLimits;
 
 /// How long a lease lasts without a heartbeat.
@@ -67,6 +69,8 @@ pub struct CoordinatorConfig {
     pub reaper_interval: Duration,
     /// What a submitted job may ask for.
     pub limits: JobLimits,
+    /// Where a job's data files may be read from, and how much of them.
+    pub read: ReadPolicy,
 }
 
 /// Tokens are secrets: a `{:?}` of the config (in a log line, a panic
@@ -80,12 +84,14 @@ impl std::fmt::Debug for CoordinatorConfig {
             .field("heartbeat_interval_secs", &self.heartbeat_interval_secs)
             .field("reaper_interval", &self.reaper_interval)
             .field("limits", &self.limits)
+            .field("read", &self.read)
             .finish()
     }
 }
 
 impl CoordinatorConfig {
-    /// The defaults above for everything but the tokens.
+    /// The defaults above for everything but the tokens; no dataset root,
+    /// so no job's data file can be read until the caller names some.
     pub fn with_tokens(admin_token: impl Into<String>, worker_token: impl Into<String>) -> Self {
         CoordinatorConfig {
             admin_token: admin_token.into(),
@@ -94,6 +100,7 @@ impl CoordinatorConfig {
             heartbeat_interval_secs: default_heartbeat_secs(DEFAULT_LEASE_SECS),
             reaper_interval: DEFAULT_REAPER_INTERVAL,
             limits: JobLimits::default(),
+            read: ReadPolicy::new(DatasetRoots::none(), ReadLimits::default()),
         }
     }
 

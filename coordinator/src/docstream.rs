@@ -2,7 +2,7 @@
 //! documents over in bounded chunks, so that memory does not grow with the
 //! dataset and the async runtime never blocks on file reads or templating.
 
-use jobs::{DatasetReader, Doc, DocPlan, JobSpec, Planner};
+use jobs::{DatasetReader, Doc, DocPlan, JobSpec, Planner, ReadPolicy};
 use tokio::sync::mpsc;
 
 /// Documents per chunk.
@@ -20,21 +20,22 @@ pub(crate) enum DocMsg {
     Failed(String),
 }
 
-/// Starts the reader. Dropping the receiver stops it at the next chunk.
-pub(crate) fn spawn_doc_stream(spec: JobSpec) -> mpsc::Receiver<DocMsg> {
+/// Starts the reader, which opens the job's files under `policy`.
+/// Dropping the receiver stops it at the next chunk.
+pub(crate) fn spawn_doc_stream(spec: JobSpec, policy: ReadPolicy) -> mpsc::Receiver<DocMsg> {
     // Two chunks in flight: the reader stays ahead without running away.
     let (tx, rx) = mpsc::channel(2);
     tokio::task::spawn_blocking(move || {
-        if let Err(message) = produce(&spec, &tx) {
+        if let Err(message) = produce(&spec, &policy, &tx) {
             let _ = tx.blocking_send(DocMsg::Failed(message));
         }
     });
     rx
 }
 
-fn produce(spec: &JobSpec, tx: &mpsc::Sender<DocMsg>) -> Result<(), String> {
-    let planner = Planner::new(spec).map_err(|e| e.to_string())?;
-    let mut reader = DatasetReader::open(&spec.dataset).map_err(|e| e.to_string())?;
+fn produce(spec: &JobSpec, policy: &ReadPolicy, tx: &mpsc::Sender<DocMsg>) -> Result<(), String> {
+    let planner = Planner::new(spec, policy).map_err(|e| e.to_string())?;
+    let mut reader = DatasetReader::open(&spec.dataset, policy).map_err(|e| e.to_string())?;
     let mut chunk = Vec::with_capacity(CHUNK_DOCS);
     let mut docs = 0u64;
     for doc in &mut reader {

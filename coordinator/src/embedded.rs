@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use client::CoordinatorClient;
 use jobs::spec::BackendKind;
+use jobs::{DatasetRoots, ReadLimits, ReadPolicy};
 use worker::backend::KeyPolicy;
 use worker::{BackendCache, Worker, WorkerConfig, WorkerError, WorkerStats};
 
@@ -37,6 +38,9 @@ pub struct ClusterConfig {
     pub shards_per_worker: usize,
     /// How often an idle worker asks for work.
     pub poll_interval: Duration,
+    /// Where jobs' data files may be read from (`shardline run`: the job
+    /// file's folder and the roots its user adds).
+    pub read: ReadPolicy,
 }
 
 impl ClusterConfig {
@@ -47,6 +51,7 @@ impl ClusterConfig {
             workers: 1,
             shards_per_worker: 0,
             poll_interval: Duration::from_millis(200),
+            read: ReadPolicy::new(DatasetRoots::none(), ReadLimits::default()),
         }
     }
 }
@@ -91,6 +96,7 @@ impl Cluster {
                 heartbeat_interval_secs: default_heartbeat_secs(EMBEDDED_LEASE_SECS),
                 reaper_interval: DEFAULT_REAPER_INTERVAL,
                 limits: JobLimits::default(),
+                read: config.read,
             },
         );
         let recovered = coordinator

@@ -15,6 +15,10 @@ pub enum CoordinatorError {
     /// A request the API cannot act on (bad body, bad id).
     #[error("{0}")]
     BadRequest(String),
+    /// A request the operator's rules do not allow (a dataset outside the
+    /// dataset roots); the text names the rule.
+    #[error("{0}")]
+    Forbidden(String),
     /// A lease operation whose fence no longer matches: the lease expired and
     /// was re-claimed, or the shard was completed or cancelled.
     #[error("lease of shard {shard_id} attempt {attempt} is no longer held by {worker_id}")]

@@ -9,7 +9,7 @@ use jobs::cost::TokenEstimate;
 use jobs::plan::Planner;
 use jobs::spec::BackendKind;
 use jobs::spec::ProviderBatchSpec;
-use jobs::{DatasetReader, InferenceRequest, JobSpec, RequestKey};
+use jobs::{DatasetReader, InferenceRequest, JobSpec, ReadPolicy, RequestKey};
 
 use crate::error::CoordinatorError;
 use crate::store::Store;
@@ -33,10 +33,15 @@ pub struct Estimate {
 }
 
 /// Plans `spec` against the cache index of `store` and counts what a run
-/// would send. Dataset and template errors name the file, line and field.
-pub async fn estimate(spec: &JobSpec, store: &dyn Store) -> Result<Estimate, CoordinatorError> {
-    let planner = Planner::new(spec)?;
-    let mut reader = DatasetReader::open(&spec.dataset)?;
+/// would send, reading its data files under `policy`. Dataset and
+/// template errors name the file, line and field.
+pub async fn estimate(
+    spec: &JobSpec,
+    store: &dyn Store,
+    policy: &ReadPolicy,
+) -> Result<Estimate, CoordinatorError> {
+    let planner = Planner::new(spec, policy)?;
+    let mut reader = DatasetReader::open(&spec.dataset, policy)?;
     let mut seen: HashSet<RequestKey> = HashSet::new();
     let mut pending: Vec<InferenceRequest> = Vec::new();
     let mut plan = Estimate::default();

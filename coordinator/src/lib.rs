@@ -4,6 +4,7 @@
 
 mod config;
 mod coordinator;
+mod data_access;
 mod docstream;
 pub mod embedded;
 mod error;
@@ -33,7 +34,9 @@ pub use coordinator::{spec_hash, Coordinator};
 pub use error::CoordinatorError;
 pub use http::{router, serve};
 pub use index::IndexStats;
-pub use limits::{JobLimits, DEFAULT_MAX_SAMPLES_PER_DOC, DEFAULT_MAX_TOKENS};
+pub use limits::{
+    JobLimits, DEFAULT_MAX_SAMPLES_PER_DOC, DEFAULT_MAX_SPEC_BYTES, DEFAULT_MAX_TOKENS,
+};
 pub use reaper::RecoveryStats;
 pub use rescore::{rescore_spec, MissingRequest, RescoreOutcome, DEFAULT_BOOTSTRAP_SEED};
 pub use server::Server;

@@ -8,12 +8,17 @@ use jobs::JobSpec;
 pub const DEFAULT_MAX_SAMPLES_PER_DOC: u32 = 1_000;
 /// Tokens per answer (`task.generation.max_tokens`) allowed by default.
 pub const DEFAULT_MAX_TOKENS: u32 = 131_072;
+/// Bytes of a submitted spec allowed by default: 1 MiB, hundreds of times a
+/// real spec (templates included).
+pub const DEFAULT_MAX_SPEC_BYTES: u64 = 1024 * 1024;
 
 /// The operator's limits on a job's spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct JobLimits {
     pub max_samples_per_doc: u32,
     pub max_tokens: u32,
+    /// Largest request body carrying a spec (submit, rescore).
+    pub max_spec_bytes: u64,
 }
 
 impl Default for JobLimits {
@@ -21,6 +26,7 @@ impl Default for JobLimits {
         JobLimits {
             max_samples_per_doc: DEFAULT_MAX_SAMPLES_PER_DOC,
             max_tokens: DEFAULT_MAX_TOKENS,
+            max_spec_bytes: DEFAULT_MAX_SPEC_BYTES,
         }
     }
 }

@@ -121,6 +121,9 @@ impl Coordinator {
         if let Err(message) = self.config().limits.check(&spec) {
             return self.fail_planning(id, message).await;
         }
+        if let Err(e) = self.check_data_access(&spec) {
+            return self.fail_planning(id, e.to_string()).await;
+        }
         tracing::info!(job_id = %id, name = %spec.name, "planning job");
         match self.plan_into_shards(id, &spec).await {
             Ok(state) => {
@@ -165,7 +168,7 @@ impl Coordinator {
             ready: Vec::new(),
             next_seq: 0,
         };
-        let mut docs = spawn_doc_stream(spec.clone());
+        let mut docs = spawn_doc_stream(spec.clone(), self.config().read.clone());
         loop {
             let msg = docs.recv().await.ok_or_else(|| {
                 PlanStop::Job("the dataset reader stopped unexpectedly".to_string())
@@ -315,11 +318,11 @@ shard_size = 2
         .expect("spec");
         let objects: Arc<dyn cache::ObjectStore> =
             Arc::new(cache::LocalDirStore::new(dir.path().join("cache")));
-        let coordinator = Coordinator::new(
-            store.clone(),
-            objects,
-            CoordinatorConfig::with_tokens("a", "w"),
-        );
+        let coordinator = Coordinator::new(store.clone(), objects, {
+            let mut config = CoordinatorConfig::with_tokens("a", "w");
+            config.read = jobs::ReadPolicy::unrestricted();
+            config
+        });
         let job = coordinator.submit(spec).await.expect("submit");
 
         // Another session locks the job row: writing shards times out.

@@ -6,7 +6,7 @@
 //! current chunk are held, and decoded segments sit in a small LRU.
 
 use bytes::Bytes;
-use jobs::{InferenceOutput, JobSpec, MetricsReport, RequestKey, SampleRecord, Scorer};
+use jobs::{InferenceOutput, JobSpec, MetricsReport, ReadPolicy, RequestKey, SampleRecord, Scorer};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Write;
@@ -110,23 +110,26 @@ impl SegmentCache {
 /// Scores `spec` from the cache with zero inference. Sample lines (one JSON
 /// [`SampleRecord`] per document) go to `samples_out` when given. Works for a
 /// spec that was never submitted.
+/// spec that was never submitted. Its data files are read under `policy`.
 pub async fn rescore_spec(
     store: &dyn Store,
     objects: &dyn cache::ObjectStore,
     spec: &JobSpec,
+    policy: &ReadPolicy,
     samples_out: Option<&mut (dyn Write + Send)>,
 ) -> Result<RescoreOutcome, CoordinatorError> {
     let sink = match samples_out {
         Some(w) => SampleSink::Writer(w),
         None => SampleSink::Discard,
     };
-    rescore_into(store, objects, spec, sink).await
+    rescore_into(store, objects, spec, policy, sink).await
 }
 
 pub(crate) async fn rescore_into(
     store: &dyn Store,
     objects: &dyn cache::ObjectStore,
     spec: &JobSpec,
+    policy: &ReadPolicy,
     mut sink: SampleSink<'_>,
 ) -> Result<RescoreOutcome, CoordinatorError> {
     let scorer = Scorer::new(spec)?;
@@ -137,7 +140,7 @@ pub(crate) async fn rescore_into(
     let mut missing_seen: HashSet<u128> = HashSet::new();
     let mut missing_examples = Vec::new();
     let mut failed_requests = 0u64;
-    let mut docs = spawn_doc_stream(spec.clone());
+    let mut docs = spawn_doc_stream(spec.clone(), policy.clone());
     let bad_rows = loop {
         let msg = docs.recv().await.ok_or_else(|| {
             CoordinatorError::Planning("the dataset reader stopped unexpectedly".into())
@@ -242,10 +245,12 @@ impl Coordinator {
         spec: &JobSpec,
         samples_out: Option<&mut (dyn Write + Send)>,
     ) -> Result<RescoreOutcome, CoordinatorError> {
+        self.check_data_access(spec)?;
         rescore_spec(
             self.store().as_ref(),
             self.objects().as_ref(),
             spec,
+            &self.config().read,
             samples_out,
         )
         .await
@@ -291,8 +296,19 @@ impl Coordinator {
         tokio::task::spawn_blocking(move || {
             runtime.block_on(async move {
                 let sink = SampleSink::Channel(tx.clone());
-                let result =
-                    rescore_into(this.store().as_ref(), this.objects().as_ref(), &spec, sink).await;
+                let result = match this.check_data_access(&spec) {
+                    Ok(()) => {
+                        rescore_into(
+                            this.store().as_ref(),
+                            this.objects().as_ref(),
+                            &spec,
+                            &this.config().read,
+                            sink,
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "samples stream stopped");
                     let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;

@@ -33,6 +33,7 @@ impl Coordinator {
             .limits
             .check(&spec)
             .map_err(CoordinatorError::BadRequest)?;
+        self.check_data_access(&spec)?;
         let hash = spec_hash(&spec)?;
         let spec_json = serde_json::to_string(&spec)
             .map_err(|e| CoordinatorError::Internal(format!("cannot encode the job spec: {e}")))?;

@@ -11,7 +11,7 @@ use jobs::protocol::{
 use jobs::spec::BackendKind;
 use jobs::{InferenceOutput, InferenceRequest, JobSpec, SegmentRecord, Usage};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,6 +76,10 @@ async fn env() -> Env {
     config.lease_secs = 2;
     config.heartbeat_interval_secs = 1;
     config.reaper_interval = Duration::from_millis(200);
+    config.read = jobs::ReadPolicy::new(
+        jobs::DatasetRoots::only([dir.path().to_str().unwrap()]).unwrap(),
+        jobs::ReadLimits::default(),
+    );
     let coordinator = Coordinator::new(store.clone(), objects.clone(), config);
     Env {
         dir,
@@ -92,8 +96,8 @@ fn spec(dir: &Path, backend: &str, shard_size: u32) -> JobSpec {
 
 /// Every request of the spec, in document order (duplicates included).
 fn planned_requests(spec: &JobSpec) -> Vec<InferenceRequest> {
-    let planner = jobs::Planner::new(spec).expect("planner");
-    jobs::DatasetReader::open(&spec.dataset)
+    let planner = jobs::Planner::new(spec, &jobs::ReadPolicy::unrestricted()).expect("planner");
+    jobs::DatasetReader::open(&spec.dataset, &jobs::ReadPolicy::unrestricted())
         .expect("dataset")
         .flat_map(|doc| planner.plan_doc(&doc.expect("doc")).expect("plan").requests)
         .collect()
@@ -950,7 +954,7 @@ async fn http_refuses_before_reading_the_body_and_caps_what_it_echoes() {
         .unwrap();
     assert_eq!(answer.status(), 413);
     let body: ErrorBody = answer.json().await.expect("a JSON error body");
-    assert!(!body.error.is_empty());
+    assert!(body.error.contains("--max-spec-bytes"), "{}", body.error);
 
     // A bad value, in the body or in the path, is quoted back in part.
     let huge = "y".repeat(1_000_000);
@@ -991,10 +995,17 @@ async fn jobs_over_the_operators_limits_are_refused_not_planned() {
         Err(CoordinatorError::BadRequest(_))
     ));
 
-    // A dataset that is a device is refused when planning, not read forever.
-    let mut zero = spec(env.dir.path(), "openai", 2);
-    zero.dataset.path = "/dev/zero".into();
-    let job = env.coordinator.submit(zero).await.unwrap();
+    // A file that is not a regular file, even inside a root, is refused
+    // when planning, not read forever.
+    let fifo = env.dir.path().join("endless.jsonl");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut endless = spec(env.dir.path(), "openai", 2);
+    endless.dataset.path = fifo;
+    let job = env.coordinator.submit(endless).await.unwrap();
     assert_eq!(
         env.coordinator.plan_job(job.id).await.unwrap(),
         JobState::Failed
@@ -1007,4 +1018,74 @@ async fn jobs_over_the_operators_limits_are_refused_not_planned() {
             .contains("not a regular file"),
         "{error:?}"
     );
+}
+
+#[tokio::test]
+async fn jobs_read_only_under_the_dataset_roots() {
+    let env = env().await;
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("private.jsonl"), "{\"id\": 1}\n").unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("private.jsonl"),
+        env.dir.path().join("link.jsonl"),
+    )
+    .unwrap();
+    let traversal = env.dir.path().join("../../../../../../../../etc/passwd");
+    for (field, path) in [
+        ("dataset.path", PathBuf::from("/etc/shadow")),
+        ("dataset.path", PathBuf::from("/dev/zero")),
+        ("dataset.path", traversal.clone()),
+        ("dataset.path", env.dir.path().join("link.jsonl")),
+        ("task.fewshot.path", traversal),
+    ] {
+        let mut job = spec(env.dir.path(), "openai", 2);
+        if field == "dataset.path" {
+            job.dataset.path = path.clone();
+        } else {
+            job.task.fewshot = Some(jobs::spec::FewshotSpec {
+                path: path.clone(),
+                k: 1,
+            });
+        }
+        match env.coordinator.submit(job.clone()).await {
+            Err(CoordinatorError::Forbidden(message)) => {
+                assert!(message.starts_with(field), "{message}");
+                assert!(message.contains("outside the dataset roots"), "{message}");
+            }
+            other => panic!("{path:?}: expected 403, got {other:?}"),
+        }
+        // Scoring from the cache reads the same files: refused alike.
+        assert!(matches!(
+            env.coordinator.rescore_spec(&job, None).await,
+            Err(CoordinatorError::Forbidden(_))
+        ));
+    }
+    assert!(env.coordinator.list_jobs().await.unwrap().is_empty());
+
+    // Over HTTP: 403 with the rule, on submit and on the samples stream.
+    let s = Server {
+        base: String::new(),
+        client: reqwest::Client::new(),
+        server: coordinator::Server::bind("127.0.0.1:0", env.coordinator.clone())
+            .await
+            .unwrap(),
+        env,
+    };
+    let base = s.server.url();
+    let mut shadow = spec(s.env.dir.path(), "openai", 2);
+    shadow.dataset.path = "/etc/shadow".into();
+    for path in ["/v1/jobs", "/v1/rescore/samples"] {
+        let answer = s
+            .client
+            .post(format!("{base}{path}"))
+            .bearer_auth(ADMIN)
+            .json(&serde_json::json!({ "spec": shadow }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 403, "{path}");
+        let error = answer.json::<ErrorBody>().await.unwrap().error;
+        assert!(error.contains("--dataset-root"), "{error}");
+    }
+    s.shutdown().await;
 }

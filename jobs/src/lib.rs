@@ -24,7 +24,9 @@ pub mod spec;
 pub mod template;
 
 pub use backoff::Backoff;
-pub use dataset::{read_jsonl_examples, DatasetError, DatasetReader, Doc};
+pub use dataset::{
+    read_jsonl_examples, DatasetError, DatasetReader, DatasetRoots, Doc, ReadLimits, ReadPolicy,
+};
 pub use metrics::Scorer;
 pub use output::{InferenceOutput, LoglikelihoodOutput, SegmentRecord, Usage};
 pub use plan::{DocPlan, Planner};

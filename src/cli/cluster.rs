@@ -60,6 +60,28 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "SHARDLINE_MAX_TOKENS",
           default_value_t = defaults::MAX_TOKENS, value_parser = value::limit())]
     pub max_tokens: u32,
+    /// A folder (or s3://BUCKET/PREFIX) submitted jobs may read datasets
+    /// and few-shot files from; repeatable (the variable is
+    /// comma-separated). Without one, no job's data file is read: jobs
+    /// naming one are refused with 403.
+    #[arg(long = "dataset-root", value_name = "DIR", env = "SHARDLINE_DATASET_ROOTS", value_parser = value::text())]
+    pub dataset_roots: Vec<String>,
+    /// Most documents one job may plan.
+    #[arg(long, value_name = "N", env = "SHARDLINE_MAX_DOCS_PER_JOB",
+          default_value_t = defaults::MAX_DOCS_PER_JOB, value_parser = value::big_limit())]
+    pub max_docs_per_job: u64,
+    /// Most bytes read from one dataset or few-shot file.
+    #[arg(long, value_name = "BYTES", env = "SHARDLINE_MAX_DATASET_BYTES",
+          default_value_t = defaults::MAX_DATASET_BYTES, value_parser = value::big_limit())]
+    pub max_dataset_bytes: u64,
+    /// Longest line (one document) of a dataset or few-shot file.
+    #[arg(long, value_name = "BYTES", env = "SHARDLINE_MAX_LINE_BYTES",
+          default_value_t = defaults::MAX_LINE_BYTES, value_parser = value::big_limit())]
+    pub max_line_bytes: u64,
+    /// Largest job spec a submission (or a rescore) may send.
+    #[arg(long, value_name = "BYTES", env = "SHARDLINE_MAX_SPEC_BYTES",
+          default_value_t = defaults::MAX_SPEC_BYTES, value_parser = value::big_limit())]
+    pub max_spec_bytes: u64,
     #[command(flatten)]
     pub s3: S3Args,
     #[command(flatten)]
@@ -87,6 +109,11 @@ impl ServeArgs {
             reaper_interval_ms: g.given("reaper_interval_ms", self.reaper_interval_ms),
             max_samples_per_doc: g.given("max_samples_per_doc", self.max_samples_per_doc),
             max_tokens: g.given("max_tokens", self.max_tokens),
+            dataset_roots: g.given("dataset_roots", self.dataset_roots.clone()),
+            max_docs_per_job: g.given("max_docs_per_job", self.max_docs_per_job),
+            max_dataset_bytes: g.given("max_dataset_bytes", self.max_dataset_bytes),
+            max_line_bytes: g.given("max_line_bytes", self.max_line_bytes),
+            max_spec_bytes: g.given("max_spec_bytes", self.max_spec_bytes),
             s3: self.s3.flags(g),
         }
     }

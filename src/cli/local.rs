@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// (under `[model.price]`) without sending anything.
     #[arg(long)]
     pub dry_run: bool,
+    /// A folder (or s3://BUCKET/PREFIX) the job's dataset and few-shot
+    /// files may come from, besides the job file's own folder; repeatable.
+    #[arg(long = "dataset-root", value_name = "DIR")]
+    pub dataset_roots: Vec<String>,
 }
 
 #[derive(Args, Debug)]

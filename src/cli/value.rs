@@ -105,6 +105,14 @@ pub fn limit() -> FromEnv<RangedU64ValueParser<u32>> {
     }
 }
 
+/// A size or count limit of at least 1, up to 2^64 - 1.
+pub fn big_limit() -> FromEnv<RangedU64ValueParser<u64>> {
+    FromEnv {
+        inner: RangedU64ValueParser::new().range(1..),
+        expected: "a whole number of at least 1",
+    }
+}
+
 /// An on/off switch: `--flag` alone, or its variable set to a word.
 pub fn switch() -> FromEnv<Switch> {
     FromEnv {

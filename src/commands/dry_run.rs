@@ -18,13 +18,16 @@ use crate::exit;
 pub async fn dry_run(args: &RunArgs, spec: &JobSpec) -> CmdResult {
     let home = Home::open(&args.home)?;
     let store = home.store().await?;
-    let plan = estimate(spec, store.as_ref()).await.map_err(|e| match e {
-        // The index could not be read: a runtime failure, not bad input.
-        CoordinatorError::Store(_) => Failure::runtime(
-            anyhow::Error::new(e).context("cannot look the requests up in the cache index"),
-        ),
-        other => Failure::usage(other),
-    })?;
+    let policy = super::run::read_policy(args)?;
+    let plan = estimate(spec, store.as_ref(), &policy)
+        .await
+        .map_err(|e| match e {
+            // The index could not be read: a runtime failure, not bad input.
+            CoordinatorError::Store(_) => Failure::runtime(
+                anyhow::Error::new(e).context("cannot look the requests up in the cache index"),
+            ),
+            other => Failure::usage(other),
+        })?;
     print(spec, &plan);
     Ok(exit::OK)
 }

@@ -64,7 +64,9 @@ impl Home {
     /// only read or rebuild state (`rescore`, `cache reindex`).
     pub async fn offline_coordinator(&self) -> Result<coordinator::Coordinator, Failure> {
         // No HTTP server is started, so the tokens are never checked.
-        let config = coordinator::CoordinatorConfig::with_tokens(String::new(), String::new());
+        let mut config = coordinator::CoordinatorConfig::with_tokens(String::new(), String::new());
+        // The user's own files on their own machine.
+        config.read = jobs::ReadPolicy::unrestricted();
         Ok(coordinator::Coordinator::new(
             self.store().await?,
             self.objects()?,

@@ -64,8 +64,15 @@ pub async fn serve(args: ServeArgs) -> CmdResult {
             heartbeat_interval_secs: settings.heartbeat_secs,
             reaper_interval: Duration::from_millis(settings.reaper_interval_ms),
             limits: settings.limits,
+            read: settings.read.clone(),
         },
     );
+    if settings.read.roots == jobs::DatasetRoots::none() {
+        eprintln!(
+            "note: no --dataset-root given; jobs that read a dataset will be refused (403) \
+             until this coordinator is started with one"
+        );
+    }
     let mut server = coordinator::Server::bind(&settings.listen, coordinator)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;

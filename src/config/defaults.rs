@@ -28,6 +28,14 @@ pub const MIN_REAPER_INTERVAL_MS: u64 = 50;
 pub const MAX_SAMPLES_PER_DOC: u32 = coordinator::DEFAULT_MAX_SAMPLES_PER_DOC;
 /// `serve --max-tokens` (the coordinator's own default).
 pub const MAX_TOKENS: u32 = coordinator::DEFAULT_MAX_TOKENS;
+/// `serve --max-docs-per-job`.
+pub const MAX_DOCS_PER_JOB: u64 = jobs::dataset::DEFAULT_MAX_DOCS_PER_JOB;
+/// `serve --max-dataset-bytes`.
+pub const MAX_DATASET_BYTES: u64 = jobs::dataset::DEFAULT_MAX_DATASET_BYTES;
+/// `serve --max-line-bytes`.
+pub const MAX_LINE_BYTES: u64 = jobs::dataset::DEFAULT_MAX_LINE_BYTES;
+/// `serve --max-spec-bytes` (the coordinator's own default).
+pub const MAX_SPEC_BYTES: u64 = coordinator::DEFAULT_MAX_SPEC_BYTES;
 /// `worker --backend`.
 pub const BACKEND: &str = "openai";
 /// `worker --shards`: 0 lets the worker decide.

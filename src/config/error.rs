@@ -32,6 +32,12 @@ pub enum ConfigError {
         name: String,
         rule: coordinator::TokenRule,
     },
+    /// A dataset root that is not an existing folder or an s3:// prefix.
+    #[error("{source_name}: {error}")]
+    DatasetRoot {
+        source_name: String,
+        error: jobs::dataset::RootError,
+    },
     #[error("{source_name}: {value:?} is not valid: expected {expected}")]
     Invalid {
         source_name: String,

@@ -100,3 +100,27 @@ mod tests {
         );
     }
 }
+
+/// A list flag's values, else the file's (with the source's name for
+/// messages); a variable's comma-separated value is split here.
+pub(super) fn layered_list(
+    given: &Given<Vec<String>>,
+    file_list: Option<&Vec<String>>,
+    file_origin: String,
+) -> Option<(Vec<String>, String)> {
+    let source = given.source_name(|| file_origin);
+    match &given.origin {
+        Origin::Flag(_) => Some((given.value.clone(), source)),
+        Origin::Env(_) => {
+            let items = given
+                .value
+                .iter()
+                .flat_map(|v| v.split(','))
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            Some((items, source))
+        }
+        Origin::Default => file_list.map(|list| (list.clone(), source)),
+    }
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::defaults;
 use super::error::ConfigError;
 use super::file::ConfigFile;
-use super::layer::Given;
+use super::layer::{layered_list, Given};
 use super::s3::{resolve_s3, s3_json, S3Flags};
 use super::secret::{secret, Env, Secret};
 
@@ -25,6 +25,11 @@ pub struct ServeFlags {
     pub reaper_interval_ms: Given<u64>,
     pub max_samples_per_doc: Given<u32>,
     pub max_tokens: Given<u32>,
+    pub dataset_roots: Given<Vec<String>>,
+    pub max_docs_per_job: Given<u64>,
+    pub max_dataset_bytes: Given<u64>,
+    pub max_line_bytes: Given<u64>,
+    pub max_spec_bytes: Given<u64>,
     pub s3: S3Flags,
 }
 
@@ -42,6 +47,11 @@ impl Default for ServeFlags {
             reaper_interval_ms: Given::default_value(defaults::REAPER_INTERVAL_MS),
             max_samples_per_doc: Given::default_value(defaults::MAX_SAMPLES_PER_DOC),
             max_tokens: Given::default_value(defaults::MAX_TOKENS),
+            dataset_roots: Given::default(),
+            max_docs_per_job: Given::default_value(defaults::MAX_DOCS_PER_JOB),
+            max_dataset_bytes: Given::default_value(defaults::MAX_DATASET_BYTES),
+            max_line_bytes: Given::default_value(defaults::MAX_LINE_BYTES),
+            max_spec_bytes: Given::default_value(defaults::MAX_SPEC_BYTES),
             s3: S3Flags::default(),
         }
     }
@@ -64,6 +74,8 @@ pub struct ServeSettings {
     pub reaper_interval_ms: u64,
     /// What a submitted job may ask for.
     pub limits: coordinator::JobLimits,
+    /// Where and how much a job's data files may be read.
+    pub read: jobs::ReadPolicy,
     pub s3: cache::S3Options,
 }
 
@@ -80,6 +92,7 @@ impl std::fmt::Debug for ServeSettings {
             .field("heartbeat_secs", &self.heartbeat_secs)
             .field("reaper_interval_ms", &self.reaper_interval_ms)
             .field("limits", &self.limits)
+            .field("read", &self.read)
             .field("s3", &self.s3)
             .finish()
     }
@@ -107,6 +120,11 @@ impl ServeSettings {
             "reaper_interval_ms": self.reaper_interval_ms,
             "max_samples_per_doc": self.limits.max_samples_per_doc,
             "max_tokens": self.limits.max_tokens,
+            "max_spec_bytes": self.limits.max_spec_bytes,
+            "dataset_roots": roots_json(&self.read.roots),
+            "max_docs_per_job": self.read.limits.max_docs,
+            "max_dataset_bytes": self.read.limits.max_bytes,
+            "max_line_bytes": self.read.limits.max_line_bytes,
             "s3": s3_json(&self.s3),
         })
     }
@@ -154,10 +172,20 @@ pub fn resolve_serve(
     let limits = coordinator::JobLimits {
         max_samples_per_doc: flags.max_samples_per_doc.layered(f.max_samples_per_doc),
         max_tokens: flags.max_tokens.layered(f.max_tokens),
+        max_spec_bytes: flags.max_spec_bytes.layered(f.max_spec_bytes),
+    };
+    let read_limits = jobs::ReadLimits {
+        max_docs: flags.max_docs_per_job.layered(f.max_docs_per_job),
+        max_bytes: flags.max_dataset_bytes.layered(f.max_dataset_bytes),
+        max_line_bytes: flags.max_line_bytes.layered(f.max_line_bytes),
     };
     for (key, value) in [
-        ("max_samples_per_doc", limits.max_samples_per_doc),
-        ("max_tokens", limits.max_tokens),
+        ("max_samples_per_doc", u64::from(limits.max_samples_per_doc)),
+        ("max_tokens", u64::from(limits.max_tokens)),
+        ("max_spec_bytes", limits.max_spec_bytes),
+        ("max_docs_per_job", read_limits.max_docs),
+        ("max_dataset_bytes", read_limits.max_bytes),
+        ("max_line_bytes", read_limits.max_line_bytes),
     ] {
         if value == 0 {
             return Err(ConfigError::Invalid {
@@ -167,6 +195,15 @@ pub fn resolve_serve(
             });
         }
     }
+    let roots = match layered_list(
+        &flags.dataset_roots,
+        f.dataset_roots.as_ref(),
+        file.origin("serve.dataset_roots"),
+    ) {
+        Some((list, source_name)) => jobs::DatasetRoots::only(&list)
+            .map_err(|error| ConfigError::DatasetRoot { source_name, error })?,
+        None => jobs::DatasetRoots::none(),
+    };
     let admin_token = secret(
         env,
         admin_env,
@@ -205,8 +242,21 @@ pub fn resolve_serve(
         heartbeat_secs,
         reaper_interval_ms,
         limits,
+        read: jobs::ReadPolicy::new(roots, read_limits),
         s3: resolve_s3(&flags.s3, env, file),
     })
+}
+
+/// The roots for `--print-settings`: the folders as resolved.
+fn roots_json(roots: &jobs::DatasetRoots) -> serde_json::Value {
+    match roots {
+        jobs::DatasetRoots::Any => serde_json::json!("any"),
+        jobs::DatasetRoots::Only { dirs, prefixes } => serde_json::json!(dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .chain(prefixes.iter().cloned())
+            .collect::<Vec<_>>()),
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use super::defaults;
 use super::error::ConfigError;
 use super::file::ConfigFile;
-use super::layer::{Given, Origin};
+use super::layer::{layered_list, Given};
 use super::s3::{resolve_s3, s3_json, S3Flags};
 use super::secret::{secret, Env, Secret};
 
@@ -96,30 +96,6 @@ fn parse_backend(source_name: &str, name: &str) -> Result<jobs::spec::BackendKin
         });
     }
     Ok(kind)
-}
-
-/// A list flag's values, else the file's (with the source's name for
-/// messages); a variable's comma-separated value is split here.
-fn layered_list(
-    given: &Given<Vec<String>>,
-    file_list: Option<&Vec<String>>,
-    file_origin: String,
-) -> Option<(Vec<String>, String)> {
-    let source = given.source_name(|| file_origin);
-    match &given.origin {
-        Origin::Flag(_) => Some((given.value.clone(), source)),
-        Origin::Env(_) => {
-            let items = given
-                .value
-                .iter()
-                .flat_map(|v| v.split(','))
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect();
-            Some((items, source))
-        }
-        Origin::Default => file_list.map(|list| (list.clone(), source)),
-    }
 }
 
 /// `NAME` or `PREFIX*`, where the name part is letters, digits and `_`.

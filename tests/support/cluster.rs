@@ -416,8 +416,10 @@ impl Cluster {
         std::fs::write(
             &config,
             format!(
-                "[serve]\ncache = \"{}\"\nlease_secs = 3\nreaper_interval_ms = 300\n",
-                self.cache
+                "[serve]\ncache = \"{}\"\nlease_secs = 3\nreaper_interval_ms = 300\n\
+                 dataset_roots = [\"{}\"]\n",
+                self.cache,
+                self.dir.path().display()
             ),
         )
         .expect("write config");

@@ -161,8 +161,11 @@ pub fn segment_outputs(cache_dir: &Path) -> HashMap<String, jobs::SegmentRecord>
 /// coordinator uses.
 pub fn keys_to_questions(job: &Path) -> HashMap<String, String> {
     let spec = jobs::JobSpec::from_toml_file(job).expect("load spec");
-    let planner = jobs::plan::Planner::new(&spec).expect("planner");
-    let reader = jobs::dataset::DatasetReader::open(&spec.dataset).expect("dataset");
+    let planner =
+        jobs::plan::Planner::new(&spec, &jobs::ReadPolicy::unrestricted()).expect("planner");
+    let reader =
+        jobs::dataset::DatasetReader::open(&spec.dataset, &jobs::ReadPolicy::unrestricted())
+            .expect("dataset");
     let mut map = HashMap::new();
     for doc in reader {
         let doc = doc.expect("doc");

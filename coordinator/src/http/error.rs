@@ -69,6 +69,7 @@ impl From<CoordinatorError> for ApiError {
     fn from(err: CoordinatorError) -> Self {
         let status = match &err {
             CoordinatorError::Spec(_) | CoordinatorError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            CoordinatorError::Forbidden(_) => StatusCode::FORBIDDEN,
             CoordinatorError::JobNotFound(_) => StatusCode::NOT_FOUND,
             CoordinatorError::Fenced { .. } => StatusCode::CONFLICT,
             CoordinatorError::Planning(_)

@@ -106,6 +106,54 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// A JSON body carrying a job spec (submit, rescore), at most the
+/// operator's `max_spec_bytes`: a spec is small, and one that is not would
+/// cost the coordinator memory to parse and plan.
+pub(super) struct SpecBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Coordinator> for SpecBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, c: &Coordinator) -> Result<Self, ApiError> {
+        let limit = c.config().limits.max_spec_bytes;
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the job spec is larger than {limit} bytes, the most this coordinator \
+                     accepts (its operator sets that with `serve --max-spec-bytes`)"
+                ),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+        let body = axum::body::to_bytes(req.into_body(), cap)
+            .await
+            .map_err(|e| {
+                let inner = e.into_inner();
+                if inner
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    too_large()
+                } else {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("cannot read the request body: {inner}"),
+                    )
+                }
+            })?;
+        parse_body(&body).map(SpecBody)
+    }
+}
+
 fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {

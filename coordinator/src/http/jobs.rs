@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::error::ApiResult;
-use super::extract::{Admin, JobId, JsonBody};
+use super::extract::{Admin, JobId, SpecBody};
 use crate::coordinator::Coordinator;
 use crate::error::CoordinatorError;
 use crate::rescore::{MissingRequest, RescoreOutcome};
@@ -78,7 +78,7 @@ pub struct RescoreRequest {
 pub(super) async fn submit(
     _: Admin,
     State(c): State<Coordinator>,
-    JsonBody(req): JsonBody<SubmitJobRequest>,
+    SpecBody(req): SpecBody<SubmitJobRequest>,
 ) -> ApiResult<Response> {
     let status = c.submit_with_priority(req.spec, req.priority).await?;
     Ok((StatusCode::CREATED, Json(status)).into_response())
@@ -117,7 +117,7 @@ pub(super) async fn results(
 pub(super) async fn rescore_spec(
     _: Admin,
     State(c): State<Coordinator>,
-    JsonBody(req): JsonBody<RescoreRequest>,
+    SpecBody(req): SpecBody<RescoreRequest>,
 ) -> ApiResult<Response> {
     req.spec.validate().map_err(CoordinatorError::from)?;
     let outcome = c.rescore_spec_blocking(req.spec).await?;
@@ -127,9 +127,11 @@ pub(super) async fn rescore_spec(
 pub(super) async fn rescore_samples(
     _: Admin,
     State(c): State<Coordinator>,
-    JsonBody(req): JsonBody<RescoreRequest>,
+    SpecBody(req): SpecBody<RescoreRequest>,
 ) -> ApiResult<Response> {
     req.spec.validate().map_err(CoordinatorError::from)?;
+    // Refused before the answer starts: a stream cannot turn into a 403.
+    c.check_data_access(&req.spec)?;
     Ok(samples_response(c.stream_samples(req.spec)))
 }
 

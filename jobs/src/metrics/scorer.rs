@@ -199,6 +199,7 @@ impl Scorer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dataset::ReadPolicy;
     use crate::output::{LoglikelihoodOutput, Usage};
     use crate::plan::Planner;
     use serde_json::Value;
@@ -269,7 +270,10 @@ target = "{{{{ a }}}}"
             "generate",
         );
         let d = doc(r#"{"q": "Q?", "a": "Rome", "opts": ["Paris", "Rome"]}"#);
-        let plan = Planner::new(&spec).unwrap().plan_doc(&d).unwrap();
+        let plan = Planner::new(&spec, &ReadPolicy::unrestricted())
+            .unwrap()
+            .plan_doc(&d)
+            .unwrap();
         assert_eq!(plan.gold_index, Some(1));
         let scorer = Scorer::new(&spec).unwrap();
         assert_eq!(
@@ -317,7 +321,10 @@ target = "{{{{ a }}}}"
             "multiple_choice",
         );
         let d = doc(r#"{"q": "Q?", "a": 1, "opts": ["no", "a long right answer"]}"#);
-        let plan = Planner::new(&spec).unwrap().plan_doc(&d).unwrap();
+        let plan = Planner::new(&spec, &ReadPolicy::unrestricted())
+            .unwrap()
+            .plan_doc(&d)
+            .unwrap();
         let scorer = Scorer::new(&spec).unwrap();
         let (x, y) = (ll(-2.0), ll(-8.0));
         let rec = scorer.score_doc(&plan, &d, &[Some(&x), Some(&y)]);

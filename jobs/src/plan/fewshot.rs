@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::dataset::read_jsonl_examples;
+use crate::dataset::{read_jsonl_examples, ReadPolicy};
 use crate::render::{resolve_gold, RenderError};
 use crate::request::ChatMessage;
 use crate::spec::SpecError;
@@ -17,8 +17,9 @@ impl Planner {
         path: &Path,
         k: usize,
         separator: &str,
+        policy: &ReadPolicy,
     ) -> Result<(), SpecError> {
-        let examples = read_jsonl_examples(path)
+        let examples = read_jsonl_examples(path, k, policy)
             .map_err(|e| SpecError::invalid("task.fewshot.path", e.to_string()))?;
         if examples.len() < k {
             return Err(SpecError::invalid(

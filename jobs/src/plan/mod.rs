@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use minijinja::Environment;
 use serde_json::{Map, Value};
 
+use crate::dataset::ReadPolicy;
 use crate::render::RenderError;
 use crate::request::{ChatMessage, GenerationParams, InferenceRequest, ModelFingerprint};
 use crate::spec::SpecError;
@@ -75,7 +76,8 @@ pub struct Planner {
 
 impl Planner {
     /// Compiles every template once and renders the few-shot examples.
-    pub fn new(spec: &JobSpec) -> Result<Planner, SpecError> {
+    /// The planner of `spec`; its few-shot file is read under `policy`.
+    pub fn new(spec: &JobSpec, policy: &ReadPolicy) -> Result<Planner, SpecError> {
         spec.validate()?;
         let task = &spec.task;
         let mut env = template::template_env();
@@ -149,7 +151,12 @@ impl Planner {
             variables,
         };
         if let Some(fewshot) = task.fewshot.as_ref().filter(|f| f.k > 0) {
-            planner.load_fewshot(&fewshot.path, fewshot.k as usize, &task.fewshot_separator)?;
+            planner.load_fewshot(
+                &fewshot.path,
+                fewshot.k as usize,
+                &task.fewshot_separator,
+                policy,
+            )?;
         }
         Ok(planner)
     }

@@ -2,8 +2,8 @@
 //! errors.
 
 use super::*;
-use crate::dataset::DatasetReader;
 use crate::dataset::Doc;
+use crate::dataset::{DatasetReader, ReadPolicy};
 use crate::request::{RenderedInput, RequestType};
 use std::io::Write;
 use std::path::Path;
@@ -89,7 +89,7 @@ fn messages(req: &InferenceRequest) -> Vec<ChatMessage> {
 #[test]
 fn messages_mode_with_fewshot() {
     let fx = fixture(CHAT);
-    let planner = Planner::new(&fx.spec).unwrap();
+    let planner = Planner::new(&fx.spec, &ReadPolicy::unrestricted()).unwrap();
     let plan = planner
         .plan_doc(&doc(0, r#"{"q": "Capital of France?", "a": "Paris"}"#))
         .unwrap();
@@ -119,7 +119,7 @@ fn messages_mode_with_fewshot() {
 #[test]
 fn fold_merges_system_into_first_user_turn() {
     let fx = fixture(&CHAT.replace("model = \"m\"", "model = \"m\"\nsystem_role = \"fold\""));
-    let planner = Planner::new(&fx.spec).unwrap();
+    let planner = Planner::new(&fx.spec, &ReadPolicy::unrestricted()).unwrap();
     let plan = planner
         .plan_doc(&doc(0, r#"{"q": "x", "a": "y"}"#))
         .unwrap();
@@ -155,7 +155,7 @@ seed = 5
 #[test]
 fn prompt_mode_fewshot_and_samples() {
     let fx = fixture(PROMPT_MODE);
-    let planner = Planner::new(&fx.spec).unwrap();
+    let planner = Planner::new(&fx.spec, &ReadPolicy::unrestricted()).unwrap();
     let plan = planner
         .plan_doc(&doc(4, r#"{"q": "Sky colour?", "a": "blue"}"#))
         .unwrap();
@@ -179,7 +179,7 @@ fn prompt_mode_fewshot_and_samples() {
 
     // The chat endpoint sends the same text as one user message.
     let fx = fixture(&PROMPT_MODE.replace("endpoint = \"completions\"", "endpoint = \"chat\""));
-    let plan2 = Planner::new(&fx.spec)
+    let plan2 = Planner::new(&fx.spec, &ReadPolicy::unrestricted())
         .unwrap()
         .plan_doc(&doc(4, r#"{"q": "Sky colour?", "a": "blue"}"#))
         .unwrap();
@@ -190,20 +190,32 @@ fn prompt_mode_fewshot_and_samples() {
 fn keys_are_stable_and_change_with_params() {
     let d = doc(0, r#"{"q": "a", "a": "b"}"#);
     let fx = fixture(PROMPT_MODE);
-    let a = Planner::new(&fx.spec).unwrap().plan_doc(&d).unwrap();
-    let b = Planner::new(&fx.spec).unwrap().plan_doc(&d).unwrap();
+    let a = Planner::new(&fx.spec, &ReadPolicy::unrestricted())
+        .unwrap()
+        .plan_doc(&d)
+        .unwrap();
+    let b = Planner::new(&fx.spec, &ReadPolicy::unrestricted())
+        .unwrap()
+        .plan_doc(&d)
+        .unwrap();
     assert_eq!(a.requests, b.requests);
     // The doc's position does not change its key (cache reuse across datasets).
-    let moved = Planner::new(&fx.spec)
+    let moved = Planner::new(&fx.spec, &ReadPolicy::unrestricted())
         .unwrap()
         .plan_doc(&doc(9, r#"{"q": "a", "a": "b"}"#))
         .unwrap();
     assert_eq!(a.requests[0].key, moved.requests[0].key);
     let fx2 = fixture(&PROMPT_MODE.replace("temperature = 0.7", "temperature = 0.8"));
-    let c = Planner::new(&fx2.spec).unwrap().plan_doc(&d).unwrap();
+    let c = Planner::new(&fx2.spec, &ReadPolicy::unrestricted())
+        .unwrap()
+        .plan_doc(&d)
+        .unwrap();
     assert_ne!(a.requests[0].key, c.requests[0].key);
     let fx3 = fixture(&PROMPT_MODE.replace("model = \"m\"", "model = \"m2\""));
-    let e = Planner::new(&fx3.spec).unwrap().plan_doc(&d).unwrap();
+    let e = Planner::new(&fx3.spec, &ReadPolicy::unrestricted())
+        .unwrap()
+        .plan_doc(&d)
+        .unwrap();
     assert_ne!(a.requests[0].key, e.requests[0].key);
 }
 
@@ -229,7 +241,7 @@ type = "acc_norm"
 #[test]
 fn multiple_choice_requests_and_gold() {
     let fx = fixture(MC);
-    let planner = Planner::new(&fx.spec).unwrap();
+    let planner = Planner::new(&fx.spec, &ReadPolicy::unrestricted()).unwrap();
     let plan = planner
         .plan_doc(&doc(
             0,
@@ -275,7 +287,7 @@ fn multiple_choice_requests_and_gold() {
         "[[metrics]]\ntype = \"acc\"",
         "[task.fewshot]\npath = \"shots.jsonl\"\nk = 1\n[[metrics]]\ntype = \"acc\"",
     ));
-    let plan = Planner::new(&fx.spec)
+    let plan = Planner::new(&fx.spec, &ReadPolicy::unrestricted())
         .unwrap()
         .plan_doc(&doc(
             0,
@@ -293,7 +305,7 @@ fn multiple_choice_requests_and_gold() {
 #[test]
 fn missing_field_names_template_row_and_field() {
     let fx = fixture(CHAT);
-    let planner = Planner::new(&fx.spec).unwrap();
+    let planner = Planner::new(&fx.spec, &ReadPolicy::unrestricted()).unwrap();
     let e = planner
         .plan_doc(&doc(6, r#"{"question": "x", "a": "y"}"#))
         .unwrap_err();
@@ -314,13 +326,19 @@ fn missing_field_names_template_row_and_field() {
 #[test]
 fn missing_fewshot_file_is_a_spec_error() {
     let fx = fixture(&CHAT.replace("shots.jsonl", "nope.jsonl"));
-    let e = Planner::new(&fx.spec).err().unwrap().to_string();
+    let e = Planner::new(&fx.spec, &ReadPolicy::unrestricted())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         e.contains("`task.fewshot.path`") && e.contains("nope.jsonl"),
         "{e}"
     );
     let fx = fixture(&CHAT.replace("k = 2", "k = 9"));
-    let e = Planner::new(&fx.spec).err().unwrap().to_string();
+    let e = Planner::new(&fx.spec, &ReadPolicy::unrestricted())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("asks for 9 examples"), "{e}");
 }
 
@@ -329,8 +347,8 @@ fn example_jobs_plan_every_doc() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     for (name, docs, per_doc) in [("quickstart", 60, 1), ("mmlu-style", 30, 4)] {
         let spec = JobSpec::from_toml_file(&root.join(name).join("job.toml")).unwrap();
-        let planner = Planner::new(&spec).unwrap();
-        let reader = DatasetReader::open(&spec.dataset).unwrap();
+        let planner = Planner::new(&spec, &ReadPolicy::unrestricted()).unwrap();
+        let reader = DatasetReader::open(&spec.dataset, &ReadPolicy::unrestricted()).unwrap();
         let mut count = 0;
         let mut ids = std::collections::HashSet::new();
         for d in reader {

@@ -1,0 +1,61 @@
+//! Why a data file could not be read, each naming the file, and the line
+//! where there is one.
+
+use std::path::PathBuf;
+
+use super::roots::OutsideRoots;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("{}: cannot open dataset: {source}", .path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: cannot read dataset: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        line: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not a regular file: a device (`/dev/zero`), a pipe or a directory
+    /// could be read forever or not at all.
+    #[error("{}: not a regular file; point it at a JSONL file", .path.display())]
+    NotAFile { path: PathBuf },
+    /// Outside the folders the reader may read from.
+    #[error(transparent)]
+    Outside(#[from] OutsideRoots),
+    /// A line longer than the limit: not a document, and reading it whole
+    /// would take unbounded memory.
+    #[error("{}:{line}: line longer than {limit} bytes; a document must fit in one line of at most that size (`--max-line-bytes`)", .path.display())]
+    LineTooLong {
+        path: PathBuf,
+        line: u64,
+        limit: u64,
+    },
+    /// More bytes than one file may have read from it.
+    #[error("{}:{line}: more than {limit} bytes read from this file, the most one job may read (`--max-dataset-bytes`); set dataset.limit, or split the dataset into several jobs", .path.display())]
+    TooLarge {
+        path: PathBuf,
+        line: u64,
+        limit: u64,
+    },
+    /// More documents than one job may plan.
+    #[error("{}:{line}: more than {limit} documents, the most one job may have (`--max-docs-per-job`); set dataset.limit, or split the dataset into several jobs", .path.display())]
+    TooManyDocs {
+        path: PathBuf,
+        line: u64,
+        limit: u64,
+    },
+    /// A line that is not a usable document.
+    #[error("{}:{line}: {reason}{hint}", .path.display())]
+    BadRow {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+        /// What to do about it (empty where skipping is not possible).
+        hint: String,
+    },
+}

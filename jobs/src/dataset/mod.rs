@@ -1,0 +1,23 @@
+//! A job's data files: the streaming JSONL dataset reader, the few-shot
+//! examples reader, and the policy that says where they may read (`roots`)
+//! and how much (`limits`). A job is untrusted input on a shared
+//! coordinator, so every file a job names is opened through that policy.
+
+mod error;
+mod examples;
+mod file;
+mod limits;
+mod policy;
+mod reader;
+mod roots;
+#[cfg(test)]
+mod tests;
+
+pub use error::DatasetError;
+pub use examples::read_jsonl_examples;
+pub use limits::{
+    ReadLimits, DEFAULT_MAX_DATASET_BYTES, DEFAULT_MAX_DOCS_PER_JOB, DEFAULT_MAX_LINE_BYTES,
+};
+pub use policy::ReadPolicy;
+pub use reader::{DatasetReader, Doc};
+pub use roots::{DatasetRoots, OutsideRoots, RootError};
