@@ -137,11 +137,24 @@ mod tests {
     #[test]
     fn an_expression_ended_early_is_an_error_not_a_panic() {
         let env = template_env();
-        for expr in ["}}tions", "a }} b", "a -}} b", "(a) }} b (c", "x) }}", "a }}"] {
+        for expr in [
+            "}}tions",
+            "a }} b",
+            "a -}} b",
+            "(a) }} b (c",
+            "x) }}",
+            "a }}",
+        ] {
             let err = compile_expression(&env, expr).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::SyntaxError, "{expr}");
         }
-        for expr in ["choices", "[a, b]", "{'a': {'b': 1}}", "'}}' ~ x", "\"\\\"}}\""] {
+        for expr in [
+            "choices",
+            "[a, b]",
+            "{'a': {'b': 1}}",
+            "'}}' ~ x",
+            "\"\\\"}}\"",
+        ] {
             assert!(!ends_early(expr), "{expr}");
         }
         assert!(compile_expression(&env, "[options[0], '}}']").is_ok());

@@ -41,8 +41,7 @@ impl Planner {
             doc_id: row.id.clone(),
             reason,
         };
-        let compiled =
-            compile_expression(&self.env, expr).map_err(|e| err(describe_error(&e)))?;
+        let compiled = compile_expression(&self.env, expr).map_err(|e| err(describe_error(&e)))?;
         let value = compiled
             .eval(&ctx)
             .map_err(|e| err(self.explain(CHOICES, &e, row)))?;

@@ -243,7 +243,10 @@ target = "{{ answer }}"
 "#;
     let e = err(text);
     assert!(e.contains("job.toml:13:"), "{e}");
-    assert!(e.contains("`task.choices`: is not a valid expression"), "{e}");
+    assert!(
+        e.contains("`task.choices`: is not a valid expression"),
+        "{e}"
+    );
     assert!(e.contains("ends the expression early"), "{e}");
 }
 
