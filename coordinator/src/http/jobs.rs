@@ -2,7 +2,7 @@
 //! samples, failures, and scoring a spec from the cache.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::error::ApiResult;
-use super::extract::{Admin, JobId, JsonBody};
+use super::extract::{Admin, JobId, JsonBody, QueryArgs};
 use crate::coordinator::Coordinator;
 use crate::error::CoordinatorError;
 use crate::rescore::{MissingRequest, RescoreOutcome};
@@ -221,7 +221,7 @@ pub(super) async fn failures(
     _: Admin,
     State(c): State<Coordinator>,
     JobId(id): JobId,
-    Query(query): Query<FailuresQuery>,
+    QueryArgs(query): QueryArgs<FailuresQuery>,
 ) -> ApiResult<Response> {
     let limit = query.limit.unwrap_or(DEFAULT_FAILURES_LIMIT);
     let failures: Vec<FailureBody> = c
