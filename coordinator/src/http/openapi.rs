@@ -69,18 +69,46 @@ const PUBLIC: [&str; 3] = [routes::HEALTHZ, routes::METRICS, routes::OPENAPI];
 )]
 struct ApiDoc;
 
-/// The API's OpenAPI description.
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The API's OpenAPI description, as served.
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("OpenAPI serialises to JSON");
+    let created = format!(
+        "/paths/{}/post/responses/201",
+        routes::JOBS.replace('/', "~1")
+    );
+    if let Some(created) = doc.pointer_mut(&created) {
+        created["links"] = job_links();
+    }
+    doc
 }
 
-static DOCUMENT_JSON: LazyLock<String> = LazyLock::new(|| {
-    document()
-        .to_pretty_json()
-        .expect("an OpenAPI document serialises to JSON")
-});
+/// Links from a submitted job to the routes that take its id, so that
+/// clients (and schemathesis' stateful tests) can follow them. Written as
+/// JSON: utoipa 5.5 spells a link's `operationId` as `operation_id`.
+fn job_links() -> serde_json::Value {
+    let mut links = serde_json::Map::new();
+    for (name, operation) in [
+        ("GetJob", "get"),
+        ("CancelJob", "cancel"),
+        ("JobResults", "results"),
+        ("JobSamples", "samples"),
+        ("JobFailures", "failures"),
+    ] {
+        links.insert(
+            name.to_string(),
+            serde_json::json!({
+                "operationId": operation,
+                "parameters": { "id": "$response.body#/id" },
+            }),
+        );
+    }
+    serde_json::Value::Object(links)
+}
 
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+static DOCUMENT_JSON: LazyLock<String> =
+    LazyLock::new(|| serde_json::to_string_pretty(&document()).expect("a JSON value serialises"));
+
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", operation_id = "openapi",
     responses((status = 200, description = "This description", content_type = "application/json"))
 )]
 pub(super) async fn serve_document() -> Response {
@@ -196,7 +224,7 @@ mod tests {
 
     #[test]
     fn the_document_lists_every_route_and_no_other() {
-        let doc = document();
+        let doc = ApiDoc::openapi();
         let mut expected: Vec<(String, String)> = routes::ALL
             .iter()
             .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -211,8 +239,29 @@ mod tests {
     }
 
     #[test]
+    fn operation_ids_are_unique_and_links_name_real_ones() {
+        let mut doc = ApiDoc::openapi();
+        let mut ids = std::collections::BTreeSet::new();
+        for item in doc.paths.paths.values_mut() {
+            for op in operations(item) {
+                let id = op.operation_id.clone().expect("every operation has an id");
+                assert!(ids.insert(id.clone()), "operation id {id} twice");
+            }
+        }
+        let value: serde_json::Value = serde_json::from_str(DOCUMENT_JSON.as_str()).unwrap();
+        let links = value["paths"][routes::JOBS]["post"]["responses"]["201"]["links"]
+            .as_object()
+            .unwrap();
+        assert_eq!(links.len(), 5);
+        for link in links.values() {
+            let id = link["operationId"].as_str().unwrap();
+            assert!(ids.contains(id), "link to {id}");
+        }
+    }
+
+    #[test]
     fn token_routes_name_the_bearer_scheme_and_public_ones_none() {
-        let mut doc = document();
+        let mut doc = ApiDoc::openapi();
         for (path, item) in doc.paths.paths.iter_mut() {
             for op in operations(item) {
                 let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());

@@ -36,7 +36,7 @@ pub(super) async fn reserve(
     }
 }
 
-#[utoipa::path(post, path = "/v1/batches/submit", tag = "batches",
+#[utoipa::path(post, path = "/v1/batches/submit", tag = "batches", operation_id = "batch_submit",
     request_body = BatchSubmitRequest,
     responses(
         (status = 200, body = BatchAccepted),
@@ -70,7 +70,7 @@ pub(super) async fn requests(
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
-#[utoipa::path(post, path = "/v1/batches/claim", tag = "batches",
+#[utoipa::path(post, path = "/v1/batches/claim", tag = "batches", operation_id = "batch_claim",
     request_body = BatchClaimRequest,
     responses(
         (status = 200, body = BatchClaimResponse),
@@ -84,7 +84,7 @@ pub(super) async fn claim(
     Ok(Json(c.batch_claim(&req).await?))
 }
 
-#[utoipa::path(post, path = "/v1/batches/heartbeat", tag = "batches",
+#[utoipa::path(post, path = "/v1/batches/heartbeat", tag = "batches", operation_id = "batch_heartbeat",
     request_body = BatchHeartbeatRequest,
     responses(
         (status = 200, body = BatchHeartbeatResponse),

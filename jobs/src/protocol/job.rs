@@ -12,6 +12,20 @@ use crate::results::MetricsReport;
 use crate::spec::JobSpec;
 
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
+#[schema(example = json!({
+    "spec": {
+        "name": "qa",
+        "model": {"backend": "openai", "model": "gpt-4o-mini", "api_key_env": "OPENAI_API_KEY"},
+        "dataset": {"path": "/data/questions.jsonl", "id_field": "id"},
+        "task": {
+            "kind": "generate",
+            "messages": [{"role": "user", "content": "Question: {{ question }}"}],
+            "target": "{{ answer }}"
+        },
+        "metrics": [{"type": "exact_match", "normalize": ["strip", "lowercase"]}]
+    },
+    "priority": 0
+}))]
 pub struct SubmitJobRequest {
     pub spec: JobSpec,
     /// Higher is served first; jobs of equal priority share the workers
