@@ -48,7 +48,10 @@ fuzz_target!(|data: &[u8]| {
         accepted += 1;
     }
     if let Some(limit) = spec.limit {
-        assert!(accepted <= limit, "read {accepted} documents past limit {limit}");
+        assert!(
+            accepted <= limit,
+            "read {accepted} documents past limit {limit}"
+        );
     }
     let _ = reader.bad_rows();
     let _ = read_jsonl_examples(path);
