@@ -182,7 +182,10 @@ fn add_shared_answers(op: &mut Operation) {
         );
         add("413", "The body is larger than 64 MiB");
     } else if has_path_id {
-        add("400", "The id is not a UUID");
+        add(
+            "400",
+            "The id is not a UUID, or a query parameter is not valid",
+        );
     }
     add("500", "An internal error (logged)");
     add("503", "The store is busy or unavailable; try again");
