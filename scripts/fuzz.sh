@@ -128,13 +128,14 @@ done
 start=$SECONDS
 status=0
 # The admin token opens every route (worker routes take it too). Checks:
-# no 5xx, and every status, content type and body is one the description
-# allows. `timeout` only guards against a hang; --max-time bounds the run.
+# no 5xx, every status, content type and body is one the description
+# allows, and a route with a token refuses a request without one
+# (ignored_auth). `timeout` only guards against a hang; --max-time bounds the run.
 # One worker: with two threads, Python 3.11's ast.parse inside hypothesis
 # failed ("AST constructor recursion depth mismatch"), an error of the tool.
 (cd "$work" && timeout $((API_SECS + 120)) "$venv/bin/st" run "$base/openapi.json" \
   --header "Authorization: Bearer $admin_token" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,ignored_auth \
   --max-examples "$API_EXAMPLES" --max-time "$API_SECS" --workers 1 \
   --request-timeout 30 --suppress-health-check too_slow,filter_too_much \
   --generation-database none --output-sanitize true --no-color) >"$LOGS/schemathesis.log" 2>&1 || status=$?
