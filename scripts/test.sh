@@ -32,4 +32,11 @@ export SHARDLINE_NVRTC_LIB_DIR SHARDLINE_CUDA_INCLUDE_DIR
 
 # Debug builds for tests: far cheaper to compile on a 2-core machine.
 cargo build --locked --workspace --bins
+
+# Bounded fuzzing (about 6 minutes, plus building the fuzz targets): the spec loader, dataset reader and
+# planner with cargo-fuzz, the HTTP API with schemathesis against the binary
+# just built. SHARDLINE_SKIP_FUZZ=1 skips it for quick local runs;
+# docs/security.md, "Fuzzing", says how to run it longer.
+scripts/fuzz.sh
+
 cargo test --locked --workspace "$@"

@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Write;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::coordinator::Coordinator;
@@ -27,7 +28,7 @@ const SEGMENT_LRU: usize = 8;
 pub const DEFAULT_BOOTSTRAP_SEED: u64 = 1234;
 
 /// A request whose output is not in the cache.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq, Eq)]
 pub struct MissingRequest {
     pub doc_id: String,
     pub key: RequestKey,

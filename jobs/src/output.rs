@@ -2,11 +2,12 @@
 //! is stored for it in a cache segment.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::request::{ModelFingerprint, RequestKey, RequestType};
 
 /// Token counts as reported by the backend.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,

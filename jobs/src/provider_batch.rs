@@ -12,13 +12,14 @@
 //! those steps are in `crate::protocol::provider_batch`.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::request::InferenceRequest;
 
 /// Sorted, disjoint, half-open ranges of indices into a shard's request
 /// list. A shard's parts are contiguous in the common case, so the state
 /// stays a few bytes however many requests a part holds.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct IndexRanges(pub Vec<(u32, u32)>);
 
@@ -59,7 +60,7 @@ impl IndexRanges {
 }
 
 /// Requests that share one error.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq, Eq)]
 pub struct ErrorGroup {
     pub error: String,
     pub requests: IndexRanges,
@@ -84,7 +85,7 @@ pub fn add_to_group(groups: &mut Vec<ErrorGroup>, error: &str, indices: Vec<u32>
 }
 
 /// One input file and its batch.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct BatchPart {
     /// Position in its round.
     pub index: u32,
@@ -140,7 +141,7 @@ pub fn is_terminal_status(status: &str) -> bool {
 }
 
 /// Everything a submitted shard keeps in the store.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, Default, PartialEq)]
 pub struct BatchShardState {
     /// The lease attempt that submitted the shard (named in metadata and
     /// segment paths).

@@ -9,13 +9,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::fmt;
+use utoipa::ToSchema;
 
 /// Bumped whenever the key's inputs or their encoding change, so that old
 /// cache entries are never mistaken for new ones.
 pub const KEY_VERSION: u32 = 1;
 
 /// What a request asks of the model.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestType {
     /// Free-form generation.
@@ -35,14 +36,14 @@ impl RequestType {
 }
 
 /// One chat turn.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq, Eq)]
 pub struct ChatMessage {
     pub role: String,
     pub content: String,
 }
 
 /// The rendered model input: chat messages or a raw prompt.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RenderedInput {
     Messages { messages: Vec<ChatMessage> },
@@ -65,7 +66,7 @@ impl RenderedInput {
 
 /// Every generation parameter that reaches the backend. All of them are part
 /// of the request key.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct GenerationParams {
     pub max_tokens: u32,
     pub temperature: f64,
@@ -78,6 +79,7 @@ pub struct GenerationParams {
     pub seed: Option<u64>,
     /// Passed through verbatim to the endpoint's request body (e.g. `top_k`).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
     pub extra_body: Map<String, Value>,
 }
 
@@ -104,7 +106,7 @@ impl fmt::Display for ModelFingerprint {
 }
 
 /// A request key: 64 lowercase hex characters of sha256.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(transparent)]
 pub struct RequestKey(pub String);
 
@@ -121,7 +123,7 @@ impl fmt::Display for RequestKey {
 }
 
 /// One unit of inference work, as planned into a shard and sent to a worker.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct InferenceRequest {
     pub key: RequestKey,
     /// Index of the dataset document this request belongs to (for messages).

@@ -7,7 +7,7 @@
 //! rendering an empty string.
 
 use minijinja::value::Value;
-use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, Expression, UndefinedBehavior};
 
 /// Answer letters, `letters[i]` for choice `i`.
 pub const LETTERS: [&str; 26] = [
@@ -40,6 +40,49 @@ fn letter_filter(index: i64) -> Result<String, Error> {
                 format!("letter: {index} is not between 0 and 25"),
             )
         })
+}
+
+/// Compiles a standalone expression (`task.choices`). A `}}` outside a
+/// string and any bracket ends an expression, so no valid one holds it; and
+/// minijinja (2.24) panics ("empty lexer stack") on any text after it. Such
+/// an expression is refused here as a syntax error, before minijinja sees
+/// it, so that no spec can crash the loader or the planner.
+pub fn compile_expression<'env, 'source>(
+    env: &'env Environment<'source>,
+    expr: &'source str,
+) -> Result<Expression<'env, 'source>, Error> {
+    if ends_early(expr) {
+        return Err(Error::new(
+            ErrorKind::SyntaxError,
+            "`}}` outside a string and brackets ends the expression early",
+        ));
+    }
+    env.compile_expression(expr)
+}
+
+/// Whether `expr` has `}}` outside string literals at bracket depth 0 (or
+/// below: unbalanced closers), where minijinja's lexer takes it as the end
+/// of the expression.
+fn ends_early(expr: &str) -> bool {
+    let bytes = expr.as_bytes();
+    let mut depth: isize = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            quote @ (b'"' | b'\'') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'}' if depth <= 0 && bytes.get(i + 1) == Some(&b'}') => return true,
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 /// minijinja's reason, with the line and the detail it carries.
@@ -87,5 +130,33 @@ mod tests {
         );
         let err = t.render(minijinja::context! {}).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::UndefinedError);
+    }
+
+    /// Found by the `plan` fuzz target: `choices = "}}tions"` made
+    /// minijinja's expression lexer panic ("empty lexer stack").
+    #[test]
+    fn an_expression_ended_early_is_an_error_not_a_panic() {
+        let env = template_env();
+        for expr in [
+            "}}tions",
+            "a }} b",
+            "a -}} b",
+            "(a) }} b (c",
+            "x) }}",
+            "a }}",
+        ] {
+            let err = compile_expression(&env, expr).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::SyntaxError, "{expr}");
+        }
+        for expr in [
+            "choices",
+            "[a, b]",
+            "{'a': {'b': 1}}",
+            "'}}' ~ x",
+            "\"\\\"}}\"",
+        ] {
+            assert!(!ends_early(expr), "{expr}");
+        }
+        assert!(compile_expression(&env, "[options[0], '}}']").is_ok());
     }
 }

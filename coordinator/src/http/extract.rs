@@ -6,7 +6,7 @@
 //! without a valid token is refused before its body is read.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
@@ -186,6 +186,21 @@ fn quote_capped(text: &str) -> String {
     }
 }
 
+/// Query parameters; a parse error is a JSON `ErrorBody` like every other
+/// error (axum's own `Query` answers in plain text).
+pub(super) struct QueryArgs<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryArgs<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(args)| QueryArgs(args))
+            .map_err(|e| ApiError::new(e.status(), quote_capped(&e.body_text())))
+    }
+}
+
 /// The `{id}` of a job route.
 pub(super) struct JobId(pub Uuid);
 
@@ -222,6 +237,30 @@ mod tests {
         ));
         assert!(!token_matches("", "a-long-enough-token"));
         assert!(!token_matches("", ""), "an unset token never matches");
+    }
+
+    /// Found by schemathesis: `GET /v1/jobs/{id}/failures?limit=-1` was
+    /// answered in plain text, not with the JSON `ErrorBody` of every error.
+    #[tokio::test]
+    async fn a_bad_query_is_a_json_error() {
+        use axum::response::IntoResponse;
+
+        #[derive(serde::Deserialize)]
+        struct Args {
+            #[allow(dead_code)]
+            limit: Option<u64>,
+        }
+        let (mut parts, ()) = axum::http::Request::builder()
+            .uri("/v1/jobs/x/failures?limit=-1")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let Err(err) = QueryArgs::<Args>::from_request_parts(&mut parts, &()).await else {
+            panic!("a negative limit parses");
+        };
+        let answer = err.into_response();
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(answer.headers()[header::CONTENT_TYPE], "application/json");
     }
 
     #[test]

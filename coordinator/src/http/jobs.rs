@@ -2,17 +2,18 @@
 //! samples, failures, and scoring a spec from the cache.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use jobs::protocol::{JobStatus, SubmitJobRequest};
+use jobs::protocol::{ErrorBody, JobStatus, SubmitJobRequest};
 use jobs::{MetricsReport, RequestKey};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::error::ApiResult;
-use super::extract::{Admin, JobId, SpecBody};
+use super::extract::{Admin, JobId, QueryArgs, SpecBody};
 use crate::coordinator::Coordinator;
 use crate::error::CoordinatorError;
 use crate::rescore::{MissingRequest, RescoreOutcome};
@@ -21,7 +22,7 @@ const DEFAULT_FAILURES_LIMIT: u64 = 1000;
 
 /// Body of `GET /v1/jobs/{id}/results`: the metrics report (so it parses as
 /// `jobs::protocol::ResultsResponse`) plus what is missing from the cache.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct ResultsBody {
     #[serde(flatten)]
     pub report: MetricsReport,
@@ -56,7 +57,7 @@ impl ResultsBody {
 }
 
 /// One element of `GET /v1/jobs/{id}/failures`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct FailureBody {
     pub key: RequestKey,
     pub shard_id: Uuid,
@@ -70,11 +71,18 @@ pub(super) struct FailuresQuery {
 
 /// Body of `POST /v1/rescore` and `POST /v1/rescore/samples`: a spec to
 /// score from the cache alone (it need not have been submitted).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct RescoreRequest {
     pub spec: jobs::JobSpec,
 }
 
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    request_body = SubmitJobRequest,
+    responses(
+        (status = 201, description = "The job, stored as `planning`", body = JobStatus),
+        (status = 403, description = "A data file outside the coordinator's dataset roots", body = ErrorBody),
+    )
+)]
 pub(super) async fn submit(
     _: Admin,
     State(c): State<Coordinator>,
@@ -84,10 +92,20 @@ pub(super) async fn submit(
     Ok((StatusCode::CREATED, Json(status)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
+    responses((status = 200, description = "Every job", body = Vec<JobStatus>))
+)]
 pub(super) async fn list(_: Admin, State(c): State<Coordinator>) -> ApiResult<Response> {
     Ok(Json(c.list_jobs().await?).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job", body = JobStatus),
+        (status = 404, description = "No such job", body = ErrorBody),
+        )
+)]
 pub(super) async fn get(
     _: Admin,
     State(c): State<Coordinator>,
@@ -96,6 +114,13 @@ pub(super) async fn get(
     Ok(Json(c.job_status(id).await?).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job, cancelled", body = JobStatus),
+        (status = 404, description = "No such job", body = ErrorBody),
+        )
+)]
 pub(super) async fn cancel(
     _: Admin,
     State(c): State<Coordinator>,
@@ -104,6 +129,15 @@ pub(super) async fn cancel(
     Ok(Json(c.cancel(id).await?).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/jobs/{id}/results", tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "Scores from the cache", body = ResultsBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 403, description = "A data file outside the coordinator's dataset roots", body = ErrorBody),
+        (status = 422, description = "The dataset could not be read or rendered", body = ErrorBody),
+        )
+)]
 pub(super) async fn results(
     _: Admin,
     State(c): State<Coordinator>,
@@ -114,6 +148,14 @@ pub(super) async fn results(
     Ok(Json(ResultsBody::new(outcome, Some(status))).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/rescore", tag = "jobs",
+    request_body = RescoreRequest,
+    responses(
+        (status = 200, description = "Scores from the cache", body = ResultsBody),
+        (status = 403, description = "A data file outside the coordinator's dataset roots", body = ErrorBody),
+        (status = 422, description = "The dataset could not be read or rendered", body = ErrorBody),
+        )
+)]
 pub(super) async fn rescore_spec(
     _: Admin,
     State(c): State<Coordinator>,
@@ -124,6 +166,14 @@ pub(super) async fn rescore_spec(
     Ok(Json(ResultsBody::new(outcome, None)).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/rescore/samples", tag = "jobs",
+    request_body = RescoreRequest,
+    responses(
+        (status = 200, description = "`samples.jsonl`, streamed", content_type = "application/x-ndjson", body = String),
+        (status = 403, description = "A data file outside the coordinator's dataset roots", body = ErrorBody),
+        (status = 422, description = "The dataset could not be read or rendered", body = ErrorBody),
+        )
+)]
 pub(super) async fn rescore_samples(
     _: Admin,
     State(c): State<Coordinator>,
@@ -135,6 +185,13 @@ pub(super) async fn rescore_samples(
     Ok(samples_response(c.stream_samples(req.spec)))
 }
 
+#[utoipa::path(get, path = "/v1/jobs/{id}/samples", tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "`samples.jsonl`, streamed", content_type = "application/x-ndjson", body = String),
+        (status = 404, description = "No such job", body = ErrorBody),
+        )
+)]
 pub(super) async fn samples(
     _: Admin,
     State(c): State<Coordinator>,
@@ -156,11 +213,21 @@ fn samples_response(rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error
         .into_response()
 }
 
+#[utoipa::path(get, path = "/v1/jobs/{id}/failures", tag = "jobs",
+    params(
+        ("id" = Uuid, Path, description = "The job's id"),
+        ("limit" = Option<u64>, Query, description = "Most failures to list (default 1000)"),
+    ),
+    responses(
+        (status = 200, description = "The job's failed requests", body = Vec<FailureBody>),
+        (status = 404, description = "No such job", body = ErrorBody),
+        )
+)]
 pub(super) async fn failures(
     _: Admin,
     State(c): State<Coordinator>,
     JobId(id): JobId,
-    Query(query): Query<FailuresQuery>,
+    QueryArgs(query): QueryArgs<FailuresQuery>,
 ) -> ApiResult<Response> {
     let limit = query.limit.unwrap_or(DEFAULT_FAILURES_LIMIT);
     let failures: Vec<FailureBody> = c

@@ -4,14 +4,20 @@
 use axum::extract::State;
 use axum::Json;
 use jobs::protocol::{
-    ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, FailRequest, FailResponse,
-    HeartbeatRequest, HeartbeatResponse, ReleaseRequest, ReleaseResponse,
+    ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, ErrorBody, FailRequest,
+    FailResponse, HeartbeatRequest, HeartbeatResponse, ReleaseRequest, ReleaseResponse,
 };
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, WorkerOrAdmin};
 use crate::coordinator::Coordinator;
 
+#[utoipa::path(post, path = "/v1/leases/claim", tag = "leases",
+    request_body = ClaimRequest,
+    responses(
+        (status = 200, body = ClaimResponse),
+        )
+)]
 pub(super) async fn claim(
     _: WorkerOrAdmin,
     State(c): State<Coordinator>,
@@ -20,6 +26,12 @@ pub(super) async fn claim(
     Ok(Json(c.claim(&req).await?))
 }
 
+#[utoipa::path(post, path = "/v1/leases/heartbeat", tag = "leases",
+    request_body = HeartbeatRequest,
+    responses(
+        (status = 200, body = HeartbeatResponse),
+        )
+)]
 pub(super) async fn heartbeat(
     _: WorkerOrAdmin,
     State(c): State<Coordinator>,
@@ -28,6 +40,13 @@ pub(super) async fn heartbeat(
     Ok(Json(c.heartbeat(&req).await?))
 }
 
+#[utoipa::path(post, path = "/v1/leases/complete", tag = "leases",
+    request_body = CompleteRequest,
+    responses(
+        (status = 200, body = CompleteResponse),
+        (status = 409, description = "Fenced: the lease is no longer this attempt's", body = ErrorBody),
+        )
+)]
 pub(super) async fn complete(
     _: WorkerOrAdmin,
     State(c): State<Coordinator>,
@@ -40,6 +59,13 @@ pub(super) async fn complete(
     Ok(Json(answer))
 }
 
+#[utoipa::path(post, path = "/v1/leases/fail", tag = "leases",
+    request_body = FailRequest,
+    responses(
+        (status = 200, body = FailResponse),
+        (status = 409, description = "Fenced: the lease is no longer this attempt's", body = ErrorBody),
+        )
+)]
 pub(super) async fn fail(
     _: WorkerOrAdmin,
     State(c): State<Coordinator>,
@@ -51,6 +77,13 @@ pub(super) async fn fail(
     }
 }
 
+#[utoipa::path(post, path = "/v1/leases/release", tag = "leases",
+    request_body = ReleaseRequest,
+    responses(
+        (status = 200, body = ReleaseResponse),
+        (status = 409, description = "Fenced: the lease is no longer this attempt's", body = ErrorBody),
+        )
+)]
 pub(super) async fn release(
     _: WorkerOrAdmin,
     State(c): State<Coordinator>,

@@ -1,5 +1,6 @@
 //! The coordinator's HTTP API (axum): job routes for admins, lease and
-//! provider-batch routes for workers, `/healthz` and Prometheus `/metrics`.
+//! provider-batch routes for workers, `/healthz`, Prometheus `/metrics` and
+//! the API's OpenAPI description at `/openapi.json`.
 //! Routes and bodies are the ones `jobs::protocol` defines; every error is a
 //! JSON `ErrorBody`.
 
@@ -7,11 +8,13 @@ mod error;
 mod extract;
 mod jobs;
 mod leases;
+mod openapi;
 mod provider_batch;
+mod public;
 
 use ::jobs::protocol::routes;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,20 +25,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::coordinator::Coordinator;
 pub use error::ApiError;
-use error::ApiResult;
 pub use jobs::{FailureBody, RescoreRequest, ResultsBody};
+pub use openapi::document as openapi_document;
 
 /// Completions carry every written key; leave room for large shards.
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
-
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-async fn metrics(State(c): State<Coordinator>) -> ApiResult<Response> {
-    let text = c.metrics_text().await?;
-    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
-}
 
 /// Runs each request on its own task, so that a client that goes away (a
 /// worker killed mid-call) cannot cancel the handler halfway through a store
@@ -81,8 +75,9 @@ pub fn router(coordinator: Coordinator) -> Router {
         .route(routes::BATCHES_HEARTBEAT, post(provider_batch::heartbeat))
         .route(routes::BATCHES_UPDATE, post(provider_batch::update))
         .route(routes::BATCHES_FINISH, post(provider_batch::finish))
-        .route(routes::HEALTHZ, get(healthz))
-        .route(routes::METRICS, get(metrics))
+        .route(routes::HEALTHZ, get(public::healthz))
+        .route(routes::METRICS, get(public::metrics))
+        .route(routes::OPENAPI, get(openapi::serve_document))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(run_to_completion))

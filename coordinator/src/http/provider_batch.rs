@@ -11,13 +11,20 @@ use jobs::{
     protocol::BatchFinishRequest, protocol::BatchFinishResponse, protocol::BatchHeartbeatRequest,
     protocol::BatchHeartbeatResponse, protocol::BatchRequestsRequest,
     protocol::BatchReserveRequest, protocol::BatchReserveResponse, protocol::BatchSubmitRequest,
-    protocol::BatchUpdateRequest,
+    protocol::BatchUpdateRequest, protocol::ErrorBody, InferenceRequest,
 };
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, WorkerOrAdmin};
 use crate::coordinator::Coordinator;
 
+#[utoipa::path(post, path = "/v1/batches/reserve", tag = "batches",
+    request_body = BatchReserveRequest,
+    responses(
+        (status = 200, body = BatchReserveResponse),
+        (status = 409, description = "The caller no longer holds the shard", body = ErrorBody),
+        )
+)]
 pub(super) async fn reserve(
     _: WorkerOrAdmin,
     State(c): State<Coordinator>,
@@ -29,6 +36,13 @@ pub(super) async fn reserve(
     }
 }
 
+#[utoipa::path(post, path = "/v1/batches/submit", tag = "batches", operation_id = "batch_submit",
+    request_body = BatchSubmitRequest,
+    responses(
+        (status = 200, body = BatchAccepted),
+        (status = 409, description = "Fenced: the lease is no longer this attempt's", body = ErrorBody),
+        )
+)]
 pub(super) async fn submit(
     _: WorkerOrAdmin,
     State(c): State<Coordinator>,
@@ -40,6 +54,12 @@ pub(super) async fn submit(
     Ok(Json(BatchAccepted { accepted: true }))
 }
 
+#[utoipa::path(post, path = "/v1/batches/requests", tag = "batches",
+    request_body = BatchRequestsRequest,
+    responses(
+        (status = 200, body = Vec<InferenceRequest>),
+        )
+)]
 pub(super) async fn requests(
     _: WorkerOrAdmin,
     State(c): State<Coordinator>,
@@ -50,6 +70,12 @@ pub(super) async fn requests(
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/batches/claim", tag = "batches", operation_id = "batch_claim",
+    request_body = BatchClaimRequest,
+    responses(
+        (status = 200, body = BatchClaimResponse),
+        )
+)]
 pub(super) async fn claim(
     _: WorkerOrAdmin,
     State(c): State<Coordinator>,
@@ -58,6 +84,13 @@ pub(super) async fn claim(
     Ok(Json(c.batch_claim(&req).await?))
 }
 
+#[utoipa::path(post, path = "/v1/batches/heartbeat", tag = "batches", operation_id = "batch_heartbeat",
+    request_body = BatchHeartbeatRequest,
+    responses(
+        (status = 200, body = BatchHeartbeatResponse),
+        (status = 409, description = "The caller no longer holds the shard", body = ErrorBody),
+        )
+)]
 pub(super) async fn heartbeat(
     _: WorkerOrAdmin,
     State(c): State<Coordinator>,
@@ -69,6 +102,13 @@ pub(super) async fn heartbeat(
     }
 }
 
+#[utoipa::path(post, path = "/v1/batches/update", tag = "batches",
+    request_body = BatchUpdateRequest,
+    responses(
+        (status = 200, body = BatchAccepted),
+        (status = 409, description = "The caller no longer holds the shard", body = ErrorBody),
+        )
+)]
 pub(super) async fn update(
     _: WorkerOrAdmin,
     State(c): State<Coordinator>,
@@ -80,6 +120,13 @@ pub(super) async fn update(
     Ok(Json(BatchAccepted { accepted: true }))
 }
 
+#[utoipa::path(post, path = "/v1/batches/finish", tag = "batches",
+    request_body = BatchFinishRequest,
+    responses(
+        (status = 200, body = BatchFinishResponse),
+        (status = 409, description = "The caller no longer holds the shard", body = ErrorBody),
+        )
+)]
 pub(super) async fn finish(
     _: WorkerOrAdmin,
     State(c): State<Coordinator>,

@@ -109,7 +109,7 @@ impl Planner {
             }
         }
         if let Some(expr) = &task.choices {
-            let compiled = env.compile_expression(expr).map_err(|e| {
+            let compiled = template::compile_expression(&env, expr).map_err(|e| {
                 SpecError::invalid(
                     CHOICES,
                     format!("is not a valid expression: {}", describe_error(&e)),

@@ -6,7 +6,7 @@ use minijinja::ErrorKind;
 use serde_json::Value;
 
 use crate::render::RenderError;
-use crate::template::describe_error;
+use crate::template::{compile_expression, describe_error};
 
 use super::{Planner, Row, CHOICES};
 
@@ -41,10 +41,7 @@ impl Planner {
             doc_id: row.id.clone(),
             reason,
         };
-        let compiled = self
-            .env
-            .compile_expression(expr)
-            .map_err(|e| err(describe_error(&e)))?;
+        let compiled = compile_expression(&self.env, expr).map_err(|e| err(describe_error(&e)))?;
         let value = compiled
             .eval(&ctx)
             .map_err(|e| err(self.explain(CHOICES, &e, row)))?;

@@ -2,11 +2,12 @@
 //! (computed by `crate::cost`).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::spec::BackendKind;
 
 /// What a job's recorded tokens cost.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct CostSummary {
     pub currency: String,
     /// The backend whose prices `cost` uses.

@@ -2,6 +2,7 @@
 //! counts, its results.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::cost::CostSummary;
@@ -10,7 +11,21 @@ use crate::output::Usage;
 use crate::results::MetricsReport;
 use crate::spec::JobSpec;
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
+#[schema(example = json!({
+    "spec": {
+        "name": "qa",
+        "model": {"backend": "openai", "model": "gpt-4o-mini", "api_key_env": "OPENAI_API_KEY"},
+        "dataset": {"path": "/data/questions.jsonl", "id_field": "id"},
+        "task": {
+            "kind": "generate",
+            "messages": [{"role": "user", "content": "Question: {{ question }}"}],
+            "target": "{{ answer }}"
+        },
+        "metrics": [{"type": "exact_match", "normalize": ["strip", "lowercase"]}]
+    },
+    "priority": 0
+}))]
 pub struct SubmitJobRequest {
     pub spec: JobSpec,
     /// Higher is served first; jobs of equal priority share the workers
@@ -20,7 +35,7 @@ pub struct SubmitJobRequest {
 }
 
 /// Progress counts of a job, in requests unless named otherwise.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, Default, PartialEq)]
 pub struct JobCounts {
     pub docs: u64,
     /// Rows skipped by `on_bad_row = "skip"`.
@@ -40,7 +55,7 @@ pub struct JobCounts {
     pub usage: Usage,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct JobStatus {
     pub id: Uuid,
     pub name: String,

@@ -2,6 +2,7 @@
 //! completing, failing and releasing them.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::state::ShardState;
@@ -11,7 +12,7 @@ use crate::spec::{BackendKind, ModelSpec};
 
 /// What a worker can run. The coordinator hands it only shards of jobs whose
 /// backend is in `backends` and whose `model.model` matches one of `models`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct WorkerCapabilities {
     pub backends: Vec<BackendKind>,
     /// Glob patterns over the job's `model.model` (`*` any run of
@@ -22,7 +23,7 @@ pub struct WorkerCapabilities {
     pub models: Vec<String>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct ClaimRequest {
     pub worker_id: String,
     pub capabilities: WorkerCapabilities,
@@ -30,7 +31,7 @@ pub struct ClaimRequest {
     pub max_shards: u32,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct Lease {
     pub shard_id: Uuid,
     pub job_id: Uuid,
@@ -43,12 +44,12 @@ pub struct Lease {
     pub requests: Vec<InferenceRequest>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct ClaimResponse {
     pub leases: Vec<Lease>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct HeartbeatRequest {
     pub worker_id: String,
     pub shard_id: Uuid,
@@ -57,7 +58,7 @@ pub struct HeartbeatRequest {
     pub done: u64,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct HeartbeatResponse {
     /// False when the lease is no longer this worker's (expired and
     /// re-claimed, or the shard was cancelled): stop working on it.
@@ -68,13 +69,13 @@ pub struct HeartbeatResponse {
     pub cancelled: bool,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct FailedRequest {
     pub key: RequestKey,
     pub error: String,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct CompleteRequest {
     pub worker_id: String,
     pub shard_id: Uuid,
@@ -88,12 +89,12 @@ pub struct CompleteRequest {
     pub usage: Usage,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct CompleteResponse {
     pub accepted: bool,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct FailRequest {
     pub worker_id: String,
     pub shard_id: Uuid,
@@ -101,14 +102,14 @@ pub struct FailRequest {
     pub error: String,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct FailResponse {
     /// The shard's state after the failure (available again, or dead).
     pub state: ShardState,
 }
 
 /// Outputs a worker wrote before giving a shard back unfinished.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct PartialOutputs {
     pub segment: String,
     pub written: Vec<RequestKey>,
@@ -119,7 +120,7 @@ pub struct PartialOutputs {
 /// The shard becomes available again without spending an attempt, and the
 /// outputs already written are indexed so that they are never requested
 /// again.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct ReleaseRequest {
     pub worker_id: String,
     pub shard_id: Uuid,
@@ -128,7 +129,7 @@ pub struct ReleaseRequest {
     pub partial: Option<PartialOutputs>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct ReleaseResponse {
     pub accepted: bool,
 }

@@ -19,7 +19,8 @@
 //!   fenced), `POST /v1/leases/fail` (FailRequest → FailResponse; 409 when fenced),
 //!   `POST /v1/leases/release` (ReleaseRequest → ReleaseResponse; 409 when fenced),
 //!   and the provider-batch routes `/v1/batches/*` ([`provider_batch`])
-//! - none: `GET /healthz`, `GET /metrics`
+//! - none: `GET /healthz`, `GET /metrics`, `GET /openapi.json` (the
+//!   OpenAPI description, generated from these types)
 //!
 //! Arrows run from here to the spec and the domain types the bodies carry,
 //! never back.

@@ -19,6 +19,7 @@
 //! [`BatchRequestsRequest`]: BatchRequestsRequest
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::lease::{FailedRequest, PartialOutputs, WorkerCapabilities};
@@ -28,14 +29,14 @@ use crate::spec::ModelSpec;
 
 /// Who holds a shard during a batch operation: the claim's lease (before
 /// the shard is submitted) or a poll lease (after).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BatchHolder {
     Lease { attempt: u32 },
     Poll { poll_seq: u64 },
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct BatchReserveRequest {
     pub worker_id: String,
     pub shard_id: Uuid,
@@ -49,7 +50,7 @@ pub struct BatchReserveRequest {
     pub wanted: Vec<u64>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct BatchReserveResponse {
     /// How many of `wanted` (a prefix) may be created now.
     pub granted: u32,
@@ -57,7 +58,7 @@ pub struct BatchReserveResponse {
     pub enqueued_elsewhere: u64,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct BatchSubmitRequest {
     pub worker_id: String,
     pub shard_id: Uuid,
@@ -68,18 +69,18 @@ pub struct BatchSubmitRequest {
     pub next_poll_in_ms: u64,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct BatchAccepted {
     pub accepted: bool,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct BatchRequestsRequest {
     pub worker_id: String,
     pub shard_id: Uuid,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct BatchClaimRequest {
     pub worker_id: String,
     pub capabilities: WorkerCapabilities,
@@ -87,7 +88,7 @@ pub struct BatchClaimRequest {
 }
 
 /// A poll lease on a submitted shard.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct BatchPoll {
     pub shard_id: Uuid,
     pub job_id: Uuid,
@@ -101,7 +102,7 @@ pub struct BatchPoll {
     pub state: BatchShardState,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct BatchClaimResponse {
     pub polls: Vec<BatchPoll>,
     /// When nothing was due: milliseconds until the next submitted shard is.
@@ -109,20 +110,20 @@ pub struct BatchClaimResponse {
     pub next_due_in_ms: Option<u64>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct BatchHeartbeatRequest {
     pub worker_id: String,
     pub shard_id: Uuid,
     pub poll_seq: u64,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct BatchHeartbeatResponse {
     pub keep_going: bool,
     pub job_state: Option<JobState>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct BatchUpdateRequest {
     pub worker_id: String,
     pub shard_id: Uuid,
@@ -140,7 +141,7 @@ pub struct BatchUpdateRequest {
 }
 
 /// How a submitted shard ends.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum BatchOutcome {
     /// Every request has an output or a final error.
@@ -152,7 +153,7 @@ pub enum BatchOutcome {
     Cancelled,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct BatchFinishRequest {
     pub worker_id: String,
     pub shard_id: Uuid,
@@ -163,7 +164,7 @@ pub struct BatchFinishRequest {
     pub partial: Option<PartialOutputs>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct BatchFinishResponse {
     pub accepted: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -47,6 +47,38 @@ pub const BATCHES_FINISH: &str = "/v1/batches/finish";
 
 pub const HEALTHZ: &str = "/healthz";
 pub const METRICS: &str = "/metrics";
+/// `GET` the API's OpenAPI description (generated from the code; it holds
+/// no secrets).
+pub const OPENAPI: &str = "/openapi.json";
+
+/// Every route the coordinator serves, as (method, path pattern): what the
+/// OpenAPI description must list, no more and no less.
+pub const ALL: &[(&str, &str)] = &[
+    ("POST", JOBS),
+    ("GET", JOBS),
+    ("GET", JOB),
+    ("POST", JOB_CANCEL),
+    ("GET", JOB_RESULTS),
+    ("GET", JOB_SAMPLES),
+    ("GET", JOB_FAILURES),
+    ("POST", RESCORE),
+    ("POST", RESCORE_SAMPLES),
+    ("POST", LEASES_CLAIM),
+    ("POST", LEASES_HEARTBEAT),
+    ("POST", LEASES_COMPLETE),
+    ("POST", LEASES_FAIL),
+    ("POST", LEASES_RELEASE),
+    ("POST", BATCHES_RESERVE),
+    ("POST", BATCHES_SUBMIT),
+    ("POST", BATCHES_REQUESTS),
+    ("POST", BATCHES_CLAIM),
+    ("POST", BATCHES_HEARTBEAT),
+    ("POST", BATCHES_UPDATE),
+    ("POST", BATCHES_FINISH),
+    ("GET", HEALTHZ),
+    ("GET", METRICS),
+    ("GET", OPENAPI),
+];
 
 /// A route pattern with its `{id}` filled in.
 fn with_id(pattern: &str, id: Uuid) -> String {
@@ -95,31 +127,15 @@ mod tests {
 
     #[test]
     fn every_route_is_versioned_or_operational() {
-        for route in [
-            JOBS,
-            JOB,
-            JOB_CANCEL,
-            JOB_RESULTS,
-            JOB_SAMPLES,
-            JOB_FAILURES,
-            RESCORE,
-            RESCORE_SAMPLES,
-            LEASES_CLAIM,
-            LEASES_HEARTBEAT,
-            LEASES_COMPLETE,
-            LEASES_FAIL,
-            LEASES_RELEASE,
-            BATCHES_RESERVE,
-            BATCHES_SUBMIT,
-            BATCHES_REQUESTS,
-            BATCHES_CLAIM,
-            BATCHES_HEARTBEAT,
-            BATCHES_UPDATE,
-            BATCHES_FINISH,
-        ] {
-            assert!(route.starts_with("/v1/"), "{route}");
+        for &(method, route) in ALL {
+            assert!(matches!(method, "GET" | "POST"), "{method} {route}");
+            assert!(
+                route.starts_with("/v1/") || [HEALTHZ, METRICS, OPENAPI].contains(&route),
+                "{route}"
+            );
         }
         assert_eq!(HEALTHZ, "/healthz");
         assert_eq!(METRICS, "/metrics");
+        assert_eq!(OPENAPI, "/openapi.json");
     }
 }

@@ -2,15 +2,16 @@
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use utoipa::ToSchema;
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum DatasetFormat {
     #[default]
     Jsonl,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum OnBadRow {
     #[default]
@@ -18,11 +19,12 @@ pub enum OnBadRow {
     Skip,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSpec {
     /// Relative paths are resolved against the job file's folder when the
     /// spec is loaded from a file.
+    #[schema(value_type = String)]
     pub path: PathBuf,
     #[serde(default)]
     pub format: DatasetFormat,

@@ -2,6 +2,7 @@
 //! the engine's limits.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Where an `engine` model runs: `"cpu"`, `"cuda"` (device 0) or
 /// `"cuda:N"`.
@@ -63,7 +64,7 @@ impl<'de> Deserialize<'de> for DeviceSpec {
 
 /// `[model.engine]`: the engine's limits, as in vLLM. Unset values take
 /// the engine's defaults.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSpec {
     /// Most sequences in one step.
@@ -149,3 +150,23 @@ impl<'de> Deserialize<'de> for ByteSize {
         }
     }
 }
+
+/// In the OpenAPI description: a number of bytes, or a string with a unit.
+impl utoipa::PartialSchema for ByteSize {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            )
+            .item(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(
+                "Bytes, or a string such as \"512MiB\" or \"2GB\" (B, KB, MB, GB, KiB, MiB, GiB)",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ByteSize {}

@@ -2,6 +2,7 @@
 //! one field per section.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::dataset::DatasetSpec;
 use super::metrics::MetricSpec;
@@ -9,7 +10,7 @@ use super::model::ModelSpec;
 use super::sharding::ShardingSpec;
 use super::task::TaskSpec;
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     pub name: String,

@@ -3,13 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use utoipa::ToSchema;
 
 use super::engine::{DeviceSpec, EngineSpec};
 use super::price::PriceSpec;
 use super::provider_batch::ProviderBatchSpec;
 use crate::request::ModelFingerprint;
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendKind {
     /// Any OpenAI-compatible HTTP endpoint.
@@ -35,7 +36,7 @@ impl BackendKind {
     }
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Endpoint {
     /// `/v1/chat/completions`
@@ -45,7 +46,7 @@ pub enum Endpoint {
     Completions,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SystemRole {
     /// Send the system message as its own turn.
@@ -56,7 +57,7 @@ pub enum SystemRole {
     Fold,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     pub backend: BackendKind,
@@ -102,6 +103,7 @@ pub struct ModelSpec {
     /// `engine`: the model, a GGUF file or a Hugging Face directory. A
     /// relative path is resolved against the job file's folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub path: Option<PathBuf>,
     /// `engine`: name of an environment variable holding the model path,
     /// read where the model is loaded (each worker); used when `path` is
@@ -111,6 +113,7 @@ pub struct ModelSpec {
     /// `engine`: where the model runs, `"cpu"` (default), `"cuda"` or
     /// `"cuda:N"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = "^(cpu|cuda(:[0-9]+)?)$")]
     pub device: Option<DeviceSpec>,
     /// `engine`: sha256 of the model's weights, tokenizer and chat template
     /// (64 hex characters), the model's identity in request keys. Filled

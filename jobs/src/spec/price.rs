@@ -2,9 +2,10 @@
 //! `crate::cost`).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `[model.price]`: what a million tokens cost.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PriceSpec {
     /// Per million input (prompt) tokens on the synchronous API.

@@ -3,6 +3,7 @@
 //! own limits they are checked against.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Most requests the Batch API accepts in one input file.
 pub const API_MAX_REQUESTS_PER_FILE: u32 = 50_000;
@@ -14,7 +15,7 @@ pub const COMPLETION_WINDOW: &str = "24h";
 
 /// How requests that failed inside a batch (or are missing from its output)
 /// are sent again.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum RetryWith {
     /// In a new batch of just those requests (batch price, up to 24 h more).
@@ -25,7 +26,7 @@ pub enum RetryWith {
 }
 
 /// `[model.batch]`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderBatchSpec {
     /// Requests per input file; a shard with more is split over several

@@ -1,8 +1,9 @@
 //! `[sharding]`: how a job's requests are cut into shards.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ShardingSpec {
     /// Requests per shard.

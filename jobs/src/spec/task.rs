@@ -4,15 +4,16 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
+use utoipa::ToSchema;
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskKind {
     Generate,
     MultipleChoice,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetKind {
     #[default]
@@ -22,23 +23,24 @@ pub enum TargetKind {
     Letter,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MessageTemplate {
     pub role: String,
     pub content: String,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FewshotSpec {
     /// JSONL file of examples with the same fields as the dataset.
+    #[schema(value_type = String)]
     pub path: PathBuf,
     /// How many examples to prepend (the first `k` of the file).
     pub k: u32,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GenerationSpec {
     #[serde(default = "default_max_tokens")]
@@ -55,6 +57,7 @@ pub struct GenerationSpec {
     #[serde(default = "default_n")]
     pub n: u32,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
     pub extra_body: Map<String, Value>,
 }
 
@@ -72,7 +75,7 @@ impl Default for GenerationSpec {
     }
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
     pub kind: TaskKind,

@@ -222,6 +222,34 @@ type = "acc"
     );
 }
 
+/// Found by the `plan` fuzz target: a `}}` in `choices` made the loader
+/// panic inside minijinja ("empty lexer stack"); now a located error.
+#[test]
+fn choices_ending_early_are_refused_not_a_panic() {
+    let text = r#"
+name = "mc"
+[model]
+backend = "openai"
+model = "m"
+base_url = "http://x/v1"
+endpoint = "completions"
+[dataset]
+path = "d.jsonl"
+[task]
+kind = "multiple_choice"
+prompt = "{{ q }}"
+choices = "}}tions"
+target = "{{ answer }}"
+"#;
+    let e = err(text);
+    assert!(e.contains("job.toml:13:"), "{e}");
+    assert!(
+        e.contains("`task.choices`: is not a valid expression"),
+        "{e}"
+    );
+    assert!(e.contains("ends the expression early"), "{e}");
+}
+
 #[test]
 fn json_spec_validates_without_origin_file() {
     let spec = JobSpec::from_toml_str(GOOD, "job.toml", None).unwrap();

@@ -64,7 +64,7 @@ impl JobSpec {
             check_template(&env, "task.target", target)?;
         }
         if let Some(choices) = &t.choices {
-            if let Err(e) = env.compile_expression(choices) {
+            if let Err(e) = template::compile_expression(&env, choices) {
                 return Err(SpecError::invalid(
                     "task.choices",
                     format!(

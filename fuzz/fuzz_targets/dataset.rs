@@ -1,0 +1,58 @@
+//! Arbitrary file contents as a JSONL dataset, read by `DatasetReader` (the
+//! planner's and the scorer's reader) and as a few-shot file
+//! (`read_jsonl_examples`). The first byte picks the `[dataset]` options
+//! (`limit`, `id_field`, `subset_field`, `on_bad_row`). Any panic is a bug:
+//! every bad row must be a `DatasetError` or a counted skip.
+#![no_main]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use jobs::spec::{DatasetFormat, DatasetSpec, OnBadRow};
+use jobs::{read_jsonl_examples, DatasetReader};
+use libfuzzer_sys::fuzz_target;
+
+fn dataset_file() -> &'static PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        DIR.get_or_init(|| tempfile::tempdir().unwrap())
+            .path()
+            .join("data.jsonl")
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&options, contents)) = data.split_first() else {
+        return;
+    };
+    let path = dataset_file();
+    std::fs::write(path, contents).unwrap();
+    let spec = DatasetSpec {
+        path: path.clone(),
+        format: DatasetFormat::Jsonl,
+        limit: (options & 1 != 0).then_some(u64::from(options >> 4)),
+        id_field: (options & 2 != 0).then(|| "id".to_string()),
+        subset_field: (options & 4 != 0).then(|| "subject".to_string()),
+        on_bad_row: if options & 8 != 0 {
+            OnBadRow::Skip
+        } else {
+            OnBadRow::Fail
+        },
+    };
+    let mut reader = DatasetReader::open(&spec).expect("a regular file opens");
+    let mut accepted = 0u64;
+    for doc in reader.by_ref() {
+        let Ok(doc) = doc else { break };
+        assert_eq!(doc.index, accepted, "documents are numbered in order");
+        accepted += 1;
+    }
+    if let Some(limit) = spec.limit {
+        assert!(
+            accepted <= limit,
+            "read {accepted} documents past limit {limit}"
+        );
+    }
+    let _ = reader.bad_rows();
+    let _ = read_jsonl_examples(path);
+});
