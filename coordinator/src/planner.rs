@@ -28,6 +28,10 @@ const MISSING_EXAMPLES: usize = 5;
 const PLAN_POLL: Duration = Duration::from_secs(5);
 /// Pause before planning again after the store failed transiently.
 const PLAN_RETRY: Duration = Duration::from_millis(500);
+/// Planning passes a job may start without one being seen to end: a job
+/// whose planning takes the coordinator down (a crash, running out of
+/// memory) is failed after this many, instead of at every restart.
+pub const MAX_PLAN_ATTEMPTS: u32 = 3;
 
 /// Why planning stopped early: the job's own fault (recorded on the job) or
 /// the store's.
@@ -112,6 +116,26 @@ impl Coordinator {
         }
         // Shards from a planning pass cut short by a crash are redone.
         store.reset_planning(id).await?;
+        let attempt = store.count_planning_attempt(id).await?;
+        if attempt > MAX_PLAN_ATTEMPTS {
+            let message = format!(
+                "planning this job was started {} times and never finished: each time the \
+                 coordinator stopped while planning it (a crash, a kill, or running out of \
+                 memory), so it is failed rather than tried again; see the coordinator's log, \
+                 fix the job, and submit it again",
+                attempt - 1
+            );
+            return self.fail_planning(id, message).await;
+        }
+        self.plan_signal().set_current(Some(id));
+        let state = self.plan_counted(id).await;
+        self.plan_signal().set_current(None);
+        state
+    }
+
+    /// The planning pass of [`Coordinator::plan_job`], once counted.
+    async fn plan_counted(&self, id: Uuid) -> Result<JobState, CoordinatorError> {
+        let store = self.store();
         let spec = match self.job_spec(id).await {
             Ok(spec) => spec,
             Err(e) => return self.fail_planning(id, e.to_string()).await,
@@ -136,6 +160,9 @@ impl Coordinator {
                 // `planning`, and the next pass starts it over (its shards so
                 // far are deleted first), instead of failing a good job.
                 tracing::warn!(job_id = %id, error = %e, "planning interrupted; will retry");
+                // Not the job's doing: the pass is not held against it
+                // (best effort; the store may still be away).
+                let _ = store.uncount_planning_attempt(id).await;
                 Err(*e)
             }
             Err(PlanStop::Store(e)) => {
@@ -239,7 +266,14 @@ impl Coordinator {
             let mut pause = PLAN_POLL;
             if self.is_leader() {
                 tokio::select! {
-                    _ = stop.cancelled() => return,
+                    _ = stop.cancelled() => {
+                        // A pass cut short by a shutdown is not the job's
+                        // doing either.
+                        if let Some(id) = self.plan_signal().take_current() {
+                            let _ = self.store().uncount_planning_attempt(id).await;
+                        }
+                        return;
+                    }
                     result = self.plan_pending() => {
                         match result {
                             Ok(()) => {}

@@ -1089,3 +1089,40 @@ async fn jobs_read_only_under_the_dataset_roots() {
     }
     s.shutdown().await;
 }
+
+/// A job whose planning took the coordinator down three times (each pass
+/// counted, none seen to end) is failed with the reason on the next start,
+/// not planned again; one with fewer crashes is planned as usual.
+#[tokio::test]
+async fn a_job_that_keeps_crashing_the_planner_is_failed_not_retried() {
+    let env = env().await;
+    let poison = env
+        .coordinator
+        .submit(spec(env.dir.path(), "openai", 2))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        env.store.count_planning_attempt(poison.id).await.unwrap();
+    }
+    assert_eq!(
+        env.coordinator.plan_job(poison.id).await.unwrap(),
+        JobState::Failed
+    );
+    let error = env.coordinator.job_status(poison.id).await.unwrap().error;
+    let error = error.unwrap_or_default();
+    assert!(
+        error.contains("started 3 times and never finished"),
+        "{error}"
+    );
+
+    let mut other = spec(env.dir.path(), "openai", 2);
+    other.name = "survivor".into();
+    let survivor = env.coordinator.submit(other).await.unwrap();
+    for _ in 0..2 {
+        env.store.count_planning_attempt(survivor.id).await.unwrap();
+    }
+    assert_eq!(
+        env.coordinator.plan_job(survivor.id).await.unwrap(),
+        JobState::Running
+    );
+}

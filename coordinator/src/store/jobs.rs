@@ -115,6 +115,14 @@ pub trait JobStore: Send + Sync {
     /// Deletes the shards of a job still in `planning`, so planning can start
     /// over after a crash.
     async fn reset_planning(&self, job_id: Uuid) -> Result<(), StoreError>;
+    /// Counts a planning pass starting on a job in `planning` and returns
+    /// how many have started without being seen to end (0 when the job is
+    /// not in `planning`). Counted before the pass, so a pass that takes
+    /// the process down is counted too.
+    async fn count_planning_attempt(&self, job_id: Uuid) -> Result<u32, StoreError>;
+    /// Takes back the count of a pass that ended without fault of the job
+    /// (the store went away, the coordinator was stopped).
+    async fn uncount_planning_attempt(&self, job_id: Uuid) -> Result<(), StoreError>;
     async fn insert_shards(
         &self,
         job_id: Uuid,

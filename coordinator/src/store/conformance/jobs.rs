@@ -171,3 +171,39 @@ pub async fn late_usage_is_counted(store: &dyn Store) {
     assert_eq!(job.counts.usage.prompt_tokens, 140);
     assert_eq!(job.counts.usage.completion_tokens, 18);
 }
+
+pub async fn planning_attempts_are_counted(store: &dyn Store) {
+    let id = Uuid::new_v4();
+    store
+        .create_job(NewJob {
+            id,
+            name: "attempts".into(),
+            spec_json: "{}".into(),
+            spec_hash: "attempts".into(),
+            backend: BackendKind::Openai,
+            model: "m".into(),
+            priority: 0,
+            created_at: t0(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.count_planning_attempt(id).await.unwrap(), 1);
+    assert_eq!(store.count_planning_attempt(id).await.unwrap(), 2);
+    store.uncount_planning_attempt(id).await.unwrap();
+    assert_eq!(store.count_planning_attempt(id).await.unwrap(), 2);
+    // Never below zero.
+    for _ in 0..4 {
+        store.uncount_planning_attempt(id).await.unwrap();
+    }
+    assert_eq!(store.count_planning_attempt(id).await.unwrap(), 1);
+    // Only a job in `planning` is counted.
+    store
+        .finish_planning(id, PlanTotals::default(), at(1))
+        .await
+        .unwrap();
+    assert_eq!(store.count_planning_attempt(id).await.unwrap(), 0);
+    assert_eq!(
+        store.count_planning_attempt(Uuid::new_v4()).await.unwrap(),
+        0
+    );
+}

@@ -129,6 +129,22 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
+    async fn count_planning_attempt(&self, job_id: Uuid) -> Result<u32, StoreError> {
+        let count: Option<i64> = sqlx::query_scalar(include_str!("planning_attempt.sql"))
+            .bind(job_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(count.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)))
+    }
+
+    async fn uncount_planning_attempt(&self, job_id: Uuid) -> Result<(), StoreError> {
+        sqlx::query(include_str!("planning_attempt_undo.sql"))
+            .bind(job_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn insert_shards(
         &self,
         job_id: Uuid,
