@@ -31,6 +31,19 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// A failed call to the coordinator, with what was being done: bad input
+/// (exit 2) when the coordinator refused what was sent, else a runtime
+/// failure.
+pub fn client_failure(error: client::ClientError, doing: &'static str) -> Failure {
+    let refused = error.is_refusal();
+    let error = anyhow::Error::new(error).context(doing);
+    if refused {
+        Failure::usage(error)
+    } else {
+        Failure::runtime(error)
+    }
+}
+
 pub type CmdResult = Result<i32, Failure>;
 
 /// The error and its causes on one line, safe for a terminal (endpoint and

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use jobs::protocol::{JobState, JobStatus};
 
-use super::failure::{CmdResult, Failure};
+use super::failure::{client_failure, CmdResult, Failure};
 use super::home::write_json;
 use super::job_file::load_spec;
 use super::signal::interrupted;
@@ -48,7 +48,7 @@ pub async fn submit(args: SubmitArgs) -> CmdResult {
     let status = c
         .submit_with_priority(&spec, args.priority)
         .await
-        .context("cannot submit the job")?;
+        .map_err(|e| client_failure(e, "cannot submit the job"))?;
     println!("{}", status.id);
     eprintln!(
         "submitted {} as job {} ({})",

@@ -9,7 +9,7 @@ use coordinator::embedded::{Cluster, ClusterConfig};
 use jobs::protocol::{JobState, JobStatus};
 use jobs::{DatasetRoots, JobSpec, ReadLimits, ReadPolicy};
 
-use super::failure::{CmdResult, Failure};
+use super::failure::{client_failure, CmdResult, Failure};
 use super::home::Home;
 use super::job_file::load_spec;
 use super::results::{short_key, write_results};
@@ -51,7 +51,10 @@ pub(super) fn read_policy(args: &RunArgs) -> Result<ReadPolicy, Failure> {
 
 async fn drive(args: &RunArgs, spec: &JobSpec, home: &Home, cluster: &mut Cluster) -> CmdResult {
     let client = cluster.admin_client()?;
-    let submitted = client.submit(spec).await.context("cannot submit the job")?;
+    let submitted = client
+        .submit(spec)
+        .await
+        .map_err(|e| client_failure(e, "cannot submit the job"))?;
     let job_id = submitted.id;
     cancel_stale_jobs(&client, job_id).await?;
 
