@@ -354,3 +354,57 @@ fn serve_limits_come_from_the_flag_the_variable_or_the_default() {
     let out = shardline(&["serve", "--print-settings", "--max-tokens", "0"], &[]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn serve_dataset_roots_and_read_limits_are_settings() {
+    let s = settings(&["serve", "--print-settings"], &[]);
+    assert_eq!(s["dataset_roots"], serde_json::json!([]), "none by default");
+    assert_eq!(s["max_docs_per_job"], 10_000_000);
+    assert_eq!(s["max_line_bytes"], 16 * 1024 * 1024);
+    assert_eq!(s["max_spec_bytes"], 1024 * 1024);
+
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let real = |p: &std::path::Path| std::fs::canonicalize(p).unwrap().display().to_string();
+    let s = settings(
+        &[
+            "serve",
+            "--print-settings",
+            "--dataset-root",
+            a.path().to_str().unwrap(),
+            "--dataset-root",
+            "s3://evals/data",
+            "--max-docs-per-job",
+            "500",
+        ],
+        &[],
+    );
+    assert_eq!(
+        s["dataset_roots"],
+        serde_json::json!([real(a.path()), "s3://evals/data/"])
+    );
+    assert_eq!(s["max_docs_per_job"], 500);
+    // The variable is a comma-separated list.
+    let both = format!("{},{}", a.path().display(), b.path().display());
+    let s = settings(
+        &["serve", "--print-settings"],
+        &[("SHARDLINE_DATASET_ROOTS", &both)],
+    );
+    assert_eq!(
+        s["dataset_roots"],
+        serde_json::json!([real(a.path()), real(b.path())])
+    );
+    // A root that does not exist is a configuration error naming it.
+    let out = shardline(
+        &[
+            "serve",
+            "--print-settings",
+            "--dataset-root",
+            "/nonexistent/roots",
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("/nonexistent/roots"), "{stderr}");
+}
