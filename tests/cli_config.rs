@@ -338,6 +338,29 @@ fn worker_key_variables_are_layered_and_checked() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("NOT A NAME"), "{stderr}");
+
+    // Endpoints: any by default; a list from the flag or the variable.
+    assert_eq!(
+        settings(&base, &[])["allow_endpoints"],
+        serde_json::Value::Null
+    );
+    let s = settings(
+        &base,
+        &[(
+            "SHARDLINE_ALLOW_ENDPOINTS",
+            "https://api.openai.com/v1, http://vllm:8000",
+        )],
+    );
+    assert_eq!(
+        s["allow_endpoints"],
+        serde_json::json!(["https://api.openai.com/v1", "http://vllm:8000"])
+    );
+    let mut bad = base.to_vec();
+    bad.extend(["--allow-endpoint", "ftp://files"]);
+    let out = shardline(&bad, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("ftp://files"), "{stderr}");
 }
 
 #[test]

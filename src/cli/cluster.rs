@@ -146,6 +146,11 @@ pub struct WorkerArgs {
     /// SHARDLINE_KEY_*. The coordinator tokens are never allowed.
     #[arg(long = "allow-key-env", value_name = "NAME|PREFIX*", env = "SHARDLINE_ALLOW_KEY_ENV", value_parser = value::text())]
     pub allow_key_env: Vec<String>,
+    /// Base URL (or a prefix of one, on a `/` boundary) a job's endpoint
+    /// must lie under; repeatable (the variable is comma-separated).
+    /// Default: any endpoint.
+    #[arg(long = "allow-endpoint", value_name = "URL", env = "SHARDLINE_ALLOW_ENDPOINTS", value_parser = value::text())]
+    pub allow_endpoints: Vec<String>,
     /// Cache location the segments are written to: the coordinator's,
     /// s3://BUCKET/PREFIX or a shared directory.
     #[arg(long, value_name = "LOCATION", env = "SHARDLINE_CACHE", value_parser = value::text())]
@@ -184,6 +189,7 @@ impl WorkerArgs {
             backends: g.given("backends", self.backends.clone()),
             models: g.given("models", self.models.clone()),
             allow_key_env: g.given("allow_key_env", self.allow_key_env.clone()),
+            allow_endpoints: g.given("allow_endpoints", self.allow_endpoints.clone()),
             shards: g.given("shards", self.shards),
             id: g.given("id", self.id.clone()),
             poll_ms: g.given("poll_ms", self.poll_ms),

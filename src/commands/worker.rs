@@ -50,10 +50,13 @@ pub async fn worker(args: WorkerArgs) -> CmdResult {
     let stop = CancellationToken::new();
     // A job is untrusted: its key may come only from the variables the
     // operator allows, never from the one holding this worker's token.
-    let keys = worker::backend::KeyPolicy::only(
+    let mut keys = worker::backend::KeyPolicy::only(
         settings.allow_key_env.clone(),
         vec![settings.token.var().to_string()],
     );
+    if let Some(endpoints) = &settings.allow_endpoints {
+        keys = keys.with_endpoints(endpoints.clone());
+    }
     let w = worker::Worker::new(config, client, objects)
         .with_key_policy(keys)
         .with_models(settings.models.clone());

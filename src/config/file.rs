@@ -56,6 +56,7 @@ pub struct WorkerSection {
     pub backends: Option<Vec<String>>,
     pub models: Option<Vec<String>>,
     pub allow_key_env: Option<Vec<String>>,
+    pub allow_endpoints: Option<Vec<String>>,
     pub shards: Option<usize>,
     pub id: Option<String>,
     pub poll_ms: Option<u64>,

@@ -19,6 +19,8 @@ pub struct WorkerFlags {
     pub models: Given<Vec<String>>,
     /// From `SHARDLINE_ALLOW_KEY_ENV` clap gives one comma-separated value.
     pub allow_key_env: Given<Vec<String>>,
+    /// From `SHARDLINE_ALLOW_ENDPOINTS` clap gives one comma-separated value.
+    pub allow_endpoints: Given<Vec<String>>,
     pub shards: Given<usize>,
     pub id: Given<Option<String>>,
     pub poll_ms: Given<u64>,
@@ -34,6 +36,7 @@ impl Default for WorkerFlags {
             backends: Given::default_value(vec![defaults::BACKEND.to_string()]),
             models: Given::default(),
             allow_key_env: Given::default(),
+            allow_endpoints: Given::default(),
             shards: Given::default_value(defaults::WORKER_SHARDS),
             id: Given::default(),
             poll_ms: Given::default_value(defaults::POLL_MS),
@@ -52,6 +55,8 @@ pub struct WorkerSettings {
     pub models: Vec<String>,
     /// Variables (or `PREFIX*`) a job may name as its API key.
     pub allow_key_env: Vec<String>,
+    /// Base-URL prefixes a job's endpoint must lie under; `None`: any.
+    pub allow_endpoints: Option<Vec<String>>,
     pub shards: usize,
     pub id: Option<String>,
     pub poll_ms: u64,
@@ -70,6 +75,7 @@ impl WorkerSettings {
             "backends": backends,
             "models": self.models,
             "allow_key_env": self.allow_key_env,
+            "allow_endpoints": self.allow_endpoints,
             "shards": self.shards,
             "id": self.id,
             "poll_ms": self.poll_ms,
@@ -137,6 +143,26 @@ pub fn resolve_worker(
                        ending in `*`",
         });
     }
+    let allow_endpoints = match layered_list(
+        &flags.allow_endpoints,
+        f.allow_endpoints.as_ref(),
+        file.origin("worker.allow_endpoints"),
+    ) {
+        Some((list, source_name)) => {
+            let parses = |u: &String| {
+                reqwest::Url::parse(u.trim()).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+            };
+            if let Some(bad) = list.iter().find(|u| !parses(u)) {
+                return Err(ConfigError::Invalid {
+                    source_name,
+                    value: bad.clone(),
+                    expected: "an http:// or https:// base URL (or a prefix of one)",
+                });
+            }
+            Some(list)
+        }
+        None => None,
+    };
     let coordinator = flags.coordinator.layered(f.coordinator.clone());
     let token_env = flags.token_env.layered(f.token_env.clone());
     let cache = flags
@@ -180,6 +206,7 @@ pub fn resolve_worker(
         backends,
         models: models.into_iter().map(|m| m.trim().to_string()).collect(),
         allow_key_env,
+        allow_endpoints,
         shards: flags.shards.layered(f.shards),
         id: flags.id.layered_opt(f.id.clone()),
         poll_ms: flags.poll_ms.layered(f.poll_ms),

@@ -1,7 +1,8 @@
 //! Which environment variables a job may name as its API key on this
-//! worker. A job is untrusted input and its key is sent to the job's own
-//! `base_url`, so a worker reads only the variables its operator allows,
-//! and never the coordinator tokens.
+//! worker, and which endpoints it may send requests to. A job is untrusted
+//! input and its key is sent to the job's own `base_url`, so a worker reads
+//! only the variables its operator allows, never the coordinator tokens,
+//! and (when its operator lists them) talks only to the endpoints allowed.
 
 use super::error::BackendError;
 
@@ -22,6 +23,8 @@ pub struct KeyPolicy {
     /// Never allowed: the coordinator tokens, and the variable this worker
     /// reads its own token from.
     forbidden: Vec<String>,
+    /// `None`: any endpoint. Otherwise base-URL prefixes (`--allow-endpoint`).
+    endpoints: Option<Vec<String>>,
 }
 
 impl Default for KeyPolicy {
@@ -39,6 +42,7 @@ impl KeyPolicy {
         KeyPolicy {
             allowed: None,
             forbidden: with_tokens(forbidden),
+            endpoints: None,
         }
     }
 
@@ -48,7 +52,41 @@ impl KeyPolicy {
         KeyPolicy {
             allowed: Some(allowed),
             forbidden: with_tokens(forbidden),
+            endpoints: None,
         }
+    }
+
+    /// Allows only endpoints whose base URL is one of `prefixes` or lies
+    /// under one (`https://api.openai.com/v1` allows itself and
+    /// `https://api.openai.com/v1/…`, not `https://api.openai.com/v1x`).
+    pub fn with_endpoints(mut self, prefixes: Vec<String>) -> Self {
+        let normal = prefixes
+            .iter()
+            .map(|p| p.trim().trim_end_matches('/').to_string())
+            .collect();
+        self.endpoints = Some(normal);
+        self
+    }
+
+    /// Whether a job may send requests to `base_url` (trimmed, without a
+    /// trailing `/`); `shown` is how the error names it.
+    pub fn check_endpoint(&self, base_url: &str, shown: &str) -> Result<(), BackendError> {
+        let Some(allowed) = &self.endpoints else {
+            return Ok(());
+        };
+        let under = |prefix: &String| {
+            base_url
+                .strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        if allowed.iter().any(under) {
+            return Ok(());
+        }
+        Err(BackendError::Config(format!(
+            "model base URL {shown} is not an endpoint this worker may send requests to \
+             (allowed: {}); its operator can add it with --allow-endpoint URL",
+            allowed.join(", ")
+        )))
     }
 
     /// Whether a job may name `var` in any `model.*_env` field (`field`):
@@ -125,6 +163,32 @@ mod tests {
             refused.contains("--allow-key-env AWS_SECRET_ACCESS_KEY"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn endpoints_are_allowed_by_prefix_on_a_path_boundary() {
+        let any = KeyPolicy::default();
+        assert!(any.check_endpoint("http://10.0.0.1:1/v1", "x").is_ok());
+        let policy = KeyPolicy::default().with_endpoints(vec![
+            "https://api.openai.com/v1/".into(),
+            "http://vllm.internal:8000".into(),
+        ]);
+        for ok in [
+            "https://api.openai.com/v1",
+            "https://api.openai.com/v1/deployments/x",
+            "http://vllm.internal:8000/v1",
+        ] {
+            assert!(policy.check_endpoint(ok, ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "https://api.openai.com/v1x",
+            "https://api.openai.com.evil.example/v1",
+            "http://vllm.internal:80001/v1",
+            "http://127.0.0.1:9/v1",
+        ] {
+            let err = policy.check_endpoint(refused, refused).unwrap_err();
+            assert!(err.to_string().contains("--allow-endpoint"), "{err}");
+        }
     }
 
     #[test]

@@ -182,7 +182,8 @@ impl Backend for OpenAiBackend {
 }
 
 /// The endpoint's base URL: `model.base_url`, or the value of the variable
-/// `model.base_url_env` names (never a coordinator token's). A value read
+/// `model.base_url_env` names (never a coordinator token's), if this worker
+/// may send requests there. A value read
 /// from a variable is not quoted in errors: the job's author may not see
 /// this worker's environment.
 pub(crate) fn resolve_base_url(
@@ -216,7 +217,10 @@ pub(crate) fn resolve_base_url(
     let trimmed = raw.trim().trim_end_matches('/').to_string();
     let shown = shown.unwrap_or_else(|| format!("{trimmed:?}"));
     match reqwest::Url::parse(&trimmed) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(trimmed),
+        Ok(url) if matches!(url.scheme(), "http" | "https") => {
+            keys.check_endpoint(&trimmed, &shown)?;
+            Ok(trimmed)
+        }
         Ok(_) => Err(BackendError::Config(format!(
             "model base URL {shown} must start with http:// or https://"
         ))),
