@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use jobs::spec::{DatasetFormat, DatasetSpec, OnBadRow};
-use jobs::{read_jsonl_examples, DatasetReader};
+use jobs::{read_jsonl_examples, DatasetReader, DatasetRoots, ReadLimits, ReadPolicy};
 use libfuzzer_sys::fuzz_target;
 
 fn dataset_file() -> &'static PathBuf {
@@ -40,13 +40,23 @@ fuzz_target!(|data: &[u8]| {
             OnBadRow::Fail
         },
     };
-    let mut reader = DatasetReader::open(&spec).expect("a regular file opens");
+    // Small limits, so that the limit paths are fuzzed too.
+    let policy = ReadPolicy::new(
+        DatasetRoots::Any,
+        ReadLimits {
+            max_line_bytes: 256,
+            max_bytes: 4096,
+            max_docs: 8,
+        },
+    );
+    let mut reader = DatasetReader::open(&spec, &policy).expect("a regular file opens");
     let mut accepted = 0u64;
     for doc in reader.by_ref() {
         let Ok(doc) = doc else { break };
         assert_eq!(doc.index, accepted, "documents are numbered in order");
         accepted += 1;
     }
+    assert!(accepted <= 8, "read {accepted} documents past max_docs");
     if let Some(limit) = spec.limit {
         assert!(
             accepted <= limit,
@@ -54,5 +64,5 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     let _ = reader.bad_rows();
-    let _ = read_jsonl_examples(path);
+    let _ = read_jsonl_examples(path, usize::from(options), &policy);
 });

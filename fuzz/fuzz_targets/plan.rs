@@ -40,10 +40,11 @@ fuzz_target!(|data: &[u8]| {
     if let Some(fewshot) = &mut spec.task.fewshot {
         fewshot.path = dataset.clone();
     }
-    let Ok(planner) = Planner::new(&spec) else {
+    let policy = jobs::ReadPolicy::unrestricted();
+    let Ok(planner) = Planner::new(&spec, &policy) else {
         return;
     };
-    let Ok(reader) = DatasetReader::open(&spec.dataset) else {
+    let Ok(reader) = DatasetReader::open(&spec.dataset, &policy) else {
         return;
     };
     for doc in reader.take(MAX_ROWS) {

@@ -81,26 +81,6 @@ impl<T> Given<Option<T>> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn explicit_values_beat_the_file_which_beats_the_default() {
-        assert_eq!(Given::flag("--n", 1).layered(Some(2)), 1);
-        assert_eq!(Given::env("N", 1).layered(Some(2)), 1);
-        assert_eq!(Given::default_value(1).layered(Some(2)), 2);
-        assert_eq!(Given::default_value(1).layered(None), 1);
-        assert_eq!(Given::<Option<u8>>::default().layered_opt(Some(2)), Some(2));
-        assert_eq!(Given::env("N", Some(1)).layered_opt(Some(2)), Some(1));
-        let from_env = Given::env("N", 1);
-        assert_eq!(
-            from_env.source_name(|| "file".into()),
-            "environment variable N"
-        );
-    }
-}
-
 /// A list flag's values, else the file's (with the source's name for
 /// messages); a variable's comma-separated value is split here.
 pub(super) fn layered_list(
@@ -122,5 +102,25 @@ pub(super) fn layered_list(
             Some((items, source))
         }
         Origin::Default => file_list.map(|list| (list.clone(), source)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_values_beat_the_file_which_beats_the_default() {
+        assert_eq!(Given::flag("--n", 1).layered(Some(2)), 1);
+        assert_eq!(Given::env("N", 1).layered(Some(2)), 1);
+        assert_eq!(Given::default_value(1).layered(Some(2)), 2);
+        assert_eq!(Given::default_value(1).layered(None), 1);
+        assert_eq!(Given::<Option<u8>>::default().layered_opt(Some(2)), Some(2));
+        assert_eq!(Given::env("N", Some(1)).layered_opt(Some(2)), Some(1));
+        let from_env = Given::env("N", 1);
+        assert_eq!(
+            from_env.source_name(|| "file".into()),
+            "environment variable N"
+        );
     }
 }
