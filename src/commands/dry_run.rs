@@ -18,7 +18,7 @@ use crate::exit;
 pub async fn dry_run(args: &RunArgs, spec: &JobSpec) -> CmdResult {
     let home = Home::open(&args.home)?;
     let store = home.store().await?;
-    let policy = super::run::read_policy(args)?;
+    let policy = super::job_file::read_policy(&args.job, &args.dataset_roots)?;
     let plan = estimate(spec, store.as_ref(), &policy)
         .await
         .map_err(|e| match e {

@@ -1,9 +1,10 @@
 //! Loading a job file for a command: parse, apply the command-line
-//! overrides, fingerprint an engine model, validate.
+//! overrides, fingerprint an engine model, validate; and what its data
+//! files may be read from when it runs locally.
 
 use std::path::Path;
 
-use jobs::JobSpec;
+use jobs::{DatasetRoots, JobSpec, ReadLimits, ReadPolicy};
 
 use super::failure::Failure;
 
@@ -47,4 +48,18 @@ fn load_spec_blocking(
     }
     spec.validate().map_err(Failure::usage)?;
     Ok(spec)
+}
+
+/// What `run` may read: the job file's folder and the roots its user adds
+/// (one user, their own files; the rule is the coordinator's all the same,
+/// so a job that runs here is one a shared coordinator would accept).
+pub(super) fn read_policy(job: &Path, roots: &[String]) -> Result<ReadPolicy, Failure> {
+    let folder = match job.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let roots = DatasetRoots::only(roots)
+        .and_then(|roots| roots.with_dir(folder))
+        .map_err(Failure::usage)?;
+    Ok(ReadPolicy::new(roots, ReadLimits::default()))
 }

@@ -2,16 +2,15 @@
 //! over the same HTTP protocol as a cluster, on 127.0.0.1.
 
 use anyhow::Context;
-use std::path::Path;
 use std::time::Duration;
 
 use coordinator::embedded::{Cluster, ClusterConfig};
 use jobs::protocol::{JobState, JobStatus};
-use jobs::{DatasetRoots, JobSpec, ReadLimits, ReadPolicy};
+use jobs::JobSpec;
 
 use super::failure::{client_failure, CmdResult, Failure};
 use super::home::Home;
-use super::job_file::load_spec;
+use super::job_file::{load_spec, read_policy};
 use super::results::{short_key, write_results};
 use super::signal::interrupted;
 use crate::cli::RunArgs;
@@ -26,27 +25,13 @@ pub async fn run(args: RunArgs) -> CmdResult {
     }
     let home = Home::open(&args.home)?;
     let mut config = ClusterConfig::new(home.store().await?, home.objects()?);
-    config.read = read_policy(&args)?;
+    config.read = read_policy(&args.job, &args.dataset_roots)?;
     config.workers = args.workers;
     config.shards_per_worker = args.shards_per_worker;
     let mut cluster = Cluster::start(config).await?;
     let outcome = drive(&args, &spec, &home, &mut cluster).await;
     cluster.shutdown().await;
     outcome
-}
-
-/// What `run` may read: the job file's folder and the roots its user adds
-/// (one user, their own files; the rule is the coordinator's all the same,
-/// so a job that runs here is one a shared coordinator would accept).
-pub(super) fn read_policy(args: &RunArgs) -> Result<ReadPolicy, Failure> {
-    let folder = match args.job.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let roots = DatasetRoots::only(&args.dataset_roots)
-        .and_then(|roots| roots.with_dir(folder))
-        .map_err(Failure::usage)?;
-    Ok(ReadPolicy::new(roots, ReadLimits::default()))
 }
 
 async fn drive(args: &RunArgs, spec: &JobSpec, home: &Home, cluster: &mut Cluster) -> CmdResult {

@@ -105,14 +105,15 @@ pub async fn cancel_stops_shards(store: &dyn Store) {
     assert_eq!(job.state, JobState::Cancelled);
 }
 
-pub async fn planning_without_shards_completes(store: &dyn Store) {
+/// A new job in `planning`, named `name`.
+async fn planning_job(store: &dyn Store, name: &str) -> Uuid {
     let id = Uuid::new_v4();
     store
         .create_job(NewJob {
             id,
-            name: "all-cached".into(),
+            name: name.into(),
             spec_json: "{}".into(),
-            spec_hash: "all-cached".into(),
+            spec_hash: name.into(),
             backend: BackendKind::Openai,
             model: "m".into(),
             priority: 0,
@@ -120,6 +121,11 @@ pub async fn planning_without_shards_completes(store: &dyn Store) {
         })
         .await
         .unwrap();
+    id
+}
+
+pub async fn planning_without_shards_completes(store: &dyn Store) {
+    let id = planning_job(store, "all-cached").await;
     let totals = PlanTotals {
         docs: 5,
         bad_rows: 1,
@@ -173,20 +179,7 @@ pub async fn late_usage_is_counted(store: &dyn Store) {
 }
 
 pub async fn planning_attempts_are_counted(store: &dyn Store) {
-    let id = Uuid::new_v4();
-    store
-        .create_job(NewJob {
-            id,
-            name: "attempts".into(),
-            spec_json: "{}".into(),
-            spec_hash: "attempts".into(),
-            backend: BackendKind::Openai,
-            model: "m".into(),
-            priority: 0,
-            created_at: t0(),
-        })
-        .await
-        .unwrap();
+    let id = planning_job(store, "attempts").await;
     assert_eq!(store.count_planning_attempt(id).await.unwrap(), 1);
     assert_eq!(store.count_planning_attempt(id).await.unwrap(), 2);
     store.uncount_planning_attempt(id).await.unwrap();
