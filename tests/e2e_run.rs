@@ -189,7 +189,17 @@ async fn backend_none_scores_from_cache_or_says_what_is_missing() {
     std::fs::create_dir_all(&none_dir).unwrap();
     let none_job = write_job(&none_dir, &dataset, &fake.base_url(), "");
     edit_file(&none_job, "backend = \"openai\"", "backend = \"none\"");
+    // The dataset lies beside the job's folder, not in it: its user allows
+    // that folder too.
+    let root = ["--dataset-root", dir.path().to_str().unwrap()];
     let out = run_job(&none_job, &home, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("outside the dataset roots"),
+        "{}",
+        describe(&out)
+    );
+    let out = run_job(&none_job, &home, &root);
     assert!(!out.status.success(), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("20 requests are missing"),
@@ -204,7 +214,7 @@ async fn backend_none_scores_from_cache_or_says_what_is_missing() {
     assert!(out.status.success(), "{}", describe(&out));
     let sent = fake.stats().total;
     assert_eq!(sent, 20);
-    let out = run_job(&none_job, &home, &[]);
+    let out = run_job(&none_job, &home, &root);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(fake.stats().total, sent);
     let metrics: serde_json::Value = read_json(&home.join("results/e2e/metrics.json"));
