@@ -31,7 +31,7 @@ const PLAN_RETRY: Duration = Duration::from_millis(500);
 /// Planning passes a job may start without one being seen to end: a job
 /// whose planning takes the coordinator down (a crash, running out of
 /// memory) is failed after this many, instead of at every restart.
-pub const MAX_PLAN_ATTEMPTS: u32 = 3;
+const MAX_PLAN_ATTEMPTS: u32 = 3;
 
 /// Why planning stopped early: the job's own fault (recorded on the job) or
 /// the store's.

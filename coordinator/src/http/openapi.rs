@@ -7,13 +7,14 @@
 use std::sync::LazyLock;
 
 use ::jobs::protocol::routes;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response as ApiResponse, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use super::error::ApiError;
 use super::jobs;
 use super::leases;
 use super::provider_batch;
@@ -70,8 +71,8 @@ const PUBLIC: [&str; 3] = [routes::HEALTHZ, routes::METRICS, routes::OPENAPI];
 struct ApiDoc;
 
 /// The API's OpenAPI description, as served.
-pub fn document() -> serde_json::Value {
-    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("OpenAPI serialises to JSON");
+pub fn document() -> Result<serde_json::Value, serde_json::Error> {
+    let mut doc = serde_json::to_value(ApiDoc::openapi())?;
     let created = format!(
         "/paths/{}/post/responses/201",
         routes::JOBS.replace('/', "~1")
@@ -79,7 +80,7 @@ pub fn document() -> serde_json::Value {
     if let Some(created) = doc.pointer_mut(&created) {
         created["links"] = job_links();
     }
-    doc
+    Ok(doc)
 }
 
 /// Links from a submitted job to the routes that take its id, so that
@@ -105,18 +106,25 @@ fn job_links() -> serde_json::Value {
     serde_json::Value::Object(links)
 }
 
-static DOCUMENT_JSON: LazyLock<String> =
-    LazyLock::new(|| serde_json::to_string_pretty(&document()).expect("a JSON value serialises"));
+/// The document as served, built once; an error (none is expected: it is
+/// made from the code's own types) is answered as a 500, never a panic.
+static DOCUMENT_JSON: LazyLock<Result<String, String>> = LazyLock::new(|| {
+    document()
+        .and_then(|doc| serde_json::to_string_pretty(&doc))
+        .map_err(|e| format!("cannot write the OpenAPI description: {e}"))
+});
 
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", operation_id = "openapi",
     responses((status = 200, description = "This description", content_type = "application/json"))
 )]
 pub(super) async fn serve_document() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        DOCUMENT_JSON.as_str(),
-    )
-        .into_response()
+    match DOCUMENT_JSON.as_ref() {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json.as_str()).into_response(),
+        Err(message) => {
+            tracing::error!(error = %message, "cannot serve /openapi.json");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message.clone()).into_response()
+        }
+    }
 }
 
 /// Adds the bearer scheme, and to each route the answers that its
@@ -241,7 +249,7 @@ mod tests {
         // Optionally write it, e.g. for a client generator:
         // `SHARDLINE_OPENAPI_OUT=openapi.json cargo test -p coordinator openapi`.
         if let Some(out) = std::env::var_os("SHARDLINE_OPENAPI_OUT") {
-            std::fs::write(out, DOCUMENT_JSON.as_str()).unwrap();
+            std::fs::write(out, DOCUMENT_JSON.as_ref().unwrap().as_str()).unwrap();
         }
     }
 
@@ -255,7 +263,8 @@ mod tests {
                 assert!(ids.insert(id.clone()), "operation id {id} twice");
             }
         }
-        let value: serde_json::Value = serde_json::from_str(DOCUMENT_JSON.as_str()).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_str(DOCUMENT_JSON.as_ref().unwrap().as_str()).unwrap();
         let links = value["paths"][routes::JOBS]["post"]["responses"]["201"]["links"]
             .as_object()
             .unwrap();
@@ -282,7 +291,7 @@ mod tests {
 
     #[test]
     fn every_referenced_schema_is_defined() {
-        let json = DOCUMENT_JSON.as_str();
+        let json = DOCUMENT_JSON.as_ref().unwrap().as_str();
         let value: serde_json::Value = serde_json::from_str(json).unwrap();
         let schemas = value["components"]["schemas"].as_object().unwrap();
         for part in json.split("\"#/components/schemas/").skip(1) {
