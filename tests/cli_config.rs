@@ -385,6 +385,7 @@ fn serve_dataset_roots_and_read_limits_are_settings() {
     assert_eq!(s["max_docs_per_job"], 10_000_000);
     assert_eq!(s["max_line_bytes"], 16 * 1024 * 1024);
     assert_eq!(s["max_spec_bytes"], 1024 * 1024);
+    assert_eq!(s["max_shard_size"], 10_000);
 
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();

@@ -35,7 +35,8 @@ pub use error::CoordinatorError;
 pub use http::{router, serve};
 pub use index::IndexStats;
 pub use limits::{
-    JobLimits, DEFAULT_MAX_SAMPLES_PER_DOC, DEFAULT_MAX_SPEC_BYTES, DEFAULT_MAX_TOKENS,
+    JobLimits, DEFAULT_MAX_SAMPLES_PER_DOC, DEFAULT_MAX_SHARD_SIZE, DEFAULT_MAX_SPEC_BYTES,
+    DEFAULT_MAX_TOKENS,
 };
 pub use reaper::RecoveryStats;
 pub use rescore::{rescore_spec, MissingRequest, RescoreOutcome, DEFAULT_BOOTSTRAP_SEED};

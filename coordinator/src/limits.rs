@@ -8,6 +8,9 @@ use jobs::JobSpec;
 pub const DEFAULT_MAX_SAMPLES_PER_DOC: u32 = 1_000;
 /// Tokens per answer (`task.generation.max_tokens`) allowed by default.
 pub const DEFAULT_MAX_TOKENS: u32 = 131_072;
+/// Requests per shard (`sharding.shard_size`) allowed by default: the
+/// planner holds a shard in memory and the store keeps it in one row.
+pub const DEFAULT_MAX_SHARD_SIZE: u32 = 10_000;
 /// Bytes of a submitted spec allowed by default: 1 MiB, hundreds of times a
 /// real spec (templates included).
 pub const DEFAULT_MAX_SPEC_BYTES: u64 = 1024 * 1024;
@@ -19,6 +22,8 @@ pub struct JobLimits {
     pub max_tokens: u32,
     /// Largest request body carrying a spec (submit, rescore).
     pub max_spec_bytes: u64,
+    /// Most requests in one shard.
+    pub max_shard_size: u32,
 }
 
 impl Default for JobLimits {
@@ -27,6 +32,7 @@ impl Default for JobLimits {
             max_samples_per_doc: DEFAULT_MAX_SAMPLES_PER_DOC,
             max_tokens: DEFAULT_MAX_TOKENS,
             max_spec_bytes: DEFAULT_MAX_SPEC_BYTES,
+            max_shard_size: DEFAULT_MAX_SHARD_SIZE,
         }
     }
 }
@@ -38,13 +44,13 @@ impl JobLimits {
         let generation = &spec.task.generation;
         let over = |field: &str, value: u32, limit: u32, setting: &str| {
             Err(format!(
-                "task.generation.{field} is {value}; this coordinator allows at most {limit} \
+                "{field} is {value}; this coordinator allows at most {limit} \
                  (its operator sets that with `serve {setting}`)"
             ))
         };
         if generation.n > self.max_samples_per_doc {
             return over(
-                "n",
+                "task.generation.n",
                 generation.n,
                 self.max_samples_per_doc,
                 "--max-samples-per-doc",
@@ -52,10 +58,18 @@ impl JobLimits {
         }
         if generation.max_tokens > self.max_tokens {
             return over(
-                "max_tokens",
+                "task.generation.max_tokens",
                 generation.max_tokens,
                 self.max_tokens,
                 "--max-tokens",
+            );
+        }
+        if spec.sharding.shard_size > self.max_shard_size {
+            return over(
+                "sharding.shard_size",
+                spec.sharding.shard_size,
+                self.max_shard_size,
+                "--max-shard-size",
             );
         }
         Ok(())

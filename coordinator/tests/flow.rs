@@ -988,6 +988,18 @@ async fn jobs_over_the_operators_limits_are_refused_not_planned() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
+    let mut wide = spec(env.dir.path(), "openai", 2);
+    wide.sharding.shard_size = u32::MAX;
+    match env.coordinator.submit(wide).await {
+        Err(CoordinatorError::BadRequest(message)) => {
+            assert!(
+                message.contains("sharding.shard_size is 4294967295"),
+                "{message}"
+            );
+            assert!(message.contains("--max-shard-size"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
     let mut long = spec(env.dir.path(), "openai", 2);
     long.task.generation.max_tokens = u32::MAX;
     assert!(matches!(

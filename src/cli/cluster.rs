@@ -60,6 +60,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "SHARDLINE_MAX_TOKENS",
           default_value_t = defaults::MAX_TOKENS, value_parser = value::limit())]
     pub max_tokens: u32,
+    /// Most requests per shard (`sharding.shard_size`) a submitted job may
+    /// ask for.
+    #[arg(long, value_name = "N", env = "SHARDLINE_MAX_SHARD_SIZE",
+          default_value_t = defaults::MAX_SHARD_SIZE, value_parser = value::limit())]
+    pub max_shard_size: u32,
     /// A folder (or s3://BUCKET/PREFIX) submitted jobs may read datasets
     /// and few-shot files from; repeatable (the variable is
     /// comma-separated). Without one, no job's data file is read: jobs
@@ -109,6 +114,7 @@ impl ServeArgs {
             reaper_interval_ms: g.given("reaper_interval_ms", self.reaper_interval_ms),
             max_samples_per_doc: g.given("max_samples_per_doc", self.max_samples_per_doc),
             max_tokens: g.given("max_tokens", self.max_tokens),
+            max_shard_size: g.given("max_shard_size", self.max_shard_size),
             dataset_roots: g.given("dataset_roots", self.dataset_roots.clone()),
             max_docs_per_job: g.given("max_docs_per_job", self.max_docs_per_job),
             max_dataset_bytes: g.given("max_dataset_bytes", self.max_dataset_bytes),

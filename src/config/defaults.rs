@@ -28,6 +28,8 @@ pub const MIN_REAPER_INTERVAL_MS: u64 = 50;
 pub const MAX_SAMPLES_PER_DOC: u32 = coordinator::DEFAULT_MAX_SAMPLES_PER_DOC;
 /// `serve --max-tokens` (the coordinator's own default).
 pub const MAX_TOKENS: u32 = coordinator::DEFAULT_MAX_TOKENS;
+/// `serve --max-shard-size` (the coordinator's own default).
+pub const MAX_SHARD_SIZE: u32 = coordinator::DEFAULT_MAX_SHARD_SIZE;
 /// `serve --max-docs-per-job`.
 pub const MAX_DOCS_PER_JOB: u64 = jobs::dataset::DEFAULT_MAX_DOCS_PER_JOB;
 /// `serve --max-dataset-bytes`.

@@ -40,6 +40,7 @@ pub struct ServeSection {
     pub reaper_interval_ms: Option<u64>,
     pub max_samples_per_doc: Option<u32>,
     pub max_tokens: Option<u32>,
+    pub max_shard_size: Option<u32>,
     pub dataset_roots: Option<Vec<String>>,
     pub max_docs_per_job: Option<u64>,
     pub max_dataset_bytes: Option<u64>,
