@@ -188,8 +188,8 @@ metadata:
 
 
 def run_measured(cmd, env=None, log=None):
-    """Runs `cmd`, returning (exit code, wall seconds, peak RSS in MB) — RSS from wait4's rusage
-    of that child alone."""
+    """Runs `cmd`, returning (exit code, wall seconds, peak RSS in MB, CPU seconds) — RSS and CPU
+    (user + system) from wait4's rusage of that child (and any children it waited for)."""
     start = time.monotonic()
     out = open(log, "w") if log else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -198,7 +198,8 @@ def run_measured(cmd, env=None, log=None):
     proc.returncode = os.waitstatus_to_exitcode(status)
     if log:
         out.close()
-    return proc.returncode, wall, usage.ru_maxrss / 1024  # Linux reports KiB
+    cpu = usage.ru_utime + usage.ru_stime
+    return proc.returncode, wall, usage.ru_maxrss / 1024, cpu  # Linux reports KiB
 
 
 def shardline_run(args, work, tag, rows, latency_ms, concurrency, backend="openai"):
@@ -219,13 +220,13 @@ def shardline_run(args, work, tag, rows, latency_ms, concurrency, backend="opena
         watch.start()
     log = os.path.join(folder, "shardline.log")
     try:
-        code, wall, rss = run_measured(cmd, log=log)
+        code, wall, rss, cpu = run_measured(cmd, log=log)
     finally:
         if watch:
             watch.finish()
         if server:
             server.stop()
-    result = {"rows": rows, "exit": code, "wall": wall, "rss_mb": rss, "log": log}
+    result = {"rows": rows, "exit": code, "wall": wall, "cpu": cpu, "rss_mb": rss, "log": log}
     if watch:
         result.update(server_window(watch, rows, latency_ms))
     metrics = os.path.join(folder, "home", "results", "bench", "metrics.json")
@@ -288,11 +289,11 @@ def lm_eval_run(args, work, rows, latency_ms, concurrency):
     watch.start()
     log = os.path.join(folder, "lm_eval.log")
     try:
-        code, wall, rss = run_measured(cmd, env=env, log=log)
+        code, wall, rss, cpu = run_measured(cmd, env=env, log=log)
     finally:
         watch.finish()
         server.stop()
-    result = {"rows": rows, "exit": code, "wall": wall, "rss_mb": rss, "log": log}
+    result = {"rows": rows, "exit": code, "wall": wall, "cpu": cpu, "rss_mb": rss, "log": log}
     result.update(server_window(watch, rows, latency_ms))
     result["exact_match"] = lm_eval_score(out_dir)
     if code != 0:
@@ -323,9 +324,11 @@ def describe(name, r, ideal):
     e2e = r["rows"] / r["wall"] if r["wall"] > 0 else None
     print(
         f"  {name:<10} rows={r['rows']:<7} exit={r['exit']:<3} wall={r['wall']:6.2f}s "
+        f"cpu={r['cpu']:.1f}s "
         f"inference={fmt(r.get('window'), '.2f')}s rate={fmt(rate)} req/s "
         + (f"(ideal {ideal:.0f}, {fmt(rate / ideal if rate else None, '.3f')}) " if ideal else "")
-        + f"end-to-end={fmt(e2e)} req/s max_in_flight={r.get('max_in_flight')} "
+        + f"end-to-end={fmt(e2e)} req/s requests={r.get('requests')} ok={r.get('ok')} "
+        f"max_in_flight={r.get('max_in_flight')} "
         f"peak_rss={r['rss_mb']:.0f} MB exact_match={fmt(r.get('exact_match'), '.3f')}"
     )
 
