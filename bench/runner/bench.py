@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Shardline benchmark driver: throughput against the fake server, lm-evaluation-harness on the
-same dataset, and peak RSS of `shardline run` on large datasets. Standard library only.
+"""Shardline benchmark driver: throughput against the fake server, two peers on the same dataset
+at the same concurrency (lm-evaluation-harness and Inspect AI), and peak RSS of `shardline run` on
+large datasets. Standard library only: the peers run as their own command-line tools.
 
-Started by bench/runner/run.sh, which builds the binaries and the lm-eval venv first. Every file
+Started by bench/runner/run.sh, which builds the binaries and the peers' venv first. Every file
 it writes lives in one temporary folder (removed at the end unless --keep).
 """
 
@@ -20,9 +21,14 @@ import time
 import urllib.request
 
 PROMPT = "Question: What is {a} plus {b}?"
-# The same prompt as a minijinja (Shardline) and a Jinja2 (lm-eval) template.
+# The same prompt as a minijinja (Shardline) and a Jinja2 (lm-eval) template; Inspect's task
+# formats PROMPT itself with str.format.
 TEMPLATE = PROMPT.replace("{a}", "{{ a }}").replace("{b}", "{{ b }}")
 SYSTEM_LOAD = "/proc/loadavg"
+# Inspect's generic OpenAI-compatible provider: `openai-api/<service>/<model>` reads
+# <SERVICE>_BASE_URL and <SERVICE>_API_KEY.
+INSPECT_SERVICE = "fake"
+INSPECT_MODEL = f"openai-api/{INSPECT_SERVICE}/fake-model"
 
 
 # ---------------------------------------------------------------- fake server
@@ -184,15 +190,50 @@ metadata:
         )
 
 
+def write_inspect_task(path, dataset):
+    """An Inspect task over the same JSONL: the same prompt as one user message, generate(), and
+    an exact match of the stripped reply against `answer` (Inspect's match also trims punctuation
+    at both ends of both strings, which changes nothing on this dataset)."""
+    with open(path, "w") as f:
+        f.write(
+            f"""from inspect_ai import Task, task
+from inspect_ai.dataset import Sample, json_dataset
+from inspect_ai.model import GenerateConfig
+from inspect_ai.scorer import match
+from inspect_ai.solver import generate
+
+PROMPT = {PROMPT!r}
+
+
+def record_to_sample(record):
+    return Sample(
+        id=record["id"],
+        input=PROMPT.format(a=record["a"], b=record["b"]),
+        target=record["answer"],
+    )
+
+
+@task
+def shardline_bench():
+    return Task(
+        dataset=json_dataset({dataset!r}, record_to_sample),
+        solver=generate(),
+        scorer=match(location="exact", ignore_case=False),
+        config=GenerateConfig(max_tokens=32, temperature=0.0, stop_seqs=["\\n\\n"]),
+    )
+"""
+        )
+
+
 # ---------------------------------------------------------------- processes
 
 
-def run_measured(cmd, env=None, log=None):
+def run_measured(cmd, env=None, log=None, cwd=None):
     """Runs `cmd`, returning (exit code, wall seconds, peak RSS in MB, CPU seconds) — RSS and CPU
     (user + system) from wait4's rusage of that child (and any children it waited for)."""
     start = time.monotonic()
     out = open(log, "w") if log else subprocess.DEVNULL
-    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -312,6 +353,79 @@ def lm_eval_score(out_dir):
     return None
 
 
+def inspect_run(args, work, rows, latency_ms, concurrency):
+    folder = os.path.join(work, "inspect")
+    os.makedirs(folder)
+    dataset = os.path.join(folder, "data.jsonl")
+    write_dataset(dataset, rows)
+    task_file = os.path.join(folder, "shardline_bench.py")
+    write_inspect_task(task_file, dataset)
+    # The inspect CLI reads the first .env it finds from its working directory upwards: an empty
+    # one here keeps a stray file in a parent folder from changing the run.
+    open(os.path.join(folder, ".env"), "w").close()
+    server = FakeServer(args.fake, latency_ms)
+    log_dir = os.path.join(folder, "logs")
+    cmd = [
+        # Relative to the working directory: inspect takes a task file path as a glob.
+        args.inspect, "eval", os.path.basename(task_file),
+        "--model", INSPECT_MODEL,
+        # Static concurrency equal to Shardline's (an explicit --max-connections turns off
+        # Inspect's adaptive 10..100 connections); samples in flight default to the same number.
+        "--max-connections", str(concurrency),
+        "--max-samples", str(concurrency),
+        # Shardline's job: max_retries = 3, timeout_secs = 60.
+        "--max-retries", "3",
+        "--timeout", "60",
+        "--log-dir", log_dir,
+        "--display", "plain",
+    ]
+    # Only this run's settings: no INSPECT_* defaults from the caller's environment, a dummy key
+    # (the fake server needs none), and Inspect's traces and sample buffers kept in the folder.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSPECT_")}
+    prefix = INSPECT_SERVICE.upper()
+    env.update({f"{prefix}_BASE_URL": server.base_url, f"{prefix}_API_KEY": "dummy",
+                "XDG_DATA_HOME": os.path.join(folder, "xdg-data"),
+                "XDG_CACHE_HOME": os.path.join(folder, "xdg-cache"),
+                "HF_HUB_OFFLINE": "1"})
+    watch = Watch(server, rows)
+    watch.start()
+    log = os.path.join(folder, "inspect.log")
+    try:
+        code, wall, rss, cpu = run_measured(cmd, env=env, log=log, cwd=folder)
+    finally:
+        watch.finish()
+        server.stop()
+    result = {"rows": rows, "exit": code, "wall": wall, "cpu": cpu, "rss_mb": rss, "log": log}
+    result.update(server_window(watch, rows, latency_ms))
+    result["exact_match"] = inspect_score(args.inspect, log_dir, env, folder)
+    if code != 0:
+        print(f"  inspect eval exited {code}; last lines of {log}:")
+        print("".join(open(log).readlines()[-15:]))
+    return result
+
+
+def inspect_score(inspect, log_dir, env, cwd):
+    """The match scorer's accuracy from the run's log header (`inspect log dump --header-only`
+    reads the .eval log, a format of Inspect's own)."""
+    logs = sorted(n for n in os.listdir(log_dir) if n.endswith((".eval", ".json"))) \
+        if os.path.isdir(log_dir) else []
+    if not logs:
+        return None
+    dump = subprocess.run([inspect, "log", "dump", "--header-only", os.path.join(log_dir, logs[-1])],
+                          env=env, cwd=cwd, capture_output=True, text=True)
+    try:
+        header = json.loads(dump.stdout)
+    except ValueError:
+        print(f"  inspect log dump failed: {dump.stderr.strip()[-500:]}")
+        return None
+    if header.get("status") != "success":
+        print(f"  inspect log status: {header.get('status')}")
+    for score in (header.get("results") or {}).get("scores", []):
+        if score.get("scorer") == "match":
+            return score.get("metrics", {}).get("accuracy", {}).get("value")
+    return None
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -338,6 +452,8 @@ def main():
     p.add_argument("--shardline", required=True)
     p.add_argument("--fake", required=True)
     p.add_argument("--lm-eval", help="lm_eval executable; the comparison is skipped without it")
+    p.add_argument("--inspect", help="Inspect AI's `inspect` executable (from a venv with "
+                                     "inspect-ai and openai); the comparison is skipped without it")
     p.add_argument("--rows", type=int, default=20000, help="throughput dataset size")
     p.add_argument("--latency-ms", type=int, default=50)
     p.add_argument("--concurrency", type=int, default=256)
@@ -370,6 +486,10 @@ def main():
                 lm = lm_eval_run(args, work, args.rows, args.latency_ms, args.concurrency)
                 describe("lm-eval", lm, ideal)
                 summary["lm-eval"] = lm
+            if args.inspect:
+                ins = inspect_run(args, work, args.rows, args.latency_ms, args.concurrency)
+                describe("inspect", ins, ideal)
+                summary["inspect"] = ins
         if not args.skip_rss:
             print("\n== peak RSS of `shardline run` (fake server, 0 ms latency)")
             probe = shardline_run(args, work, "rss-probe", args.rss_probe_rows, 0, args.concurrency)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Shardline benchmark: builds the release binaries, makes sure lm-evaluation-harness is installed
-# in its own venv, then runs bench.py (throughput vs. the ideal, vs. lm-eval, peak RSS).
+# Shardline benchmark: builds the release binaries, makes sure lm-evaluation-harness and Inspect AI
+# are installed in their own venv, then runs bench.py (throughput vs. the ideal, vs. lm-eval and
+# Inspect at equal concurrency, peak RSS).
 # Usage: bench/runner/run.sh [bench.py options]   (bench/runner/run.sh --help lists them)
 set -euo pipefail
 
@@ -30,18 +31,34 @@ if [[ -n "${SHARDLINE_BENCH_REV:-}" ]]; then
 fi
 (cd "$src" && cargo build --release -p shardline --bin shardline -p testkit --bin fake-openai)
 
-lm_eval_args=()
+# The peers live in one venv, each installed once; SHARDLINE_BENCH_SKIP_LM_EVAL=1 and
+# SHARDLINE_BENCH_SKIP_INSPECT=1 leave one out (both: no venv at all).
+new_venv() {
+  if [[ ! -x "$venv/bin/pip" ]]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --upgrade pip
+  fi
+}
+peer_args=()
 if [[ "${SHARDLINE_BENCH_SKIP_LM_EVAL:-0}" != 1 ]]; then
   if [[ ! -x "$venv/bin/lm_eval" ]]; then
     echo "installing lm-evaluation-harness into $venv (once)" >&2
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --upgrade pip
+    new_venv
     "$venv/bin/pip" install --quiet 'lm-eval[api]'
   fi
-  lm_eval_args=(--lm-eval "$venv/bin/lm_eval")
+  peer_args+=(--lm-eval "$venv/bin/lm_eval")
+fi
+if [[ "${SHARDLINE_BENCH_SKIP_INSPECT:-0}" != 1 ]]; then
+  # Inspect's OpenAI-compatible provider needs the openai package, which inspect-ai does not pull.
+  if [[ ! -x "$venv/bin/inspect" ]] || ! "$venv/bin/python" -c 'import inspect_ai, openai' 2>/dev/null; then
+    echo "installing Inspect AI into $venv (once)" >&2
+    new_venv
+    "$venv/bin/pip" install --quiet inspect-ai openai
+  fi
+  peer_args+=(--inspect "$venv/bin/inspect")
 fi
 
 python3 "$here/bench.py" \
   --shardline "$CARGO_TARGET_DIR/release/shardline" \
   --fake "$CARGO_TARGET_DIR/release/fake-openai" \
-  "${lm_eval_args[@]}" "$@"
+  "${peer_args[@]}" "$@"
