@@ -370,7 +370,7 @@ def inspect_run(args, work, rows, latency_ms, concurrency):
         args.inspect, "eval", os.path.basename(task_file),
         "--model", INSPECT_MODEL,
         # Static concurrency equal to Shardline's (an explicit --max-connections turns off
-        # Inspect's adaptive 10..100 connections); samples in flight default to the same number.
+        # Inspect's adaptive 10..100 connections), and as many samples in flight (its default).
         "--max-connections", str(concurrency),
         "--max-samples", str(concurrency),
         # Shardline's job: max_retries = 3, timeout_secs = 60.
@@ -407,16 +407,17 @@ def inspect_run(args, work, rows, latency_ms, concurrency):
 def inspect_score(inspect, log_dir, env, cwd):
     """The match scorer's accuracy from the run's log header (`inspect log dump --header-only`
     reads the .eval log, a format of Inspect's own)."""
-    logs = sorted(n for n in os.listdir(log_dir) if n.endswith((".eval", ".json"))) \
-        if os.path.isdir(log_dir) else []
+    if not os.path.isdir(log_dir):
+        return None
+    logs = sorted(n for n in os.listdir(log_dir) if n.endswith((".eval", ".json")))
     if not logs:
         return None
-    dump = subprocess.run([inspect, "log", "dump", "--header-only", os.path.join(log_dir, logs[-1])],
-                          env=env, cwd=cwd, capture_output=True, text=True)
+    cmd = [inspect, "log", "dump", "--header-only", os.path.join(log_dir, logs[-1])]
     try:
+        dump = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
         header = json.loads(dump.stdout)
-    except ValueError:
-        print(f"  inspect log dump failed: {dump.stderr.strip()[-500:]}")
+    except (subprocess.TimeoutExpired, ValueError) as err:
+        print(f"  inspect log dump failed: {err}")
         return None
     if header.get("status") != "success":
         print(f"  inspect log status: {header.get('status')}")
