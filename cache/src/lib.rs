@@ -18,6 +18,7 @@ pub use s3::{S3Credentials, S3Location, S3Options, S3Store};
 #[cfg(feature = "test-support")]
 pub use s3_test_server::{S3TestServer, S3TestServerError};
 pub use segment::{
-    decode_segment, encode_segment, is_segment_path, list_segments, read_segment, segment_path,
-    write_segment, SegmentError, SEGMENT_PREFIX,
+    attempt_segments, decode_segment, encode_segment, is_segment_path, list_segments,
+    parse_segment_path, partial_segment_path, read_segment, segment_path, write_segment,
+    SegmentError, SegmentName, SEGMENT_PREFIX,
 };

@@ -40,6 +40,66 @@ pub fn segment_path(job_id: Uuid, shard_id: Uuid, attempt: u32) -> String {
     format!("{SEGMENT_PREFIX}{job_id}/{shard_id}-{attempt}{SEGMENT_SUFFIX}")
 }
 
+/// The object path of the `part`-th partial segment (1-based) an attempt
+/// flushed while it ran; the attempt's final segment is [`segment_path`].
+pub fn partial_segment_path(job_id: Uuid, shard_id: Uuid, attempt: u32, part: u32) -> String {
+    format!("{SEGMENT_PREFIX}{job_id}/{shard_id}-{attempt}.p{part}{SEGMENT_SUFFIX}")
+}
+
+/// What a segment's path says about who wrote it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentName {
+    pub job_id: Uuid,
+    pub shard_id: Uuid,
+    pub attempt: u32,
+    /// The partial segment's number; `None` for an attempt's final one.
+    pub part: Option<u32>,
+}
+
+/// Splits a path written by [`segment_path`] or [`partial_segment_path`];
+/// `None` for segments named otherwise (they are still indexed, without an
+/// owner).
+pub fn parse_segment_path(path: &str) -> Option<SegmentName> {
+    let rest = path
+        .strip_prefix(SEGMENT_PREFIX)?
+        .strip_suffix(SEGMENT_SUFFIX)?;
+    let (job, file) = rest.split_once('/')?;
+    let (shard, tail) = file.rsplit_once('-')?;
+    let (attempt, part) = match tail.split_once(".p") {
+        Some((attempt, part)) => (attempt, Some(part.parse().ok()?)),
+        None => (tail, None),
+    };
+    Some(SegmentName {
+        job_id: Uuid::parse_str(job).ok()?,
+        shard_id: Uuid::parse_str(shard).ok()?,
+        attempt: attempt.parse().ok()?,
+        part,
+    })
+}
+
+/// Every segment one attempt of one shard wrote (its partial segments and,
+/// if it got that far, its final one), sorted.
+pub async fn attempt_segments(
+    store: &dyn ObjectStore,
+    job_id: Uuid,
+    shard_id: Uuid,
+    attempt: u32,
+) -> Result<Vec<String>, SegmentError> {
+    // The prefix also matches attempt 10 when looking for attempt 1: the
+    // parsed name decides.
+    let prefix = format!("{SEGMENT_PREFIX}{job_id}/{shard_id}-{attempt}");
+    Ok(store
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .map(|m| m.path)
+        .filter(|p| {
+            parse_segment_path(p)
+                .is_some_and(|n| (n.job_id, n.shard_id, n.attempt) == (job_id, shard_id, attempt))
+        })
+        .collect())
+}
+
 /// Whether an object path names a segment (listing may find other files).
 pub fn is_segment_path(path: &str) -> bool {
     path.starts_with(SEGMENT_PREFIX) && path.ends_with(SEGMENT_SUFFIX)
@@ -154,6 +214,56 @@ mod tests {
         write_segment(&store, &path, &records).await.unwrap();
         assert_eq!(read_segment(&store, &path).await.unwrap(), records);
         assert_eq!(list_segments(&store).await.unwrap(), vec![path]);
+    }
+
+    #[tokio::test]
+    async fn partial_segments_are_named_and_listed_per_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::new(dir.path().to_path_buf());
+        let (job, shard) = (Uuid::new_v4(), Uuid::new_v4());
+        let paths = [
+            partial_segment_path(job, shard, 1, 1),
+            partial_segment_path(job, shard, 1, 2),
+            segment_path(job, shard, 1),
+            // Same prefix, another attempt: not attempt 1's.
+            partial_segment_path(job, shard, 10, 1),
+            segment_path(job, shard, 10),
+        ];
+        for path in &paths {
+            assert!(is_segment_path(path), "{path}");
+            write_segment(&store, path, &[record(1, true)])
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            parse_segment_path(&paths[1]),
+            Some(SegmentName {
+                job_id: job,
+                shard_id: shard,
+                attempt: 1,
+                part: Some(2)
+            })
+        );
+        assert_eq!(parse_segment_path(&paths[4]).unwrap().part, None);
+        assert_eq!(parse_segment_path(&paths[4]).unwrap().attempt, 10);
+        assert_eq!(parse_segment_path("segments/other.jsonl.zst"), None);
+        let mut first: Vec<String> = paths[..3].to_vec();
+        first.sort();
+        assert_eq!(
+            attempt_segments(&store, job, shard, 1).await.unwrap(),
+            first
+        );
+        assert_eq!(
+            attempt_segments(&store, job, shard, 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(attempt_segments(&store, job, shard, 2)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
