@@ -1,12 +1,13 @@
-//! The lease API (worker token): claim shards, heartbeat, and complete,
-//! fail or release a lease. Every call is retried on transient failures; a
+//! The lease API (worker token): claim shards, heartbeat, flush the
+//! outputs of a running shard, and complete, fail or release a lease. Every call is retried on transient failures; a
 //! 409 on `complete`/`fail`/`release` is the expected answer of a fenced
 //! lease and comes back as [`LeaseOutcome::Fenced`].
 
 use jobs::protocol::routes;
 use jobs::protocol::{
     ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, FailRequest, FailResponse,
-    HeartbeatRequest, HeartbeatResponse, ReleaseRequest, ReleaseResponse,
+    FlushRequest, FlushResponse, HeartbeatRequest, HeartbeatResponse, ReleaseRequest,
+    ReleaseResponse,
 };
 use reqwest::Method;
 
@@ -43,6 +44,13 @@ impl CoordinatorClient {
             self.call_retrying(Method::POST, routes::LEASES_FAIL, req)
                 .await,
         )
+    }
+
+    /// Hands in the outputs a running shard has written so far. Never
+    /// fenced: what was paid for is indexed whoever holds the lease now.
+    pub async fn flush(&self, req: &FlushRequest) -> Result<FlushResponse, ClientError> {
+        self.call_retrying(Method::POST, routes::LEASES_FLUSH, req)
+            .await
     }
 
     pub async fn release(

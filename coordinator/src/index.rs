@@ -22,21 +22,6 @@ pub struct IndexStats {
     pub bad_segments: Vec<(String, String)>,
 }
 
-/// Splits a segment path written by `cache::segment_path` into job, shard
-/// and attempt; `None` for segments named otherwise.
-fn parse_segment_path(path: &str) -> Option<(Uuid, Uuid, u32)> {
-    let rest = path
-        .strip_prefix(cache::SEGMENT_PREFIX)?
-        .strip_suffix(".jsonl.zst")?;
-    let (job, file) = rest.split_once('/')?;
-    let (shard, attempt) = file.rsplit_once('-')?;
-    Some((
-        Uuid::parse_str(job).ok()?,
-        Uuid::parse_str(shard).ok()?,
-        attempt.parse().ok()?,
-    ))
-}
-
 impl Coordinator {
     /// Indexes segments present in the object store but not yet in the index
     /// (a worker crashed between writing a segment and completing its shard).
@@ -70,10 +55,12 @@ impl Coordinator {
                 .filter(|r| r.is_success())
                 .map(|r| r.key)
                 .collect();
-            let (job_id, shard_id, attempt) = match parse_segment_path(&path) {
-                Some((j, s, a)) => (Some(j), Some(s), Some(a)),
-                None => (None, None, None),
-            };
+            let name = cache::parse_segment_path(&path);
+            let (job_id, shard_id, attempt) = (
+                name.map(|n| n.job_id),
+                name.map(|n| n.shard_id),
+                name.map(|n| n.attempt),
+            );
             stats.segments += 1;
             stats.records += keys.len() as u64;
             stats.keys_indexed += self
@@ -130,20 +117,5 @@ impl Coordinator {
                 0
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segment_paths_round_trip() {
-        let (j, s) = (Uuid::new_v4(), Uuid::new_v4());
-        assert_eq!(
-            parse_segment_path(&cache::segment_path(j, s, 7)),
-            Some((j, s, 7))
-        );
-        assert_eq!(parse_segment_path("segments/other.jsonl.zst"), None);
     }
 }

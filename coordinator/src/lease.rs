@@ -1,11 +1,13 @@
 //! The lease protocol: claim (with claim-time cache filtering), heartbeat,
-//! complete, fail and release, every call fenced on the attempt number.
+//! flush, complete, fail and release, every call but flush fenced on the
+//! attempt number.
 
 use chrono::{DateTime, Utc};
 use jobs::protocol::FailedRequest;
 use jobs::protocol::{
     ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, FailRequest, FailResponse,
-    HeartbeatRequest, HeartbeatResponse, Lease, ReleaseRequest, ReleaseResponse,
+    FlushRequest, FlushResponse, HeartbeatRequest, HeartbeatResponse, Lease, ReleaseRequest,
+    ReleaseResponse,
 };
 use jobs::redact::scrub;
 use jobs::{Backoff, InferenceRequest, RequestKey};
@@ -14,7 +16,7 @@ use std::time::Duration;
 use crate::coordinator::Coordinator;
 use crate::error::CoordinatorError;
 use crate::shard_keys::{check_keys, ShardKeys};
-use crate::store::{Claimant, Completion, LeaseFence, ModelPattern, Partial};
+use crate::store::{Claimant, Completion, LeaseFence, ModelPattern, Partial, SegmentEntry};
 
 /// Most shards one claim hands out, whatever the worker asks for.
 const MAX_SHARDS_PER_CLAIM: u32 = 64;
@@ -180,6 +182,53 @@ impl Coordinator {
             lease_expires_at: outcome.lease_expires_at.map(|t| t.to_rfc3339()),
             cancelled: outcome.cancelled,
         })
+    }
+
+    /// Indexes the outputs a running shard has written so far (a partial
+    /// segment), so that a worker killed mid-shard loses only what came
+    /// after its last flush: the next attempt's claim drops every indexed
+    /// request. Not fenced: the outputs of a lost attempt are as good as
+    /// any (their keys say what was asked) and were paid for. Usage counts
+    /// once: a repeated flush adds no key, and adds no usage.
+    pub async fn flush(&self, req: &FlushRequest) -> Result<FlushResponse, CoordinatorError> {
+        let partial = &req.partial;
+        if partial.written.is_empty() {
+            return Ok(FlushResponse { indexed: 0 });
+        }
+        if !cache::is_segment_path(&partial.segment) {
+            return Err(CoordinatorError::BadRequest(format!(
+                "flush names {:?}, which is not a segment path",
+                partial.segment
+            )));
+        }
+        let Some(known) = self.shard_keys(req.shard_id).await? else {
+            return Err(CoordinatorError::BadRequest(format!(
+                "flush names shard {}, which does not exist",
+                req.shard_id
+            )));
+        };
+        check_keys(req.shard_id, &known.1, "written", partial.written.iter())?;
+        let job_id = known.0;
+        let entry = SegmentEntry {
+            path: partial.segment.clone(),
+            job_id: Some(job_id),
+            shard_id: Some(req.shard_id),
+            attempt: Some(req.attempt),
+            keys: partial.written.clone(),
+        };
+        let now = Utc::now();
+        let indexed = self.store().index_segment(&entry, now).await?;
+        if indexed > 0 {
+            self.store()
+                .add_usage(job_id, req.shard_id, partial.usage, now)
+                .await?;
+        }
+        let counters = self.counters();
+        counters.flushes.inc();
+        counters.outputs_flushed.inc_by(indexed);
+        tracing::debug!(shard_id = %req.shard_id, attempt = req.attempt, indexed,
+            segment = %partial.segment, "partial segment indexed");
+        Ok(FlushResponse { indexed })
     }
 
     /// Fenced completion. `accepted: false` means the lease was no longer the

@@ -40,6 +40,8 @@ pub struct Counters {
     pub completions_fenced: Counter,
     pub shard_failures: Counter,
     pub releases: Counter,
+    pub flushes: Counter,
+    pub outputs_flushed: Counter,
     pub leases_reaped: Counter,
     pub requests_cached_at_claim: Counter,
 }
@@ -99,6 +101,16 @@ impl Metrics {
                 &c.shard_failures,
             ),
             ("shardline_releases", "Shards handed back", &c.releases),
+            (
+                "shardline_flushes",
+                "Partial segments handed in by running shards",
+                &c.flushes,
+            ),
+            (
+                "shardline_outputs_flushed",
+                "Outputs indexed from partial segments while their shard ran",
+                &c.outputs_flushed,
+            ),
             (
                 "shardline_leases_reaped",
                 "Expired leases reaped",

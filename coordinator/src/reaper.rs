@@ -92,26 +92,44 @@ impl Coordinator {
         Ok(outcome)
     }
 
-    /// After the reaper took a lease back: if its worker wrote the
-    /// attempt's segment before it died (or before its completion got
-    /// through), index it so the next attempt skips those requests.
+    /// After the reaper took a lease back: index every segment its worker
+    /// wrote before it died (partial segments whose flush call never got
+    /// through, or the final one before its completion did), so the next
+    /// attempt skips those requests.
     async fn index_expired(&self, lease: &ExpiredLease) {
-        let path = cache::segment_path(lease.job_id, lease.shard_id, lease.attempt);
-        let records = match cache::read_segment(self.objects().as_ref(), &path).await {
-            Ok(records) => records,
-            Err(cache::SegmentError::Store(cache::ObjectStoreError::NotFound { .. })) => return,
+        let objects = self.objects();
+        let paths = match cache::attempt_segments(
+            objects.as_ref(),
+            lease.job_id,
+            lease.shard_id,
+            lease.attempt,
+        )
+        .await
+        {
+            Ok(paths) => paths,
             Err(e) => {
-                tracing::warn!(segment = %path, error = %e, "cannot read the segment of an expired lease");
+                tracing::warn!(shard_id = %lease.shard_id, attempt = lease.attempt, error = %e,
+                    "cannot list the segments of an expired lease");
                 return;
             }
         };
-        let keys: Vec<RequestKey> = records
-            .into_iter()
-            .filter(|r| r.is_success())
-            .map(|r| r.key)
-            .collect();
-        self.index_refused(lease.job_id, lease.shard_id, lease.attempt, &path, &keys)
-            .await;
+        for path in paths {
+            let records = match cache::read_segment(objects.as_ref(), &path).await {
+                Ok(records) => records,
+                Err(e) => {
+                    tracing::warn!(segment = %path, error = %e,
+                        "cannot read a segment of an expired lease");
+                    continue;
+                }
+            };
+            let keys: Vec<RequestKey> = records
+                .into_iter()
+                .filter(|r| r.is_success())
+                .map(|r| r.key)
+                .collect();
+            self.index_refused(lease.job_id, lease.shard_id, lease.attempt, &path, &keys)
+                .await;
+        }
     }
 
     /// For the embedded single-process mode after a restart: no worker of the

@@ -1,11 +1,13 @@
-//! Lease routes (worker token): claim, heartbeat, complete, fail, release.
+//! Lease routes (worker token): claim, heartbeat, flush, complete, fail,
+//! release.
 //! Every call after the claim is fenced on the attempt number.
 
 use axum::extract::State;
 use axum::Json;
 use jobs::protocol::{
     ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, ErrorBody, FailRequest,
-    FailResponse, HeartbeatRequest, HeartbeatResponse, ReleaseRequest, ReleaseResponse,
+    FailResponse, FlushRequest, FlushResponse, HeartbeatRequest, HeartbeatResponse, ReleaseRequest,
+    ReleaseResponse,
 };
 
 use super::error::{ApiError, ApiResult};
@@ -38,6 +40,20 @@ pub(super) async fn heartbeat(
     JsonBody(req): JsonBody<HeartbeatRequest>,
 ) -> ApiResult<Json<HeartbeatResponse>> {
     Ok(Json(c.heartbeat(&req).await?))
+}
+
+#[utoipa::path(post, path = "/v1/leases/flush", tag = "leases",
+    request_body = FlushRequest,
+    responses(
+        (status = 200, body = FlushResponse),
+        )
+)]
+pub(super) async fn flush(
+    _: WorkerOrAdmin,
+    State(c): State<Coordinator>,
+    JsonBody(req): JsonBody<FlushRequest>,
+) -> ApiResult<Json<FlushResponse>> {
+    Ok(Json(c.flush(&req).await?))
 }
 
 #[utoipa::path(post, path = "/v1/leases/complete", tag = "leases",

@@ -68,6 +68,7 @@ pub fn router(coordinator: Coordinator) -> Router {
         .route(routes::LEASES_COMPLETE, post(leases::complete))
         .route(routes::LEASES_FAIL, post(leases::fail))
         .route(routes::LEASES_RELEASE, post(leases::release))
+        .route(routes::LEASES_FLUSH, post(leases::flush))
         .route(routes::BATCHES_RESERVE, post(provider_batch::reserve))
         .route(routes::BATCHES_SUBMIT, post(provider_batch::submit))
         .route(routes::BATCHES_REQUESTS, post(provider_batch::requests))

@@ -49,6 +49,7 @@ const PUBLIC: [&str; 3] = [routes::HEALTHZ, routes::METRICS, routes::OPENAPI];
         leases::complete,
         leases::fail,
         leases::release,
+        leases::flush,
         provider_batch::reserve,
         provider_batch::submit,
         provider_batch::requests,

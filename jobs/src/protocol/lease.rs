@@ -116,6 +116,26 @@ pub struct PartialOutputs {
     pub usage: Usage,
 }
 
+/// Outputs a running shard has written so far, handed in while it runs so
+/// that a worker killed mid-shard loses only what came after its last
+/// flush. The outputs are indexed whatever became of the lease: they were
+/// paid for, and their keys say what was asked.
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
+pub struct FlushRequest {
+    pub worker_id: String,
+    pub shard_id: Uuid,
+    pub attempt: u32,
+    /// One partial segment: only outputs no earlier flush of the attempt
+    /// held.
+    pub partial: PartialOutputs,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
+pub struct FlushResponse {
+    /// Keys the flush added to the cache index (0 for a repeated flush).
+    pub indexed: u64,
+}
+
 /// A worker that is shutting down (Ctrl-C, SIGTERM) hands its shard back.
 /// The shard becomes available again without spending an attempt, and the
 /// outputs already written are indexed so that they are never requested

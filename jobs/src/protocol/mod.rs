@@ -18,6 +18,8 @@
 //!   `POST /v1/leases/complete` (CompleteRequest → CompleteResponse; 409 when
 //!   fenced), `POST /v1/leases/fail` (FailRequest → FailResponse; 409 when fenced),
 //!   `POST /v1/leases/release` (ReleaseRequest → ReleaseResponse; 409 when fenced),
+//!   `POST /v1/leases/flush` (FlushRequest → FlushResponse: outputs of a running
+//!   shard, indexed as they land),
 //!   and the provider-batch routes `/v1/batches/*` ([`provider_batch`])
 //! - none: `GET /healthz`, `GET /metrics`, `GET /openapi.json` (the
 //!   OpenAPI description, generated from these types)
@@ -38,8 +40,8 @@ pub use error::ErrorBody;
 pub use job::{JobCounts, JobStatus, ResultsResponse, SubmitJobRequest};
 pub use lease::{
     ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, FailRequest, FailResponse,
-    FailedRequest, HeartbeatRequest, HeartbeatResponse, Lease, PartialOutputs, ReleaseRequest,
-    ReleaseResponse, WorkerCapabilities,
+    FailedRequest, FlushRequest, FlushResponse, HeartbeatRequest, HeartbeatResponse, Lease,
+    PartialOutputs, ReleaseRequest, ReleaseResponse, WorkerCapabilities,
 };
 pub use provider_batch::{
     BatchAccepted, BatchClaimRequest, BatchClaimResponse, BatchFinishRequest, BatchFinishResponse,

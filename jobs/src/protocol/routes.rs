@@ -32,6 +32,8 @@ pub const LEASES_HEARTBEAT: &str = "/v1/leases/heartbeat";
 pub const LEASES_COMPLETE: &str = "/v1/leases/complete";
 pub const LEASES_FAIL: &str = "/v1/leases/fail";
 pub const LEASES_RELEASE: &str = "/v1/leases/release";
+/// `POST` the outputs a running shard has written so far.
+pub const LEASES_FLUSH: &str = "/v1/leases/flush";
 
 // ---- provider batches (worker token) ----
 
@@ -68,6 +70,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("POST", LEASES_COMPLETE),
     ("POST", LEASES_FAIL),
     ("POST", LEASES_RELEASE),
+    ("POST", LEASES_FLUSH),
     ("POST", BATCHES_RESERVE),
     ("POST", BATCHES_SUBMIT),
     ("POST", BATCHES_REQUESTS),
