@@ -173,6 +173,16 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "MS", env = "SHARDLINE_POLL_MS",
           default_value_t = defaults::POLL_MS, value_parser = value::millis())]
     pub poll_ms: u64,
+    /// A running shard writes its outputs so far to the cache at least this
+    /// often (when it has new ones), so that a killed worker loses only
+    /// those since; 0 turns the clock off.
+    #[arg(long, value_name = "MS", env = "SHARDLINE_FLUSH_MS",
+          default_value_t = defaults::FLUSH_MS, value_parser = value::millis())]
+    pub flush_ms: u64,
+    /// ... or as soon as this many new outputs wait; 0 turns the count off.
+    #[arg(long, value_name = "N", env = "SHARDLINE_FLUSH_OUTPUTS",
+          default_value_t = defaults::FLUSH_OUTPUTS, value_parser = value::count())]
+    pub flush_outputs: usize,
     #[command(flatten)]
     pub s3: S3Args,
     #[command(flatten)]
@@ -199,6 +209,8 @@ impl WorkerArgs {
             shards: g.given("shards", self.shards),
             id: g.given("id", self.id.clone()),
             poll_ms: g.given("poll_ms", self.poll_ms),
+            flush_ms: g.given("flush_ms", self.flush_ms),
+            flush_outputs: g.given("flush_outputs", self.flush_outputs),
             s3: self.s3.flags(g),
         }
     }

@@ -57,7 +57,12 @@ pub async fn worker(args: WorkerArgs) -> CmdResult {
     if let Some(endpoints) = &settings.allow_endpoints {
         keys = keys.with_endpoints(endpoints.clone());
     }
+    let flush = worker::backend::FlushPolicy {
+        every: Duration::from_millis(settings.flush_ms),
+        outputs: settings.flush_outputs,
+    };
     let w = worker::Worker::new(config, client, objects)
+        .with_flush(flush)
         .with_key_policy(keys)
         .with_models(settings.models.clone());
     let handle = tokio::spawn({

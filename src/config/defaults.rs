@@ -44,6 +44,10 @@ pub const BACKEND: &str = "openai";
 pub const WORKER_SHARDS: usize = 0;
 /// `worker --poll-ms`.
 pub const POLL_MS: u64 = 2_000;
+/// `worker --flush-ms` (the worker's own default).
+pub const FLUSH_MS: u64 = worker::backend::DEFAULT_FLUSH_SECS * 1_000;
+/// `worker --flush-outputs` (the worker's own default).
+pub const FLUSH_OUTPUTS: usize = worker::backend::DEFAULT_FLUSH_OUTPUTS;
 
 /// `worker --allow-key-env`: the worker's own default list.
 pub fn allowed_key_envs() -> Vec<String> {

@@ -61,6 +61,8 @@ pub struct WorkerSection {
     pub shards: Option<usize>,
     pub id: Option<String>,
     pub poll_ms: Option<u64>,
+    pub flush_ms: Option<u64>,
+    pub flush_outputs: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

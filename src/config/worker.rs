@@ -24,6 +24,8 @@ pub struct WorkerFlags {
     pub shards: Given<usize>,
     pub id: Given<Option<String>>,
     pub poll_ms: Given<u64>,
+    pub flush_ms: Given<u64>,
+    pub flush_outputs: Given<usize>,
     pub s3: S3Flags,
 }
 
@@ -40,6 +42,8 @@ impl Default for WorkerFlags {
             shards: Given::default_value(defaults::WORKER_SHARDS),
             id: Given::default(),
             poll_ms: Given::default_value(defaults::POLL_MS),
+            flush_ms: Given::default_value(defaults::FLUSH_MS),
+            flush_outputs: Given::default_value(defaults::FLUSH_OUTPUTS),
             s3: S3Flags::default(),
         }
     }
@@ -60,6 +64,9 @@ pub struct WorkerSettings {
     pub shards: usize,
     pub id: Option<String>,
     pub poll_ms: u64,
+    /// When a running shard flushes its outputs (0: that trigger is off).
+    pub flush_ms: u64,
+    pub flush_outputs: usize,
     pub s3: cache::S3Options,
 }
 
@@ -79,6 +86,8 @@ impl WorkerSettings {
             "shards": self.shards,
             "id": self.id,
             "poll_ms": self.poll_ms,
+            "flush_ms": self.flush_ms,
+            "flush_outputs": self.flush_outputs,
             "s3": s3_json(&self.s3),
         })
     }
@@ -210,6 +219,8 @@ pub fn resolve_worker(
         shards: flags.shards.layered(f.shards),
         id: flags.id.layered_opt(f.id.clone()),
         poll_ms: flags.poll_ms.layered(f.poll_ms),
+        flush_ms: flags.flush_ms.layered(f.flush_ms),
+        flush_outputs: flags.flush_outputs.layered(f.flush_outputs),
         s3: resolve_s3(&flags.s3, env, file),
     })
 }

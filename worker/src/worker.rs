@@ -23,8 +23,8 @@ use tracing::Instrument;
 
 use crate::backend::context::fail_lease;
 use crate::backend::{
-    background_task, Backend, BackendCache, BackendError, BackgroundContext, KeyPolicy,
-    ShardContext, ShardLoad,
+    background_task, Backend, BackendCache, BackendError, BackgroundContext, FlushPolicy,
+    KeyPolicy, ShardContext, ShardLoad,
 };
 use crate::heartbeat::Heartbeat;
 use crate::stats::WorkerStats;
@@ -82,6 +82,8 @@ pub struct Worker {
     backends: Arc<BackendCache>,
     /// Model globs sent with every claim; empty serves any model.
     models: Vec<String>,
+    /// When running shards write their outputs so far.
+    flush: FlushPolicy,
 }
 
 impl Worker {
@@ -96,6 +98,7 @@ impl Worker {
             objects,
             backends: Arc::new(BackendCache::default()),
             models: Vec::new(),
+            flush: FlushPolicy::default(),
         }
     }
 
@@ -105,6 +108,15 @@ impl Worker {
     /// this, a worker serves any model.
     pub fn with_models(mut self, globs: Vec<String>) -> Self {
         self.models = globs;
+        self
+    }
+
+    /// Flushes running shards' outputs as `policy` says (the default:
+    /// every [`DEFAULT_FLUSH_SECS`](crate::backend::DEFAULT_FLUSH_SECS) s or
+    /// [`DEFAULT_FLUSH_OUTPUTS`](crate::backend::DEFAULT_FLUSH_OUTPUTS)
+    /// outputs, whichever comes first).
+    pub fn with_flush(mut self, policy: FlushPolicy) -> Self {
+        self.flush = policy;
         self
     }
 
@@ -346,6 +358,7 @@ impl Worker {
             heartbeat,
             done,
             stop,
+            flush: self.flush,
         };
         backend.run_shard(lease, ctx).await
     }

@@ -1,6 +1,7 @@
 //! [`ShardContext`]: what a backend gets to run a claimed shard: the
 //! coordinator client and the calls that end the attempt, the cache's
-//! object store, the lease's heartbeat and the shard's load accounting.
+//! object store, the lease's heartbeat, the shard's load accounting and
+//! when to flush its outputs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use client::{CoordinatorClient, LeaseOutcome};
 use jobs::protocol::{FailRequest, Lease, PartialOutputs, ReleaseRequest};
 use tokio_util::sync::CancellationToken;
 
+use super::flush::{FlushPolicy, FlushTarget};
 use super::load::ShardLoad;
 use crate::heartbeat::Heartbeat;
 use crate::stats::WorkerStats;
@@ -26,6 +28,8 @@ pub struct ShardContext {
     pub(crate) done: Arc<AtomicU64>,
     /// Cancelled on shutdown or when the lease is lost.
     pub(crate) stop: CancellationToken,
+    /// When the shard's outputs are written while it runs.
+    pub(crate) flush: FlushPolicy,
 }
 
 impl std::fmt::Debug for ShardContext {
@@ -55,6 +59,15 @@ impl ShardContext {
     /// over; what is left is writing and lease calls).
     pub(crate) fn end_load(&mut self) {
         self.load = None;
+    }
+
+    /// Where the shard's partial segments go.
+    pub(crate) fn flush_target(&self) -> FlushTarget {
+        FlushTarget {
+            client: self.client.clone(),
+            objects: Arc::clone(&self.objects),
+            worker_id: self.worker_id.clone(),
+        }
     }
 
     /// Fails the attempt with `error`.

@@ -9,6 +9,7 @@
 //! - [`cache`]: [`BackendCache`], one backend per model spec; [`load`]: the
 //!   per-model load that drives claiming.
 //! - [`context`]: [`ShardContext`], what a backend gets to run a shard;
+//!   [`flush`]: partial segments written while a shard runs;
 //!   [`background`]: what a background task gets.
 //! - Implementations: [`engine`], [`openai`], [`openai_batch`].
 
@@ -19,6 +20,7 @@ pub mod context;
 pub mod engine;
 pub mod error;
 pub mod factory;
+pub mod flush;
 pub mod interface;
 pub mod key_policy;
 pub mod load;
@@ -34,6 +36,7 @@ pub use context::ShardContext;
 pub use engine::EngineBackend;
 pub use error::BackendError;
 pub use factory::{background_task, build_backend};
+pub use flush::{FlushPolicy, DEFAULT_FLUSH_OUTPUTS, DEFAULT_FLUSH_SECS};
 pub use interface::Backend;
 pub use key_policy::{KeyPolicy, DEFAULT_ALLOWED_KEY_ENVS};
 pub use load::{ShardLoad, CLAIM_AHEAD};

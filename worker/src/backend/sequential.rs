@@ -1,7 +1,8 @@
 //! The default way a backend runs a shard: its requests one by one (up to
-//! the backend's concurrency at once), then one segment for the attempt and
-//! the lease call that ends it (complete; release on shutdown with what is
-//! done; fail when the endpoint is unusable or the segment cannot be
+//! the backend's concurrency at once), their outputs flushed as partial
+//! segments while it runs (see `flush`), then the attempt's final segment
+//! and the lease call that ends it (complete; release on shutdown with what
+//! is done; fail when the endpoint is unusable or the segment cannot be
 //! written).
 
 use futures::stream::{self, StreamExt};
@@ -13,6 +14,7 @@ use client::LeaseOutcome;
 
 use super::context::ShardContext;
 use super::error::BackendError;
+use super::flush::Flusher;
 use crate::stats::WorkerStats;
 
 /// Runs `lease`'s requests with `run`, at most `concurrency` at once, and
@@ -40,31 +42,56 @@ where
     // Boxed so it can be dropped early: unpolled request futures may hold
     // permits of the backend's semaphore that other shards need.
     let mut outcomes = Box::pin(outcomes);
-    let mut records = Vec::with_capacity(total);
+    // Successful outputs go to the flusher, which writes them as partial
+    // segments while the shard runs; failures stay here for the final
+    // segment (a next attempt retries them anyway).
+    let mut flusher = Flusher::new(ctx.flush, ctx.flush_target(), &lease);
+    let mut failures = Vec::new();
+    let mut done = 0usize;
     let mut unusable = None;
-    while let Some((req, result)) = outcomes.next().await {
-        ctx.request_finished();
-        if let Err(e) = &result {
-            if e.is_endpoint_unusable() {
-                // Every other request would fail the same way: stop and
-                // fail the shard once instead of recording each failure.
-                unusable = Some(e.to_string());
-                stop.cancel();
-                break;
+    loop {
+        let deadline = flusher.deadline();
+        let flushing = flusher.is_flushing();
+        tokio::select! {
+            next = outcomes.next() => {
+                let Some((req, result)) = next else { break };
+                ctx.request_finished();
+                if let Err(e) = &result {
+                    if e.is_endpoint_unusable() {
+                        // Every other request would fail the same way: stop
+                        // and fail the shard once instead of recording each
+                        // failure.
+                        unusable = Some(e.to_string());
+                        stop.cancel();
+                        break;
+                    }
+                }
+                let record = to_record(&req, &fingerprint, result);
+                if record.is_success() {
+                    flusher.push(record);
+                } else {
+                    failures.push(record);
+                }
+                done += 1;
+                ctx.count_done();
             }
+            _ = flusher.landed(), if flushing => {}
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
+                if deadline.is_some() => flusher.start(),
         }
-        records.push(to_record(&req, &fingerprint, result));
-        ctx.count_done();
     }
     drop(outcomes);
     ctx.end_load();
+    let (mut records, flushed) = flusher.finish().await;
     ctx.heartbeat.stop();
+    records.append(&mut failures);
 
+    // `records` holds what no partial segment does: the final segment's.
     let summary = Summary::of(&records);
-    stats.requests_ok = summary.written.len() as u64;
+    stats.requests_ok = (summary.written.len() + flushed) as u64;
     stats.requests_failed = summary.failed.len() as u64;
     let path = cache::segment_path(lease.job_id, lease.shard_id, lease.attempt);
-    let finished = records.len() == total;
+    let finished = done == total;
 
     if ctx.heartbeat.is_lost() {
         // The lease expired and went to another attempt, or the job was
@@ -72,7 +99,7 @@ where
         // to the cache and handed back, so the coordinator indexes it
         // (the hand-back itself is refused, as the lease is gone).
         tracing::warn!(
-            done = records.len(),
+            done,
             "lease lost or job cancelled; stopped the shard without completing it"
         );
         if !summary.written.is_empty() {
@@ -101,21 +128,28 @@ where
         return stats;
     }
 
-    if let Err(e) = cache::write_segment(ctx.objects.as_ref(), &path, &records).await {
-        tracing::error!(error = %e, segment = %path, "cannot write the segment; failing the lease");
-        ctx.fail_lease(
-            &lease,
-            format!("writing segment {path} failed: {e}"),
-            &mut stats,
-        )
-        .await;
-        return stats;
-    }
+    // Every output may already be in partial segments: then the
+    // completion names no segment.
+    let segment = if records.is_empty() {
+        String::new()
+    } else {
+        if let Err(e) = cache::write_segment(ctx.objects.as_ref(), &path, &records).await {
+            tracing::error!(error = %e, segment = %path, "cannot write the segment; failing the lease");
+            ctx.fail_lease(
+                &lease,
+                format!("writing segment {path} failed: {e}"),
+                &mut stats,
+            )
+            .await;
+            return stats;
+        }
+        path.clone()
+    };
     let complete = CompleteRequest {
         worker_id: ctx.worker_id.clone(),
         shard_id: lease.shard_id,
         attempt: lease.attempt,
-        segment: path.clone(),
+        segment,
         written: summary.written,
         failed: summary.failed,
         usage: summary.usage,
@@ -123,7 +157,7 @@ where
     match ctx.client.complete(&complete).await {
         Ok(LeaseOutcome::Accepted(_)) => {
             stats.shards_completed = 1;
-            tracing::info!(segment = %path, ok = stats.requests_ok,
+            tracing::info!(segment = %path, ok = stats.requests_ok, flushed,
                 failed = stats.requests_failed, "shard completed");
         }
         Ok(LeaseOutcome::Fenced { message }) => {
