@@ -16,9 +16,10 @@
 # OpenAI-compatible endpoint instead (see README.md for its variables).
 #
 # Builds in debug mode into the same folder as scripts/test.sh
-# ($CARGO_TARGET_DIR, default ~/.cache/shardline/target), so the two share
-# one build; the engine crate itself is optimised even in debug builds
-# (Cargo.toml), which keeps the model fast.
+# ($CARGO_TARGET_DIR, default ~/.cache/shardline/target) with the same
+# command (scripts/build.sh), so the test suite reuses this build; the
+# engine crate itself is optimised even in debug builds (Cargo.toml), which
+# keeps the model fast.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shardline/target}"
@@ -40,7 +41,7 @@ and run this again.
 MSG
     exit 2
   fi
-  cargo build --locked --bin shardline
+  scripts/build.sh
   model_args=()
   if [ -n "${SHARDLINE_QUICKSTART_MODEL:-}" ]; then
     model_args=(--model "$SHARDLINE_QUICKSTART_MODEL")
@@ -57,7 +58,7 @@ fi
 SHARDLINE_SMOLLM2_GGUF="$(scripts/fetch-smollm2.sh)"
 export SHARDLINE_SMOLLM2_GGUF
 
-cargo build --locked --bin shardline
+scripts/build.sh
 
 started=$SECONDS
 "$BIN" run jobs/examples/quickstart-local/qa.toml "$@"

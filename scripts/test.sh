@@ -14,6 +14,14 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 2
 fi
 
+cat >&2 <<'MSG'
+test: the layout check, the services the tests use (installed once), the
+      build (shared with scripts/quickstart.sh; the first one takes about
+      30 minutes on 2 cores), fuzzing (about 6 minutes; SHARDLINE_SKIP_FUZZ=1
+      skips it), then the tests: about 10 minutes to compile them the first
+      time on 2 cores, and about 10 minutes to run them.
+MSG
+
 # The layout rules of docs/architecture.md (file sizes, no import loops, a
 # `//!` line per file): a few milliseconds, before anything is built.
 python3 scripts/check-layout.py
@@ -30,8 +38,9 @@ export SHARDLINE_SMOLLM2_GGUF
 eval "$(scripts/ensure-nvrtc.sh)"
 export SHARDLINE_NVRTC_LIB_DIR SHARDLINE_CUDA_INCLUDE_DIR
 
-# Debug builds for tests: far cheaper to compile on a 2-core machine.
-cargo build --locked --workspace --bins
+# Debug builds for tests: far cheaper to compile on a 2-core machine. The
+# same command as the quickstart's, so one reuses the other's build.
+scripts/build.sh
 
 # Bounded fuzzing (about 6 minutes, plus building the fuzz targets): the spec loader, dataset reader and
 # planner with cargo-fuzz, the HTTP API with schemathesis against the binary

@@ -16,7 +16,7 @@ pub mod layout;
 pub mod loader;
 pub mod sampling;
 pub mod scheduler;
-#[cfg(any(test, feature = "test-support"))]
+/// Test support: tiny random models and a naive reference forward pass.
 pub mod testing;
 pub mod text;
 pub mod weights;
