@@ -5,7 +5,8 @@
 //! that a missing, corrupt or different model is refused clearly.
 //!
 //! Needs `SHARDLINE_SMOLLM2_GGUF` (scripts/test.sh sets it from
-//! scripts/fetch-smollm2.sh); without it each test says why it skips.
+//! scripts/fetch-smollm2.sh); without it each test records why it skips
+//! (`support::skip`).
 
 mod support;
 
@@ -21,9 +22,12 @@ fn smollm2(test: &str) -> Option<PathBuf> {
     match std::env::var_os(MODEL_ENV) {
         Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
         _ => {
-            eprintln!(
-                "skipping {test}: {MODEL_ENV} does not name the SmolLM2 GGUF file; run \
-                 scripts/test.sh, or export {MODEL_ENV}=\"$(scripts/fetch-smollm2.sh)\""
+            skip(
+                &format!("e2e_engine::{test}"),
+                &format!(
+                    "{MODEL_ENV} does not name the SmolLM2 GGUF file; run scripts/test.sh, or \
+                     export {MODEL_ENV}=\"$(scripts/fetch-smollm2.sh)\""
+                ),
             );
             None
         }

@@ -16,6 +16,8 @@ pub mod layout;
 pub mod loader;
 pub mod sampling;
 pub mod scheduler;
+/// Test support: skipped tests said out loud.
+pub mod skip_log;
 /// Test support: tiny random models and a naive reference forward pass.
 pub mod testing;
 pub mod text;
