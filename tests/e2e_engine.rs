@@ -213,6 +213,63 @@ fn missing_corrupt_or_different_models_are_refused() {
     assert!(!home.join("results/quickstart-qa").exists());
 }
 
+/// The quickstart's jobs find the model where scripts/fetch-smollm2.sh puts
+/// it (`model.path_default`) in a shell that never exported the variable.
+#[test]
+fn quickstart_jobs_find_the_fetched_model_without_the_variable() {
+    let Some(model) = smollm2("quickstart_jobs_find_the_fetched_model_without_the_variable") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = examples(dir.path());
+    let home_dir = dir.path().join("user");
+    let models = home_dir.join(".cache/shardline/models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::os::unix::fs::symlink(&model, models.join("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+    let home = dir.path().join("home");
+    let job = jobs.join("qa.toml");
+    let child = command(&[
+        "run",
+        job.to_str().unwrap(),
+        "--home",
+        home.to_str().unwrap(),
+        "--no-progress",
+        "--limit",
+        "1",
+    ])
+    .env_remove(MODEL_ENV)
+    .env("HOME", &home_dir)
+    .env("SHARDLINE_FINGERPRINT_CACHE", dir.path().join("digests"))
+    .spawn()
+    .expect("spawn shardline");
+    let out = wait_bounded(child, Duration::from_secs(300));
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("fingerprint b179c9523d0e"),
+        "{}",
+        describe(&out)
+    );
+
+    // Without the file there either, the error names both places.
+    std::fs::remove_file(models.join("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+    let out = command(&[
+        "run",
+        job.to_str().unwrap(),
+        "--home",
+        home.to_str().unwrap(),
+    ])
+    .env_remove(MODEL_ENV)
+    .env("HOME", &home_dir)
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(MODEL_ENV) && err.contains("`model.path_default`"),
+        "{err}"
+    );
+}
+
 /// A worker whose model file is not the one the job was submitted with
 /// refuses to run it (the whole shard fails once), naming both digests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
