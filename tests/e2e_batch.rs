@@ -462,7 +462,10 @@ async fn failed_and_missing_lines_are_retried_and_final_errors_recorded() {
     assert!(stats.ok_per_custom_id.values().all(|n| *n == 1));
     let missing: Vec<_> = samples.iter().filter(|s| s["missing"] == true).collect();
     assert_eq!(missing.len(), 1);
-    assert!(missing[0]["prompt"].as_str().unwrap().contains("(item 7)"));
+    // The messages as sent, not a rendering of them.
+    assert_eq!(missing[0]["prompt"][0]["role"], "user", "{}", missing[0]);
+    let asked = missing[0]["prompt"][0]["content"].as_str().unwrap_or_default();
+    assert!(asked.contains("(item 7)"), "{}", missing[0]);
     let failures = reqwest::Client::new()
         .get(format!("{}/v1/jobs/{id}/failures", c.url))
         .bearer_auth(ADMIN)

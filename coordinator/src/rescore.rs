@@ -6,7 +6,10 @@
 //! current chunk are held, and decoded segments sit in a small LRU.
 
 use bytes::Bytes;
-use jobs::{InferenceOutput, JobSpec, MetricsReport, ReadPolicy, RequestKey, SampleRecord, Scorer};
+use jobs::{
+    InferenceOutput, JobSpec, MetricsReport, ModelText, ReadPolicy, RequestKey, SampleRecord,
+    Scorer,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Write;
@@ -109,21 +112,23 @@ impl SegmentCache {
 }
 
 /// Scores `spec` from the cache with zero inference. Sample lines (one JSON
-/// [`SampleRecord`] per document) go to `samples_out` when given. Works for a
-/// spec that was never submitted.
-/// spec that was never submitted. Its data files are read under `policy`.
+/// [`SampleRecord`] per document) go to `samples_out` when given, with each
+/// prompt as `model_text` renders it when given (see [`Scorer`]). Works
+/// for a spec that was never submitted. Its data files are read under
+/// `policy`.
 pub async fn rescore_spec(
     store: &dyn Store,
     objects: &dyn cache::ObjectStore,
     spec: &JobSpec,
     policy: &ReadPolicy,
     samples_out: Option<&mut (dyn Write + Send)>,
+    model_text: Option<Arc<dyn ModelText>>,
 ) -> Result<RescoreOutcome, CoordinatorError> {
     let sink = match samples_out {
         Some(w) => SampleSink::Writer(w),
         None => SampleSink::Discard,
     };
-    rescore_into(store, objects, spec, policy, sink).await
+    rescore_into(store, objects, spec, policy, sink, model_text).await
 }
 
 pub(crate) async fn rescore_into(
@@ -132,8 +137,9 @@ pub(crate) async fn rescore_into(
     spec: &JobSpec,
     policy: &ReadPolicy,
     mut sink: SampleSink<'_>,
+    model_text: Option<Arc<dyn ModelText>>,
 ) -> Result<RescoreOutcome, CoordinatorError> {
-    let scorer = Scorer::new(spec)?;
+    let scorer = Scorer::new(spec)?.with_model_text(model_text);
     let mut aggregator = jobs::Aggregator::new(spec);
     let mut segments = SegmentCache {
         entries: VecDeque::new(),
@@ -246,6 +252,17 @@ impl Coordinator {
         spec: &JobSpec,
         samples_out: Option<&mut (dyn Write + Send)>,
     ) -> Result<RescoreOutcome, CoordinatorError> {
+        self.rescore_spec_rendered(spec, samples_out, None).await
+    }
+
+    /// [`Coordinator::rescore_spec`], with the samples' prompts as the
+    /// model renders them (`model_text`, where the caller has the model).
+    pub async fn rescore_spec_rendered(
+        &self,
+        spec: &JobSpec,
+        samples_out: Option<&mut (dyn Write + Send)>,
+        model_text: Option<Arc<dyn ModelText>>,
+    ) -> Result<RescoreOutcome, CoordinatorError> {
         self.check_data_access(spec)?;
         rescore_spec(
             self.store().as_ref(),
@@ -253,6 +270,7 @@ impl Coordinator {
             spec,
             &self.config().read,
             samples_out,
+            model_text,
         )
         .await
     }
@@ -305,6 +323,7 @@ impl Coordinator {
                             &spec,
                             &this.config().read,
                             sink,
+                            None,
                         )
                         .await
                     }

@@ -33,7 +33,10 @@ pub use engine::{
 pub use error::EngineError;
 pub use executor::{Executor, StepInput, StepOutput};
 pub use fingerprint::{fingerprint_model, DigestCache, FingerprintError, ModelFormat};
-pub use loader::{load_model, probe_model, Device, LoadError, LoadOptions, LoadedModel, ModelInfo};
+pub use loader::{
+    load_model, load_text_model, probe_model, Device, LoadError, LoadOptions, LoadedModel,
+    ModelInfo,
+};
 pub use text::{
     GeneratedText, Prompt, ScoredContinuation, StopChecker, TextError, TextModel, TextParams,
 };

@@ -24,8 +24,11 @@ pub async fn write_results(
     let file = std::fs::File::create(&samples_path)
         .with_context(|| format!("cannot create {}", samples_path.display()))?;
     let mut samples = std::io::BufWriter::new(file);
+    // An engine job's samples show each prompt as its chat template made it.
+    let model_text = worker::backend::engine::EngineText::of(&spec.model)
+        .context("cannot read the model's tokenizer and chat template")?;
     let outcome = coordinator
-        .rescore_spec(spec, Some(&mut samples))
+        .rescore_spec_rendered(spec, Some(&mut samples), model_text)
         .await
         .context("cannot score the job from the cache")?;
     std::io::Write::flush(&mut samples)

@@ -15,8 +15,10 @@
 mod job_map;
 mod location;
 mod resolve;
+mod text;
 
 pub use resolve::{resolve_model, ModelSpecError, ResolvedModel};
+pub use text::EngineText;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
