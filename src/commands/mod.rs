@@ -12,6 +12,7 @@ mod results;
 mod run;
 mod serve;
 mod signal;
+mod summary;
 mod worker;
 
 use crate::cli::Command;
