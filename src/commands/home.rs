@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::failure::Failure;
+use super::run_dir::ResultsDir;
 use crate::cli::HomeArgs;
 
 pub struct Home {
@@ -45,8 +46,13 @@ impl Home {
         self.root.join("shardline.db")
     }
 
-    pub fn results_dir(&self, job_name: &str) -> PathBuf {
-        self.root.join("results").join(job_name)
+    /// Where a job's results go: `output` (`--output`) as given, else a
+    /// new folder per run under `results/<job name>/` (see `run_dir`).
+    pub fn results_for(&self, job_name: &str, output: Option<&Path>) -> ResultsDir {
+        match output {
+            Some(dir) => ResultsDir::Given(dir.to_path_buf()),
+            None => ResultsDir::PerRun(self.root.join("results").join(job_name)),
+        }
     }
 
     pub async fn store(&self) -> Result<Arc<dyn coordinator::Store>, Failure> {

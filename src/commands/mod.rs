@@ -10,6 +10,7 @@ mod remote;
 mod rescore;
 mod results;
 mod run;
+mod run_dir;
 mod serve;
 mod signal;
 mod summary;

@@ -1,14 +1,16 @@
 //! Writing a job's results: scores from the cache, `samples.jsonl` and
-//! `metrics.json` in the output folder, the metrics table on stdout.
+//! `metrics.json` in the run's results folder (`run_dir`), the metrics
+//! table on stdout.
 
 use anyhow::Context;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use coordinator::RescoreOutcome;
 use jobs::JobSpec;
 
 use super::failure::{CmdResult, Failure};
 use super::home::write_json;
+use super::run_dir::ResultsDir;
 use crate::exit;
 
 /// A job scored into its results folder.
@@ -18,19 +20,18 @@ pub struct Scored {
     pub metrics: PathBuf,
 }
 
-/// Scores `spec` from the cache and writes `samples.jsonl` and
-/// `metrics.json` into `out_dir`. An engine job's samples show each prompt
-/// as its model's chat template renders it.
+/// Scores `spec` from the cache, writes `samples.jsonl` and `metrics.json`
+/// into a new results folder of `dest` and makes it the latest. An engine
+/// job's samples show each prompt as its model's chat template renders it.
 pub async fn score(
     coordinator: &coordinator::Coordinator,
     spec: &JobSpec,
-    out_dir: &Path,
+    dest: &ResultsDir,
 ) -> Result<Scored, Failure> {
-    std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let run = dest.create()?;
     let model_text = worker::backend::engine::EngineText::of(&spec.model)
         .context("cannot read the model's tokenizer and chat template")?;
-    let samples_path = out_dir.join("samples.jsonl");
+    let samples_path = run.dir.join("samples.jsonl");
     let file = std::fs::File::create(&samples_path)
         .with_context(|| format!("cannot create {}", samples_path.display()))?;
     let mut samples = std::io::BufWriter::new(file);
@@ -40,8 +41,9 @@ pub async fn score(
         .context("cannot score the job from the cache")?;
     std::io::Write::flush(&mut samples)
         .with_context(|| format!("cannot write {}", samples_path.display()))?;
-    let metrics_path = out_dir.join("metrics.json");
+    let metrics_path = run.dir.join("metrics.json");
     write_json(&metrics_path, &outcome.report)?;
+    run.publish()?;
     Ok(Scored {
         outcome,
         samples: samples_path,
@@ -84,9 +86,9 @@ pub fn report(scored: &Scored) -> i32 {
 pub async fn write_results(
     coordinator: &coordinator::Coordinator,
     spec: &JobSpec,
-    out_dir: &Path,
+    dest: &ResultsDir,
 ) -> CmdResult {
-    let scored = score(coordinator, spec, out_dir).await?;
+    let scored = score(coordinator, spec, dest).await?;
     Ok(report(&scored))
 }
 

@@ -97,11 +97,8 @@ async fn drive(args: &RunArgs, spec: &JobSpec, home: &Home, cluster: &mut Cluste
         JobState::Planning | JobState::Running => unreachable_state(&status)?,
     }
 
-    let out_dir = args
-        .output
-        .clone()
-        .unwrap_or_else(|| home.results_dir(&spec.name));
-    let scored = score(cluster.coordinator(), spec, &out_dir).await?;
+    let dest = home.results_for(&spec.name, args.output.as_deref());
+    let scored = score(cluster.coordinator(), spec, &dest).await?;
     for line in counts_lines(spec, &status, &scored.outcome) {
         eprintln!("{line}");
     }
