@@ -13,8 +13,9 @@ use crate::cli::HomeArgs;
 pub struct Home {
     pub root: PathBuf,
     pub cache_location: String,
-    // Held for the life of the process; the OS releases it if we are killed.
-    _lock: File,
+    // Held for the life of the process; the OS releases it if we are
+    // killed. `None` for a home only read (`status` beside a running `run`).
+    _lock: Option<File>,
 }
 
 impl Home {
@@ -38,8 +39,32 @@ impl Home {
         Ok(Home {
             root,
             cache_location,
-            _lock: lock,
+            _lock: Some(lock),
         })
+    }
+
+    /// An existing home, opened without its lock so that `status`,
+    /// `results` and `cancel` work beside a `run` using it (SQLite keeps
+    /// the two consistent). Creates nothing.
+    pub fn existing(root: &Path, cache: Option<&str>) -> Result<Home, Failure> {
+        let home = Home {
+            root: root.to_path_buf(),
+            cache_location: match cache {
+                Some(c) => c.to_string(),
+                None => root.join("cache").display().to_string(),
+            },
+            _lock: None,
+        };
+        if !home.db_path().is_file() {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "{} is not a Shardline home (it has no shardline.db); `shardline run JOB --home {}` \
+                 makes one, and the default home is {}",
+                root.display(),
+                root.display(),
+                crate::config::defaults::HOME
+            )));
+        }
+        Ok(home)
     }
 
     pub fn db_path(&self) -> PathBuf {

@@ -6,6 +6,8 @@ mod dry_run;
 mod failure;
 mod home;
 mod job_file;
+mod job_source;
+mod local_results;
 mod remote;
 mod rescore;
 mod results;
