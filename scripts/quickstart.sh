@@ -36,9 +36,8 @@ machine's CPU with Shardline's own engine: jobs/examples/quickstart-local/
 qa.toml (100 questions) and mc.toml (40 multiple-choice completions). The
 model (94 MB) is fetched once into ~/.cache/shardline/models.
 
-The first build compiles the whole workspace: about 30 minutes on 2 cores
-(a few on 16); later runs rebuild only what changed. scripts/test.sh uses
-the same build.
+The first build compiles the whole workspace: about 30 minutes on 2 cores;
+later runs rebuild only what changed. scripts/test.sh uses the same build.
 
 RUN-ARGS go to both `shardline run` calls, e.g. `--limit 10` (see
 `shardline run --help`). State and results go to .shardline/; each run's

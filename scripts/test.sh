@@ -23,8 +23,8 @@ cat >&2 <<'MSG'
 test: the layout check, the services the tests use (installed once), the
       build (shared with scripts/quickstart.sh; the first one takes about
       30 minutes on 2 cores), fuzzing (about 6 minutes; SHARDLINE_SKIP_FUZZ=1
-      skips it), then the tests: about 10 minutes to compile them the first
-      time on 2 cores, and about 10 minutes to run them.
+      skips it), then the tests: compiling them takes a few more minutes
+      the first time (they reuse the build), running them about 5.
 MSG
 
 # The layout rules of docs/architecture.md (file sizes, no import loops, a
