@@ -462,7 +462,12 @@ async fn failed_and_missing_lines_are_retried_and_final_errors_recorded() {
     assert!(stats.ok_per_custom_id.values().all(|n| *n == 1));
     let missing: Vec<_> = samples.iter().filter(|s| s["missing"] == true).collect();
     assert_eq!(missing.len(), 1);
-    assert!(missing[0]["prompt"].as_str().unwrap().contains("(item 7)"));
+    // The messages as sent, not a rendering of them.
+    assert_eq!(missing[0]["prompt"][0]["role"], "user", "{}", missing[0]);
+    let asked = missing[0]["prompt"][0]["content"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(asked.contains("(item 7)"), "{}", missing[0]);
     let failures = reqwest::Client::new()
         .get(format!("{}/v1/jobs/{id}/failures", c.url))
         .bearer_auth(ADMIN)
@@ -631,11 +636,20 @@ async fn embedded_run_estimates_then_runs_and_prices_the_job() {
     let stats = api.batch_stats();
     assert_once(&stats, &samples, rows, &err);
 
-    // Everything is cached now: the estimate says so.
+    // Everything is cached now: the estimate says so, and what the cached
+    // outputs cost when they were made, not "~0 tokens".
     let out = run_job(&job, &home, &["--dry-run"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("10 already in the cache, 0 to send"),
+        text.contains("10, all already in the cache: nothing to send"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cached:        10 outputs; they cost ") && text.contains(" USD"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("~0") && !text.contains("they cost 0 prompt"),
         "{text}"
     );
 }

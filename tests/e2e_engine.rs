@@ -5,7 +5,8 @@
 //! that a missing, corrupt or different model is refused clearly.
 //!
 //! Needs `SHARDLINE_SMOLLM2_GGUF` (scripts/test.sh sets it from
-//! scripts/fetch-smollm2.sh); without it each test says why it skips.
+//! scripts/fetch-smollm2.sh); without it each test records why it skips
+//! (`support::skip`).
 
 mod support;
 
@@ -21,9 +22,12 @@ fn smollm2(test: &str) -> Option<PathBuf> {
     match std::env::var_os(MODEL_ENV) {
         Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
         _ => {
-            eprintln!(
-                "skipping {test}: {MODEL_ENV} does not name the SmolLM2 GGUF file; run \
-                 scripts/test.sh, or export {MODEL_ENV}=\"$(scripts/fetch-smollm2.sh)\""
+            skip(
+                &format!("e2e_engine::{test}"),
+                &format!(
+                    "{MODEL_ENV} does not name the SmolLM2 GGUF file; run scripts/test.sh, or \
+                     export {MODEL_ENV}=\"$(scripts/fetch-smollm2.sh)\""
+                ),
             );
             None
         }
@@ -119,7 +123,7 @@ fn engine_runs_smollm2_then_answers_reruns_from_the_cache() {
     let out = run_engine(&qa, &home, &model, &digests, &["--limit", "3"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert!(
-        stderr(&out).contains("3 requests: 3 from the cache, 0 run, 0 failed"),
+        stderr(&out).contains("3 requests: 3 from the cache, 0 run, 0 failed; all answered"),
         "{}",
         describe(&out)
     );
@@ -207,6 +211,139 @@ fn missing_corrupt_or_different_models_are_refused() {
     );
     // Nothing ran: no results were written.
     assert!(!home.join("results/quickstart-qa").exists());
+}
+
+/// The number after `prefix` in `text` (thousands separators allowed).
+fn number_after(text: &str, prefix: &str) -> u64 {
+    let at = text
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix:?} in\n{text}"));
+    let digits: String = text[at + prefix.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(|c| *c != ',')
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {prefix:?} in\n{text}"))
+}
+
+/// A dry run counts an engine job's tokens with the model's own tokenizer
+/// and chat template (what the run then reports, exactly), prices nothing;
+/// the samples show the text the template made; and once everything is
+/// cached, the dry run and the run say what the outputs cost when made.
+#[test]
+fn engine_tokens_are_counted_and_samples_show_the_template_text() {
+    let Some(model) = smollm2("engine_tokens_are_counted_and_samples_show_the_template_text")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = examples(dir.path());
+    let home = dir.path().join("home");
+    let digests = dir.path().join("digests");
+    let qa = jobs.join("qa.toml");
+    let limit = ["--limit", "3"];
+
+    let dry: Vec<&str> = limit.iter().copied().chain(["--dry-run"]).collect();
+    let out = run_engine(&qa, &home, &model, &digests, &dry);
+    assert!(out.status.success(), "{}", describe(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        plan.contains("(counted with the model's tokenizer and chat template)"),
+        "{plan}"
+    );
+    assert!(plan.contains("cost:          none to pay"), "{plan}");
+    let counted = number_after(&plan, "input tokens:  ");
+
+    let out = run_engine(&qa, &home, &model, &digests, &limit);
+    assert!(out.status.success(), "{}", describe(&out));
+    let used = number_after(&stderr(&out), "tokens: ");
+    assert_eq!(counted, used, "dry run {counted}, run {used}");
+
+    let samples = read_lines(&home.join("results/quickstart-qa/samples.jsonl"));
+    let prompt = samples[0]["prompt"].as_str().expect("the template's text");
+    assert!(
+        prompt.starts_with("<|im_start|>system\nAnswer the question")
+            && prompt.contains("<|im_start|>user\nWhat is the capital of Germany?<|im_end|>")
+            && prompt.contains("<|im_start|>user\nWhat is the capital of France?<|im_end|>")
+            && prompt.ends_with("<|im_start|>assistant\n"),
+        "{prompt}"
+    );
+
+    let out = run_engine(&qa, &home, &model, &digests, &dry);
+    assert!(out.status.success(), "{}", describe(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        plan.contains("3, all already in the cache: nothing to send"),
+        "{plan}"
+    );
+    assert_eq!(number_after(&plan, "they cost "), used, "{plan}");
+    assert!(!plan.contains("~0"), "{plan}");
+
+    let out = run_engine(&qa, &home, &model, &digests, &limit);
+    assert!(out.status.success(), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(err.contains("all answered from the cache"), "{err}");
+    assert_eq!(number_after(&err, "they cost "), used, "{err}");
+    assert!(!err.contains("tokens: 0 prompt"), "{err}");
+}
+
+/// The quickstart's jobs find the model where scripts/fetch-smollm2.sh puts
+/// it (`model.path_default`) in a shell that never exported the variable.
+#[test]
+fn quickstart_jobs_find_the_fetched_model_without_the_variable() {
+    let Some(model) = smollm2("quickstart_jobs_find_the_fetched_model_without_the_variable") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = examples(dir.path());
+    let home_dir = dir.path().join("user");
+    let models = home_dir.join(".cache/shardline/models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::os::unix::fs::symlink(&model, models.join("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+    let home = dir.path().join("home");
+    let job = jobs.join("qa.toml");
+    let child = command(&[
+        "run",
+        job.to_str().unwrap(),
+        "--home",
+        home.to_str().unwrap(),
+        "--no-progress",
+        "--limit",
+        "1",
+    ])
+    .env_remove(MODEL_ENV)
+    .env("HOME", &home_dir)
+    .env("SHARDLINE_FINGERPRINT_CACHE", dir.path().join("digests"))
+    .spawn()
+    .expect("spawn shardline");
+    let out = wait_bounded(child, Duration::from_secs(300));
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("fingerprint b179c9523d0e"),
+        "{}",
+        describe(&out)
+    );
+
+    // Without the file there either, the error names both places.
+    std::fs::remove_file(models.join("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+    let out = command(&[
+        "run",
+        job.to_str().unwrap(),
+        "--home",
+        home.to_str().unwrap(),
+    ])
+    .env_remove(MODEL_ENV)
+    .env("HOME", &home_dir)
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(MODEL_ENV) && err.contains("`model.path_default`"),
+        "{err}"
+    );
 }
 
 /// A worker whose model file is not the one the job was submitted with

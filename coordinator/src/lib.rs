@@ -21,6 +21,7 @@ mod planner;
 mod provider_batch;
 mod reaper;
 mod rescore;
+mod segment_cache;
 mod server;
 mod shard_keys;
 pub mod store;

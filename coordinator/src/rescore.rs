@@ -6,9 +6,12 @@
 //! current chunk are held, and decoded segments sit in a small LRU.
 
 use bytes::Bytes;
-use jobs::{InferenceOutput, JobSpec, MetricsReport, ReadPolicy, RequestKey, SampleRecord, Scorer};
+use jobs::{
+    InferenceOutput, JobSpec, MetricsReport, ModelText, ReadPolicy, RequestKey, SampleRecord,
+    Scorer, Usage,
+};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -18,12 +21,11 @@ use uuid::Uuid;
 use crate::coordinator::Coordinator;
 use crate::docstream::{key_id, spawn_doc_stream, DocMsg};
 use crate::error::CoordinatorError;
+use crate::segment_cache::SegmentCache;
 use crate::store::Store;
 
 /// Missing requests listed by name in the outcome.
 const MISSING_EXAMPLES: usize = 20;
-/// Decoded segments kept between chunks.
-const SEGMENT_LRU: usize = 8;
 /// Seed of the bootstrap when the spec sets none, so reports are stable.
 pub const DEFAULT_BOOTSTRAP_SEED: u64 = 1234;
 
@@ -43,6 +45,10 @@ pub struct RescoreOutcome {
     pub missing_examples: Vec<MissingRequest>,
     /// Of the missing ones, those a worker recorded as failed.
     pub failed_requests: u64,
+    /// Tokens the outputs scored used when they were made (their recorded
+    /// usage), whichever job made them.
+    #[serde(default)]
+    pub usage: Usage,
 }
 
 /// Where sample lines go.
@@ -72,58 +78,24 @@ impl SampleSink<'_> {
     }
 }
 
-type DecodedSegment = Arc<HashMap<RequestKey, InferenceOutput>>;
-
-/// A tiny LRU of decoded segments (successful outputs only).
-struct SegmentCache {
-    entries: VecDeque<(String, DecodedSegment)>,
-}
-
-impl SegmentCache {
-    async fn get(
-        &mut self,
-        objects: &dyn cache::ObjectStore,
-        path: &str,
-    ) -> Result<DecodedSegment, cache::SegmentError> {
-        if let Some(pos) = self.entries.iter().position(|(p, _)| p == path) {
-            if let Some(entry) = self.entries.remove(pos) {
-                let decoded = entry.1.clone();
-                self.entries.push_front(entry);
-                return Ok(decoded);
-            }
-        }
-        let records = cache::read_segment(objects, path).await?;
-        let decoded: DecodedSegment = Arc::new(
-            records
-                .into_iter()
-                .filter_map(|r| match (r.output, r.error) {
-                    (Some(output), None) => Some((r.key, output)),
-                    _ => None,
-                })
-                .collect(),
-        );
-        self.entries.push_front((path.to_string(), decoded.clone()));
-        self.entries.truncate(SEGMENT_LRU);
-        Ok(decoded)
-    }
-}
-
 /// Scores `spec` from the cache with zero inference. Sample lines (one JSON
-/// [`SampleRecord`] per document) go to `samples_out` when given. Works for a
-/// spec that was never submitted.
-/// spec that was never submitted. Its data files are read under `policy`.
+/// [`SampleRecord`] per document) go to `samples_out` when given, with each
+/// prompt as `model_text` renders it when given (see [`Scorer`]). Works
+/// for a spec that was never submitted. Its data files are read under
+/// `policy`.
 pub async fn rescore_spec(
     store: &dyn Store,
     objects: &dyn cache::ObjectStore,
     spec: &JobSpec,
     policy: &ReadPolicy,
     samples_out: Option<&mut (dyn Write + Send)>,
+    model_text: Option<Arc<dyn ModelText>>,
 ) -> Result<RescoreOutcome, CoordinatorError> {
     let sink = match samples_out {
         Some(w) => SampleSink::Writer(w),
         None => SampleSink::Discard,
     };
-    rescore_into(store, objects, spec, policy, sink).await
+    rescore_into(store, objects, spec, policy, sink, model_text).await
 }
 
 pub(crate) async fn rescore_into(
@@ -132,15 +104,15 @@ pub(crate) async fn rescore_into(
     spec: &JobSpec,
     policy: &ReadPolicy,
     mut sink: SampleSink<'_>,
+    model_text: Option<Arc<dyn ModelText>>,
 ) -> Result<RescoreOutcome, CoordinatorError> {
-    let scorer = Scorer::new(spec)?;
+    let scorer = Scorer::new(spec)?.with_model_text(model_text);
     let mut aggregator = jobs::Aggregator::new(spec);
-    let mut segments = SegmentCache {
-        entries: VecDeque::new(),
-    };
+    let mut segments = SegmentCache::default();
     let mut missing_seen: HashSet<u128> = HashSet::new();
     let mut missing_examples = Vec::new();
     let mut failed_requests = 0u64;
+    let mut usage = Usage::default();
     let mut docs = spawn_doc_stream(spec.clone(), policy.clone());
     let bad_rows = loop {
         let msg = docs.recv().await.ok_or_else(|| {
@@ -177,6 +149,11 @@ pub(crate) async fn rescore_into(
                 // outputs count as missing (`cache reindex` repairs the index).
                 Err(e) => tracing::warn!(segment, error = %e, "cannot read indexed segment"),
             }
+        }
+        // Per chunk: an output shared by documents of two chunks is counted
+        // in each (rare: identical documents), which keeps memory bounded.
+        for output in outputs.values() {
+            usage.add(output.usage);
         }
         let missing_keys: Vec<RequestKey> = keys
             .iter()
@@ -226,6 +203,7 @@ pub(crate) async fn rescore_into(
         missing_requests: missing_seen.len() as u64,
         missing_examples,
         failed_requests,
+        usage,
     })
 }
 
@@ -246,6 +224,17 @@ impl Coordinator {
         spec: &JobSpec,
         samples_out: Option<&mut (dyn Write + Send)>,
     ) -> Result<RescoreOutcome, CoordinatorError> {
+        self.rescore_spec_rendered(spec, samples_out, None).await
+    }
+
+    /// [`Coordinator::rescore_spec`], with the samples' prompts as the
+    /// model renders them (`model_text`, where the caller has the model).
+    pub async fn rescore_spec_rendered(
+        &self,
+        spec: &JobSpec,
+        samples_out: Option<&mut (dyn Write + Send)>,
+        model_text: Option<Arc<dyn ModelText>>,
+    ) -> Result<RescoreOutcome, CoordinatorError> {
         self.check_data_access(spec)?;
         rescore_spec(
             self.store().as_ref(),
@@ -253,6 +242,7 @@ impl Coordinator {
             spec,
             &self.config().read,
             samples_out,
+            model_text,
         )
         .await
     }
@@ -305,6 +295,7 @@ impl Coordinator {
                             &spec,
                             &this.config().read,
                             sink,
+                            None,
                         )
                         .await
                     }

@@ -16,7 +16,9 @@ pub mod layout;
 pub mod loader;
 pub mod sampling;
 pub mod scheduler;
-#[cfg(any(test, feature = "test-support"))]
+/// Test support: skipped tests said out loud.
+pub mod skip_log;
+/// Test support: tiny random models and a naive reference forward pass.
 pub mod testing;
 pub mod text;
 pub mod weights;
@@ -31,7 +33,10 @@ pub use engine::{
 pub use error::EngineError;
 pub use executor::{Executor, StepInput, StepOutput};
 pub use fingerprint::{fingerprint_model, DigestCache, FingerprintError, ModelFormat};
-pub use loader::{load_model, probe_model, Device, LoadError, LoadOptions, LoadedModel, ModelInfo};
+pub use loader::{
+    load_model, load_text_model, probe_model, Device, LoadError, LoadOptions, LoadedModel,
+    ModelInfo,
+};
 pub use text::{
     GeneratedText, Prompt, ScoredContinuation, StopChecker, TextError, TextModel, TextParams,
 };

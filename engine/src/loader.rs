@@ -181,6 +181,24 @@ pub fn probe_model(path: &Path) -> Result<ModelFormat, LoadError> {
     Ok(format)
 }
 
+/// The text side alone of the model at `path` (tokenizer, chat template,
+/// BOS), read without decoding any weight: what a model's prompts look
+/// like and how many tokens they are, for reports and estimates. The end
+/// of generation ids are left out (nothing is generated with it).
+pub fn load_text_model(path: &Path) -> Result<TextModel, LoadError> {
+    let side = match detect_format(path)? {
+        ModelFormat::Gguf => {
+            let (data, template) = load_gguf_tokenizer(path)?;
+            gguf_text(path, &data, template.as_deref(), Vec::new())?
+        }
+        ModelFormat::HfDir => {
+            let config = ModelConfig::from_hf_config_json(&path.join("config.json"))?;
+            hf_text(path, &config)?
+        }
+    };
+    Ok(side.text)
+}
+
 /// Loads the model at `path` onto `options.device`.
 pub fn load_model(path: &Path, options: &LoadOptions) -> Result<LoadedModel, LoadError> {
     let started = Instant::now();
@@ -471,6 +489,17 @@ mod tests {
             .encode_prompt(&prompt, crate::chat::SystemRole::Keep)
             .unwrap();
         assert_eq!(ids, vec![7, 8, 5]);
+        // The text side alone, without decoding the weights: the same prompt.
+        let text = load_text_model(tmp.path()).unwrap();
+        assert_eq!(
+            text.render(&prompt, crate::chat::SystemRole::Keep).unwrap(),
+            "w7 w8 w5"
+        );
+        assert_eq!(
+            text.encode_prompt(&prompt, crate::chat::SystemRole::Keep)
+                .unwrap(),
+            ids
+        );
         let out = loaded
             .engine
             .generate(vec![crate::engine::GenerateRequest {

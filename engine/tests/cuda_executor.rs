@@ -11,6 +11,7 @@ use engine::cpu::{CpuExecutor, CpuModel};
 use engine::cuda::{CudaExecutor, CudaSettings, RowSample};
 use engine::executor::{Executor, SeqSlice, StepInput};
 use engine::sampling::log_prob;
+use engine::skip_log::skip;
 use engine::testing::{random_weights, tiny_config};
 use engine::{
     EngineError, EngineSettings, GenerateRequest, LlmEngine, LoglikelihoodRequest, Weights,
@@ -32,10 +33,11 @@ fn settings(flash: bool) -> CudaSettings {
     }
 }
 
-/// The CUDA executor, or `None` (with the reason printed) without a GPU.
-/// `SHARDLINE_REQUIRE_GPU=1` (set by bench/gpu/check.sh) turns a missing
-/// GPU or library into a failure, so a broken setup cannot pass as skips.
-fn cuda(config: &ModelConfig, w: &Weights, flash: bool) -> Option<CudaExecutor> {
+/// The CUDA executor, or `None` (with the reason recorded for `test`, see
+/// `engine::skip_log`) without a GPU. `SHARDLINE_REQUIRE_GPU=1` (set by
+/// bench/gpu/check.sh) turns a missing GPU or library into a failure, so a
+/// broken setup cannot pass as skips.
+fn cuda(test: &str, config: &ModelConfig, w: &Weights, flash: bool) -> Option<CudaExecutor> {
     match CudaExecutor::new(config, w.clone(), &settings(flash), 0) {
         Ok(e) => Some(e),
         Err(EngineError::CudaUnavailable(m))
@@ -44,7 +46,10 @@ fn cuda(config: &ModelConfig, w: &Weights, flash: bool) -> Option<CudaExecutor> 
             panic!("SHARDLINE_REQUIRE_GPU is set but the CUDA path cannot start: {m}")
         }
         Err(EngineError::CudaUnavailable(m)) => {
-            println!("SKIPPED (no usable GPU): {m}");
+            skip(
+                &format!("engine cuda_executor::{test}"),
+                &format!("no usable GPU: {m}"),
+            );
             None
         }
         Err(e) => panic!("CUDA executor failed to start: {e}"),
@@ -266,7 +271,12 @@ fn cuda_logits_match_cpu_for_every_architecture() {
     for (name, mut config) in configs {
         config.max_position_embeddings = 2048;
         let w = bf16_weights(&config, 7);
-        let Some(mut gpu) = cuda(&config, &w, true) else {
+        let Some(mut gpu) = cuda(
+            "cuda_logits_match_cpu_for_every_architecture",
+            &config,
+            &w,
+            true,
+        ) else {
             return;
         };
         let mut cpu = cpu(&config, &w);
@@ -300,10 +310,12 @@ fn flash_prefill_matches_the_paged_kernel() {
         let mut config = config;
         config.max_position_embeddings = 2048;
         let w = bf16_weights(&config, 11);
-        let Some(mut flash) = cuda(&config, &w, true) else {
+        let Some(mut flash) = cuda("flash_prefill_matches_the_paged_kernel", &config, &w, true)
+        else {
             return;
         };
-        let Some(mut paged) = cuda(&config, &w, false) else {
+        let Some(mut paged) = cuda("flash_prefill_matches_the_paged_kernel", &config, &w, false)
+        else {
             return;
         };
         assert!(flash.kernel_spec().has_flash_prefill());
@@ -326,10 +338,20 @@ fn device_scores_and_samples_agree_with_the_logits() {
     let mut config = wide_config(Architecture::Llama);
     config.max_position_embeddings = 2048;
     let w = bf16_weights(&config, 5);
-    let Some(mut gpu) = cuda(&config, &w, true) else {
+    let Some(mut gpu) = cuda(
+        "device_scores_and_samples_agree_with_the_logits",
+        &config,
+        &w,
+        true,
+    ) else {
         return;
     };
-    let Some(mut twin) = cuda(&config, &w, true) else {
+    let Some(mut twin) = cuda(
+        "device_scores_and_samples_agree_with_the_logits",
+        &config,
+        &w,
+        true,
+    ) else {
         return;
     };
     let v = config.vocab_size;
@@ -443,7 +465,12 @@ fn engine_on_cuda_generates_and_scores_like_the_cpu_engine() {
     let mut config = wide_config(Architecture::Qwen2);
     config.max_position_embeddings = 2048;
     let w = bf16_weights(&config, 3);
-    let Some(gpu) = cuda(&config, &w, true) else {
+    let Some(gpu) = cuda(
+        "engine_on_cuda_generates_and_scores_like_the_cpu_engine",
+        &config,
+        &w,
+        true,
+    ) else {
         return;
     };
     let es = EngineSettings {

@@ -2,10 +2,11 @@
 //! groups of the supported model families, without needing a GPU: NVRTC
 //! from the PyPI packages (scripts/ensure-nvrtc.sh) is enough. Fails on any
 //! compile error or on PTX newer than CUDA 13.0's driver accepts; skips
-//! with the reason printed when NVRTC cannot be found.
+//! with the reason recorded (`engine::skip_log`) when NVRTC cannot be found.
 
 use engine::cuda::kernels::{self, KernelSpec};
 use engine::cuda::libs::{self, CudaLib};
+use engine::skip_log::skip;
 
 /// (head_dim, query heads per KV head): Llama 3 8B/70B, Qwen2.5 0.5B–72B,
 /// Qwen3 0.6B–32B, Mistral, SmolLM2 135M/360M, the tiny test models, MHA.
@@ -39,10 +40,13 @@ fn ptx_version(ptx: &str) -> Option<(u32, u32)> {
 #[test]
 fn every_kernel_compiles_with_nvrtc_for_every_supported_shape() {
     if let Err(e) = libs::ensure(CudaLib::Nvrtc) {
-        println!(
-            "SKIPPED cuda_nvrtc: {e}\n(run `eval \"$(scripts/ensure-nvrtc.sh)\"; export SHARDLINE_NVRTC_LIB_DIR` first)"
+        skip(
+            "engine cuda_nvrtc::every_kernel_compiles_with_nvrtc_for_every_supported_shape",
+            &format!(
+                "NVRTC not found: {e} (run `eval \"$(scripts/ensure-nvrtc.sh)\"; export \
+                 SHARDLINE_NVRTC_LIB_DIR SHARDLINE_CUDA_INCLUDE_DIR` first)"
+            ),
         );
-        eprintln!("SKIPPED cuda_nvrtc: NVRTC not found: {e}");
         return;
     }
     let mut checked = 0;

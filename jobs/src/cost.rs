@@ -112,16 +112,24 @@ pub fn max_output_tokens(req: &InferenceRequest) -> u64 {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct TokenEstimate {
     pub requests: u64,
-    /// Estimated input tokens (characters / 4 plus message overhead).
+    /// Input tokens: counted with the model's tokenizer where it is known,
+    /// else estimated (characters / 4 plus message overhead).
     pub input_tokens: u64,
     /// Upper bound on output tokens (`max_tokens` per request).
     pub max_output_tokens: u64,
 }
 
 impl TokenEstimate {
+    /// Adds `req` with its input tokens estimated from its characters.
     pub fn add(&mut self, req: &InferenceRequest) {
+        self.add_counted(req, estimate_input_tokens(req));
+    }
+
+    /// Adds `req` whose input is `input_tokens` tokens (counted with the
+    /// model's own tokenizer where it is known).
+    pub fn add_counted(&mut self, req: &InferenceRequest, input_tokens: u64) {
         self.requests += 1;
-        self.input_tokens = self.input_tokens.saturating_add(estimate_input_tokens(req));
+        self.input_tokens = self.input_tokens.saturating_add(input_tokens);
         self.max_output_tokens = self
             .max_output_tokens
             .saturating_add(max_output_tokens(req));

@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod cost;
 pub mod dataset;
 pub mod metrics;
+pub mod model_text;
 pub mod output;
 pub mod plan;
 pub mod protocol;
@@ -28,6 +29,7 @@ pub use dataset::{
     read_jsonl_examples, DatasetError, DatasetReader, DatasetRoots, Doc, ReadLimits, ReadPolicy,
 };
 pub use metrics::Scorer;
+pub use model_text::{ModelText, ModelTextError};
 pub use output::{InferenceOutput, LoglikelihoodOutput, SegmentRecord, Usage};
 pub use plan::{DocPlan, Planner};
 pub use render::RenderError;
@@ -35,5 +37,7 @@ pub use request::{
     ChatMessage, GenerationParams, InferenceRequest, ModelFingerprint, RenderedInput, RequestKey,
     RequestType,
 };
-pub use results::{Aggregator, MetricSummary, MetricsReport, SampleOutputs, SampleRecord};
+pub use results::{
+    Aggregator, MetricSummary, MetricsReport, SampleOutputs, SamplePrompt, SampleRecord,
+};
 pub use spec::{BackendKind, JobSpec, ModelSpec, ProviderBatchSpec, SpecError};

@@ -15,7 +15,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 pub use cluster::{ServeArgs, WorkerArgs};
 pub use local::{CacheCommand, HomeArgs, RescoreArgs, RunArgs};
 pub use provenance::Provenance;
-pub use remote::{CancelArgs, RemoteArgs, ResultsArgs, StatusArgs, SubmitArgs};
+pub use remote::{CancelArgs, LocalHomeArgs, RemoteArgs, ResultsArgs, StatusArgs, SubmitArgs};
 pub use settings::ConfigArg;
 
 #[derive(Parser, Debug)]
@@ -47,11 +47,11 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Submit a job to a coordinator.
     Submit(SubmitArgs),
-    /// Show jobs on a coordinator.
+    /// Show jobs on a coordinator, or those `run` kept in a local home.
     Status(StatusArgs),
-    /// Fetch a finished job's metrics and samples from a coordinator.
+    /// Fetch a finished job's metrics and samples (coordinator or local home).
     Results(ResultsArgs),
-    /// Cancel a job on a coordinator.
+    /// Cancel a job (on a coordinator or in a local home).
     Cancel(CancelArgs),
     /// Maintain the output cache.
     #[command(subcommand)]

@@ -47,6 +47,11 @@ impl Provenance {
         }
     }
 
+    /// Whether the flag `id` was typed or set by its variable.
+    pub fn is_set(&self, id: &str) -> bool {
+        self.0.contains_key(id)
+    }
+
     /// Whether the flag `id` was typed (not only set by its variable).
     pub fn on_command_line(&self, id: &str) -> bool {
         matches!(self.0.get(id), Some(Origin::Flag(_)))

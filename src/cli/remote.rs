@@ -1,5 +1,6 @@
 //! Arguments of the job commands that talk to a running coordinator
-//! (`submit`, `status`, `results`, `cancel`).
+//! (`submit`, `status`, `results`, `cancel`); the last three may read a
+//! local home instead.
 
 use clap::Args;
 use std::path::PathBuf;
@@ -48,6 +49,21 @@ pub struct SubmitArgs {
     pub remote: RemoteArgs,
 }
 
+/// `--home DIR`: read a local home's jobs directly, without a coordinator.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LocalHomeArgs {
+    /// Read the jobs of this local home (the folder `shardline run` keeps
+    /// its store, cache and results in; default .shardline) directly,
+    /// instead of asking a coordinator. Without --coordinator (or its
+    /// variable, or the config file), an existing .shardline is read.
+    #[arg(long, value_name = "DIR", env = "SHARDLINE_HOME", value_parser = value::path())]
+    pub home: Option<PathBuf>,
+    /// With a local home: its cache, if `run` was given one; default
+    /// `<home>/cache`.
+    #[arg(long, value_name = "LOCATION", env = "SHARDLINE_CACHE", value_parser = value::text())]
+    pub cache: Option<String>,
+}
+
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// A job id; all jobs when absent.
@@ -61,6 +77,8 @@ pub struct StatusArgs {
     pub interval: f64,
     #[command(flatten)]
     pub remote: RemoteArgs,
+    #[command(flatten)]
+    pub local: LocalHomeArgs,
 }
 
 #[derive(Args, Debug)]
@@ -68,6 +86,8 @@ pub struct ResultsArgs {
     pub job_id: String,
     #[command(flatten)]
     pub remote: RemoteArgs,
+    #[command(flatten)]
+    pub local: LocalHomeArgs,
     /// Folder to write metrics.json and samples.jsonl into.
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -78,4 +98,6 @@ pub struct CancelArgs {
     pub job_id: String,
     #[command(flatten)]
     pub remote: RemoteArgs,
+    #[command(flatten)]
+    pub local: LocalHomeArgs,
 }

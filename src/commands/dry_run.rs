@@ -1,25 +1,38 @@
 //! `shardline run JOB --dry-run`: prints what running the job would send and
 //! cost, as estimated by `coordinator::estimate` against the home's cache,
-//! before anything is sent anywhere.
+//! before anything is sent anywhere. An engine job's tokens are counted
+//! with its model's tokenizer and chat template; cached outputs are
+//! reported with what they cost when they were made.
 
+use anyhow::Context;
 use jobs::spec::BackendKind;
 use jobs::spec::ProviderBatchSpec;
 use jobs::JobSpec;
 use jobs::{cost::money, cost::CHARS_PER_TOKEN, cost::TOKENS_PER_MESSAGE};
 
-use coordinator::estimate::{estimate, Estimate as Plan};
+use coordinator::estimate::{estimate, Estimate as Plan, Sources};
 use coordinator::CoordinatorError;
 
 use super::failure::{CmdResult, Failure};
 use super::home::Home;
+use super::summary::thousands;
 use crate::cli::RunArgs;
 use crate::exit;
 
 pub async fn dry_run(args: &RunArgs, spec: &JobSpec) -> CmdResult {
     let home = Home::open(&args.home)?;
     let store = home.store().await?;
+    let objects = home.objects()?;
     let policy = super::job_file::read_policy(&args.job, &args.dataset_roots)?;
-    let plan = estimate(spec, store.as_ref(), &policy)
+    let model_text = worker::backend::engine::EngineText::of(&spec.model)
+        .context("cannot read the model's tokenizer and chat template")
+        .map_err(Failure::usage)?;
+    let sources = Sources {
+        store: store.as_ref(),
+        objects: objects.as_ref(),
+        model_text: model_text.as_deref(),
+    };
+    let plan = estimate(spec, &sources, &policy)
         .await
         .map_err(|e| match e {
             // The index could not be read: a runtime failure, not bad input.
@@ -30,18 +43,6 @@ pub async fn dry_run(args: &RunArgs, spec: &JobSpec) -> CmdResult {
         })?;
     print(spec, &plan);
     Ok(exit::OK)
-}
-
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn print(spec: &JobSpec, plan: &Plan) {
@@ -58,6 +59,14 @@ fn print(spec: &JobSpec, plan: &Plan) {
         String::new()
     };
     println!("  documents:     {}{bad}", thousands(plan.docs));
+    if plan.requests > 0 && plan.to_send.requests == 0 {
+        println!(
+            "  requests:      {}, all already in the cache: nothing to send",
+            thousands(plan.requests)
+        );
+        print_cached(spec, plan);
+        return;
+    }
     println!(
         "  requests:      {} ({} already in the cache, {} to send in {} shards{})",
         thousands(plan.requests),
@@ -73,10 +82,17 @@ fn print(spec: &JobSpec, plan: &Plan) {
             String::new()
         }
     );
-    println!(
-        "  input tokens:  ~{} (estimated: characters / {CHARS_PER_TOKEN} + {TOKENS_PER_MESSAGE} per chat message)",
-        thousands(plan.to_send.input_tokens)
-    );
+    if plan.tokens_counted {
+        println!(
+            "  input tokens:  {} (counted with the model's tokenizer and chat template)",
+            thousands(plan.to_send.input_tokens)
+        );
+    } else {
+        println!(
+            "  input tokens:  ~{} (estimated: characters / {CHARS_PER_TOKEN} + {TOKENS_PER_MESSAGE} per chat message)",
+            thousands(plan.to_send.input_tokens)
+        );
+    }
     println!(
         "  output tokens: at most {} (max_tokens per request)",
         thousands(plan.to_send.max_output_tokens)
@@ -103,7 +119,18 @@ fn print(spec: &JobSpec, plan: &Plan) {
                 );
             }
         }
-        None => println!("  cost:          unknown; add [model.price] to the spec to see it"),
+        None => match model.backend {
+            BackendKind::Engine => {
+                println!("  cost:          none to pay: the engine runs the model on this machine")
+            }
+            BackendKind::None => {
+                println!("  cost:          none: backend \"none\" only scores from the cache")
+            }
+            _ => println!("  cost:          unknown; add [model.price] to the spec to see it"),
+        },
+    }
+    if plan.cached > 0 {
+        print_cached(spec, plan);
     }
     let per_file = ProviderBatchSpec::of(model).max_requests_per_file;
     if model.backend == BackendKind::OpenaiBatch
@@ -115,4 +142,23 @@ fn print(spec: &JobSpec, plan: &Plan) {
              download each); sharding.shard_size = {per_file} needs fewer"
         );
     }
+}
+
+/// The cached requests and what their outputs cost when they were made.
+fn print_cached(spec: &JobSpec, plan: &Plan) {
+    let made = plan.cached_usage;
+    let cost = jobs::cost::job_cost(&spec.model, made)
+        .map(|c| format!(" ({})", c.describe()))
+        .unwrap_or_default();
+    println!(
+        "  cached:        {} {}; they cost {} prompt + {} completion tokens when made{cost}",
+        thousands(plan.cached),
+        if plan.cached == 1 {
+            "output"
+        } else {
+            "outputs"
+        },
+        thousands(made.prompt_tokens),
+        thousands(made.completion_tokens),
+    );
 }

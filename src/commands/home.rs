@@ -7,13 +7,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::failure::Failure;
+use super::run_dir::ResultsDir;
 use crate::cli::HomeArgs;
 
 pub struct Home {
     pub root: PathBuf,
     pub cache_location: String,
-    // Held for the life of the process; the OS releases it if we are killed.
-    _lock: File,
+    // Held for the life of the process; the OS releases it if we are
+    // killed. `None` for a home only read (`status` beside a running `run`).
+    _lock: Option<File>,
 }
 
 impl Home {
@@ -37,16 +39,45 @@ impl Home {
         Ok(Home {
             root,
             cache_location,
-            _lock: lock,
+            _lock: Some(lock),
         })
+    }
+
+    /// An existing home, opened without its lock so that `status`,
+    /// `results` and `cancel` work beside a `run` using it (SQLite keeps
+    /// the two consistent). Creates nothing.
+    pub fn existing(root: &Path, cache: Option<&str>) -> Result<Home, Failure> {
+        let home = Home {
+            root: root.to_path_buf(),
+            cache_location: match cache {
+                Some(c) => c.to_string(),
+                None => root.join("cache").display().to_string(),
+            },
+            _lock: None,
+        };
+        if !home.db_path().is_file() {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "{} is not a Shardline home (it has no shardline.db); `shardline run JOB --home {}` \
+                 makes one, and the default home is {}",
+                root.display(),
+                root.display(),
+                crate::config::defaults::HOME
+            )));
+        }
+        Ok(home)
     }
 
     pub fn db_path(&self) -> PathBuf {
         self.root.join("shardline.db")
     }
 
-    pub fn results_dir(&self, job_name: &str) -> PathBuf {
-        self.root.join("results").join(job_name)
+    /// Where a job's results go: `output` (`--output`) as given, else a
+    /// new folder per run under `results/<job name>/` (see `run_dir`).
+    pub fn results_for(&self, job_name: &str, output: Option<&Path>) -> ResultsDir {
+        match output {
+            Some(dir) => ResultsDir::Given(dir.to_path_buf()),
+            None => ResultsDir::PerRun(self.root.join("results").join(job_name)),
+        }
     }
 
     pub async fn store(&self) -> Result<Arc<dyn coordinator::Store>, Failure> {

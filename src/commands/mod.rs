@@ -6,12 +6,16 @@ mod dry_run;
 mod failure;
 mod home;
 mod job_file;
+mod job_source;
+mod local_results;
 mod remote;
 mod rescore;
 mod results;
 mod run;
+mod run_dir;
 mod serve;
 mod signal;
+mod summary;
 mod worker;
 
 use crate::cli::Command;

@@ -1,5 +1,6 @@
 //! `submit`, `status`, `results`, `rescore` and `cancel` against a running
-//! coordinator.
+//! coordinator; `status`, `results` and `cancel` also on a local home, read
+//! directly (`job_source`).
 
 use anyhow::Context;
 use futures::stream::BoxStream;
@@ -14,9 +15,12 @@ use jobs::protocol::{JobState, JobStatus};
 use super::failure::{client_failure, CmdResult, Failure};
 use super::home::write_json;
 use super::job_file::load_spec;
+use super::job_source::{local_home, JobSource};
+use super::local_results::local_report;
 use super::signal::interrupted;
 use crate::cli::{
-    CancelArgs, ConfigArg, RemoteArgs, RescoreArgs, ResultsArgs, StatusArgs, SubmitArgs,
+    CancelArgs, ConfigArg, LocalHomeArgs, RemoteArgs, RescoreArgs, ResultsArgs, StatusArgs,
+    SubmitArgs,
 };
 use crate::config::{self, ClientFlags, ConfigFile};
 use crate::exit;
@@ -32,6 +36,27 @@ fn connect(flags: &ClientFlags, config: &ConfigArg) -> Result<client::Coordinato
 
 fn client(remote: &RemoteArgs) -> Result<client::CoordinatorClient, Failure> {
     connect(&remote.flags(), &remote.config)
+}
+
+/// The coordinator or local home `status`, `results` and `cancel` read. A
+/// coordinator that nobody named and that cannot be reached for want of a
+/// token gets a hint about local homes.
+async fn source(remote: &RemoteArgs, local: &LocalHomeArgs) -> Result<JobSource, Failure> {
+    if let Some(home) = local_home(remote, local)? {
+        return JobSource::home(&home, local).await;
+    }
+    client(remote)
+        .map(JobSource::Coordinator)
+        .map_err(|mut failure| {
+            if !remote.given.is_set("coordinator") {
+                failure.error = failure.error.context(format!(
+                    "no coordinator was named, so {} was asked; for the jobs of `shardline run`, \
+                 pass --home DIR (the folder it used)",
+                    remote.coordinator
+                ));
+            }
+            failure
+        })
 }
 
 fn parse_id(text: &str) -> Result<Uuid, Failure> {
@@ -57,13 +82,14 @@ pub async fn submit(args: SubmitArgs) -> CmdResult {
         state_name(status.state)
     );
     if args.watch {
+        let c = JobSource::Coordinator(c);
         return watch(&c, Some(status.id), Duration::from_secs(2)).await;
     }
     Ok(exit::OK)
 }
 
 pub async fn status(args: StatusArgs) -> CmdResult {
-    let c = client(&args.remote)?;
+    let c = source(&args.remote, &args.local).await?;
     let id = args.job_id.as_deref().map(parse_id).transpose()?;
     if args.watch {
         let every = Duration::from_secs_f64(args.interval.clamp(0.2, 3600.0));
@@ -73,17 +99,17 @@ pub async fn status(args: StatusArgs) -> CmdResult {
     Ok(exit::OK)
 }
 
-async fn fetch(c: &client::CoordinatorClient, id: Option<Uuid>) -> Result<Vec<JobStatus>, Failure> {
+async fn fetch(c: &JobSource, id: Option<Uuid>) -> Result<Vec<JobStatus>, Failure> {
     Ok(match id {
-        Some(id) => vec![c.job(id).await.context("cannot read the job")?],
-        None => c.list_jobs().await.context("cannot list jobs")?,
+        Some(id) => vec![c.job(id).await?],
+        None => c.list().await?,
     })
 }
 
 /// Prints the table every `every` until the job (or every job that was
 /// live at the start) has ended, then exits 0 if all completed, 1 if one
 /// failed or was cancelled. Ctrl-C stops watching (the jobs go on).
-async fn watch(c: &client::CoordinatorClient, id: Option<Uuid>, every: Duration) -> CmdResult {
+async fn watch(c: &JobSource, id: Option<Uuid>, every: Duration) -> CmdResult {
     let first = fetch(c, id).await?;
     let watched: Vec<Uuid> = first
         .iter()
@@ -158,15 +184,24 @@ fn print_table(jobs: &[JobStatus]) {
 }
 
 pub async fn results(args: ResultsArgs) -> CmdResult {
-    let c = client(&args.remote)?;
     let id = parse_id(&args.job_id)?;
-    let report = c.results(id).await.context("cannot fetch the results")?;
-    if let Some(dir) = &args.output {
-        let samples = c
-            .samples_stream(id)
-            .await
-            .context("cannot fetch the samples")?;
-        write_outputs(dir, &report, samples).await?;
+    let report = match source(&args.remote, &args.local).await? {
+        JobSource::Home { home, coordinator } => {
+            local_report(&coordinator, &home.root, id, args.output.as_deref()).await?
+        }
+        JobSource::Coordinator(c) => {
+            let report = c.results(id).await.context("cannot fetch the results")?;
+            if let Some(dir) = &args.output {
+                let samples = c
+                    .samples_stream(id)
+                    .await
+                    .context("cannot fetch the samples")?;
+                write_outputs(dir, &report, samples).await?;
+            }
+            report
+        }
+    };
+    if args.output.is_some() {
         if let Some(usage) = report
             .get("usage")
             .and_then(|u| serde_json::from_value::<jobs::Usage>(u.clone()).ok())
@@ -269,11 +304,9 @@ fn missing_code(report: &serde_json::Value, what: &str) -> i32 {
 }
 
 pub async fn cancel(args: CancelArgs) -> CmdResult {
-    let c = client(&args.remote)?;
-    let status = c
-        .cancel(parse_id(&args.job_id)?)
-        .await
-        .context("cannot cancel the job")?;
+    let id = parse_id(&args.job_id)?;
+    let c = source(&args.remote, &args.local).await?;
+    let status = c.cancel(id).await?;
     print_table(&[status]);
     Ok(exit::OK)
 }

@@ -10,9 +10,6 @@ pub async fn rescore(args: RescoreArgs) -> CmdResult {
     let spec = load_spec(&args.job, args.model.as_deref(), args.limit).await?;
     let home = Home::open(&args.home)?;
     let coordinator = home.offline_coordinator().await?;
-    let out_dir = args
-        .output
-        .clone()
-        .unwrap_or_else(|| home.results_dir(&spec.name));
-    write_results(&coordinator, &spec, &out_dir).await
+    let dest = home.results_for(&spec.name, args.output.as_deref());
+    write_results(&coordinator, &spec, &dest).await
 }

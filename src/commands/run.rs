@@ -11,8 +11,9 @@ use jobs::JobSpec;
 use super::failure::{client_failure, CmdResult, Failure};
 use super::home::Home;
 use super::job_file::{load_spec, read_policy};
-use super::results::{short_key, write_results};
+use super::results::{report, score, short_key};
 use super::signal::interrupted;
+use super::summary::counts_lines;
 use crate::cli::RunArgs;
 use crate::exit;
 use crate::progress::Progress;
@@ -96,11 +97,11 @@ async fn drive(args: &RunArgs, spec: &JobSpec, home: &Home, cluster: &mut Cluste
         JobState::Planning | JobState::Running => unreachable_state(&status)?,
     }
 
-    let out_dir = args
-        .output
-        .clone()
-        .unwrap_or_else(|| home.results_dir(&spec.name));
-    print_counts(&status);
+    let dest = home.results_for(&spec.name, args.output.as_deref());
+    let scored = score(cluster.coordinator(), spec, &dest).await?;
+    for line in counts_lines(spec, &status, &scored.outcome) {
+        eprintln!("{line}");
+    }
     if status.counts.failed > 0 {
         // Say why, with the endpoint's own words, before the summary line.
         let failures = cluster
@@ -116,8 +117,7 @@ async fn drive(args: &RunArgs, spec: &JobSpec, home: &Home, cluster: &mut Cluste
             );
         }
     }
-    let code = write_results(cluster.coordinator(), spec, &out_dir).await?;
-    Ok(code)
+    Ok(report(&scored))
 }
 
 /// Embedded workers claim from every running job in the home. A job left
@@ -154,26 +154,4 @@ fn unreachable_state(status: &JobStatus) -> Result<(), Failure> {
         status.id,
         status.state
     )))
-}
-
-fn print_counts(status: &JobStatus) {
-    let c = &status.counts;
-    eprintln!(
-        "{} docs, {} requests: {} from the cache, {} run, {} failed; tokens: {} prompt, {} completion{}",
-        c.docs,
-        c.requests,
-        c.cached,
-        c.completed,
-        c.failed,
-        c.usage.prompt_tokens,
-        c.usage.completion_tokens,
-        if c.bad_rows > 0 {
-            format!("; {} bad rows skipped", c.bad_rows)
-        } else {
-            String::new()
-        }
-    );
-    if let Some(cost) = &status.cost {
-        eprintln!("cost: {}", cost.describe());
-    }
 }

@@ -209,6 +209,26 @@ pub fn edit_file(path: &Path, from: &str, to: &str) {
     std::fs::write(path, text.replace(from, to)).expect("write edited file");
 }
 
+/// Records that `test` skipped because of `reason`: on its output, and as a
+/// line of the file `SHARDLINE_SKIP_LOG` names, which scripts/test.sh
+/// prints after the run (the format of `engine::skip_log`, which these
+/// tests do not depend on).
+pub fn skip(test: &str, reason: &str) {
+    let line = format!(
+        "{test}: {}",
+        reason.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    eprintln!("SKIPPED {line}");
+    if let Some(log) = std::env::var_os("SHARDLINE_SKIP_LOG") {
+        use std::io::Write;
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    }
+}
+
 /// A JSON file, parsed.
 pub fn read_json(path: &Path) -> serde_json::Value {
     let text =

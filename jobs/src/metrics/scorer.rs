@@ -2,16 +2,18 @@
 //! and makes the document's `SampleRecord`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use regex::Regex;
 
 use super::choice::{acc, acc_norm, extract_choice_letter};
 use super::text::{bool_score, contains, exact_match, regex_match, token_f1};
 use crate::dataset::Doc;
+use crate::model_text::ModelText;
 use crate::output::InferenceOutput;
 use crate::plan::DocPlan;
-use crate::request::{canonical_json, sha256_hex};
-use crate::results::{ChoiceLoglikelihood, SampleOutputs, SampleRecord};
+use crate::request::{canonical_json, sha256_hex, RenderedInput};
+use crate::results::{ChoiceLoglikelihood, SampleOutputs, SamplePrompt, SampleRecord};
 use crate::spec::{JobSpec, MetricKind, Normalization, SpecError, TaskKind};
 use crate::template::LETTERS;
 
@@ -26,6 +28,9 @@ struct CompiledMetric {
 pub struct Scorer {
     kind: TaskKind,
     metrics: Vec<CompiledMetric>,
+    /// The model's own rendering of its inputs, when known (engine jobs),
+    /// for the samples' `prompt`.
+    model_text: Option<Arc<dyn ModelText>>,
 }
 
 impl Scorer {
@@ -52,7 +57,34 @@ impl Scorer {
         Ok(Scorer {
             kind: spec.task.kind,
             metrics,
+            model_text: None,
         })
+    }
+
+    /// Records each sample's prompt as `model_text` renders it (the exact
+    /// text an engine model read) instead of the input as planned.
+    pub fn with_model_text(mut self, model_text: Option<Arc<dyn ModelText>>) -> Scorer {
+        self.model_text = model_text;
+        self
+    }
+
+    /// What the model was given for `plan`: its own rendering when known;
+    /// else the messages as sent, or the prompt.
+    fn sample_prompt(&self, plan: &DocPlan) -> SamplePrompt {
+        // An input the model cannot render was refused by the backend too:
+        // the document has no outputs, and its sample shows the input as
+        // planned.
+        if let Some(Ok(text)) = self
+            .model_text
+            .as_ref()
+            .map(|m| m.prompt_text(&plan.prompt))
+        {
+            return SamplePrompt::Text(text);
+        }
+        match &plan.prompt {
+            RenderedInput::Messages { messages } => SamplePrompt::Messages(messages.clone()),
+            RenderedInput::Prompt { prompt } => SamplePrompt::Text(prompt.clone()),
+        }
     }
 
     /// Metric display names, in spec order.
@@ -110,7 +142,7 @@ impl Scorer {
             doc_id: plan.doc_id.clone(),
             doc_index: plan.doc_index,
             subset: plan.subset.clone(),
-            prompt: plan.prompt_display.clone(),
+            prompt: self.sample_prompt(plan),
             outputs: sample_outputs,
             target: plan.target.clone(),
             choices: plan.choices.clone(),
@@ -120,7 +152,7 @@ impl Scorer {
             doc_hash: sha256_hex(&canonical_json(&serde_json::Value::Object(
                 doc.fields.clone(),
             ))),
-            prompt_hash: sha256_hex(&plan.prompt_display),
+            prompt_hash: sha256_hex(&plan.prompt_display()),
             target_hash: plan.target.as_deref().map(sha256_hex),
         }
     }
@@ -200,6 +232,7 @@ impl Scorer {
 mod tests {
     use super::*;
     use crate::dataset::ReadPolicy;
+    use crate::model_text::ModelTextError;
     use crate::output::{LoglikelihoodOutput, Usage};
     use crate::plan::Planner;
     use serde_json::Value;
@@ -312,6 +345,76 @@ target = "{{{{ a }}}}"
         );
         // Fewer outputs than requests is missing too, never a panic.
         assert!(scorer.score_doc(&plan, &d, &[Some(&a)]).missing);
+    }
+
+    /// Renders messages as a toy chat template would.
+    struct Template;
+
+    impl ModelText for Template {
+        fn prompt_text(&self, input: &RenderedInput) -> Result<String, ModelTextError> {
+            match input {
+                RenderedInput::Messages { messages } => Ok(messages
+                    .iter()
+                    .map(|m| format!("<|{}|>{}<|end|>", m.role, m.content))
+                    .collect::<String>()
+                    + "<|assistant|>"),
+                RenderedInput::Prompt { .. } => Err(ModelTextError("no chat".into())),
+            }
+        }
+
+        fn input_tokens(&self, _: &crate::InferenceRequest) -> Result<u64, ModelTextError> {
+            Ok(0)
+        }
+    }
+
+    #[test]
+    fn samples_record_the_messages_as_sent_or_the_text_the_model_read() {
+        let text_spec = r#"
+name = "t"
+[model]
+backend = "none"
+model = "m"
+[dataset]
+path = "d.jsonl"
+[task]
+kind = "generate"
+target = "{{ a }}"
+messages = [{ role = "system", content = "Be brief." }, { role = "user", content = "{{ q }}" }]
+[[metrics]]
+type = "exact_match"
+"#;
+        let spec = JobSpec::from_toml_str(text_spec, "job.toml", None).unwrap();
+        let d = doc(r#"{"q": "Q?", "a": "Rome"}"#);
+        let plan = Planner::new(&spec, &ReadPolicy::unrestricted())
+            .unwrap()
+            .plan_doc(&d)
+            .unwrap();
+        let a = text("Rome");
+        let api = Scorer::new(&spec)
+            .unwrap()
+            .score_doc(&plan, &d, &[Some(&a)]);
+        let json = serde_json::to_value(&api).unwrap();
+        assert_eq!(
+            json["prompt"],
+            serde_json::json!([
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Q?"}
+            ])
+        );
+        // The hash is of the one-string form, whatever `prompt` holds.
+        assert_eq!(api.prompt_hash, sha256_hex("[system] Be brief.\n[user] Q?"));
+        let engine = Scorer::new(&spec)
+            .unwrap()
+            .with_model_text(Some(Arc::new(Template)))
+            .score_doc(&plan, &d, &[Some(&a)]);
+        assert_eq!(
+            engine.prompt,
+            SamplePrompt::Text("<|system|>Be brief.<|end|><|user|>Q?<|end|><|assistant|>".into())
+        );
+        assert_eq!(engine.prompt_hash, api.prompt_hash);
+        let line = serde_json::to_string(&engine).unwrap();
+        let back: SampleRecord = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, engine);
     }
 
     #[test]

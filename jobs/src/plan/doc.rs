@@ -43,7 +43,7 @@ impl Planner {
             Err(_) => None,
         };
 
-        let (prompt_display, requests) = match self.kind {
+        let (prompt, requests) = match self.kind {
             TaskKind::Generate => {
                 let input = self.generate_input(&ctx, &row)?;
                 let requests = (0..self.n)
@@ -59,7 +59,7 @@ impl Planner {
                         )
                     })
                     .collect();
-                (input.display_text(), requests)
+                (input, requests)
             }
             TaskKind::MultipleChoice => {
                 let context = format!(
@@ -85,14 +85,14 @@ impl Planner {
                         )
                     })
                     .collect();
-                (context, requests)
+                (RenderedInput::Prompt { prompt: context }, requests)
             }
         };
         Ok(DocPlan {
             doc_index: doc.index,
             doc_id: doc.id.clone(),
             subset: doc.subset.clone(),
-            prompt_display,
+            prompt,
             target,
             choices,
             gold_index,

@@ -18,7 +18,9 @@ use serde_json::{Map, Value};
 
 use crate::dataset::ReadPolicy;
 use crate::render::RenderError;
-use crate::request::{ChatMessage, GenerationParams, InferenceRequest, ModelFingerprint};
+use crate::request::{
+    ChatMessage, GenerationParams, InferenceRequest, ModelFingerprint, RenderedInput,
+};
 use crate::spec::SpecError;
 use crate::spec::{Endpoint, JobSpec, MetricKind, SystemRole, TargetKind, TaskKind};
 use crate::template::{self, describe_error};
@@ -33,12 +35,21 @@ pub struct DocPlan {
     pub doc_index: u64,
     pub doc_id: String,
     pub subset: Option<String>,
-    /// The rendered input as one string, for `samples.jsonl`.
-    pub prompt_display: String,
+    /// The document's input as planned: a generate request's messages or
+    /// prompt, a multiple-choice question's context.
+    pub prompt: RenderedInput,
     pub target: Option<String>,
     pub choices: Option<Vec<String>>,
     pub gold_index: Option<usize>,
     pub requests: Vec<InferenceRequest>,
+}
+
+impl DocPlan {
+    /// The input as one string (`[role] content` lines for messages), for
+    /// messages and hashes.
+    pub fn prompt_display(&self) -> String {
+        self.prompt.display_text()
+    }
 }
 
 /// A template source row: the dataset document or a few-shot example.

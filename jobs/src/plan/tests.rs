@@ -107,7 +107,7 @@ fn messages_mode_with_fewshot() {
         ]
     );
     assert!(plan
-        .prompt_display
+        .prompt_display()
         .starts_with("[system] Be brief.\n[user] Q: 2+2?"));
     let r = &plan.requests[0];
     assert_eq!(
@@ -160,7 +160,7 @@ fn prompt_mode_fewshot_and_samples() {
         .plan_doc(&doc(4, r#"{"q": "Sky colour?", "a": "blue"}"#))
         .unwrap();
     let want = "Q: 2+2?\nA: 4\n\nQ: Capital of Italy?\nA: Rome\n\nQ: Sky colour?\nA:";
-    assert_eq!(plan.prompt_display, want);
+    assert_eq!(plan.prompt_display(), want);
     assert_eq!(plan.requests.len(), 3);
     for (i, r) in plan.requests.iter().enumerate() {
         assert_eq!(
@@ -248,7 +248,7 @@ fn multiple_choice_requests_and_gold() {
             r#"{"q": "Capital?", "options": ["Paris", "Rome"], "gold": "B"}"#,
         ))
         .unwrap();
-    assert_eq!(plan.prompt_display, "A. Paris\nB. Rome\nQ: Capital?\nA:");
+    assert_eq!(plan.prompt_display(), "A. Paris\nB. Rome\nQ: Capital?\nA:");
     assert_eq!(
         plan.choices,
         Some(vec!["Paris".to_string(), "Rome".to_string()])
@@ -295,10 +295,10 @@ fn multiple_choice_requests_and_gold() {
         ))
         .unwrap();
     assert!(
-        plan.prompt_display
+        plan.prompt_display()
             .starts_with("A. 3\nB. 4\nQ: 2+2?\nA: 4\n\nA. Paris"),
         "{}",
-        plan.prompt_display
+        plan.prompt_display()
     );
 }
 

@@ -203,7 +203,7 @@ type = "f1"
             doc_id: "x".into(),
             doc_index: 0,
             subset: Some(subset.into()),
-            prompt: "p".into(),
+            prompt: crate::results::SamplePrompt::Text("p".into()),
             outputs: SampleOutputs::Generated(vec![Some("o".into())]),
             target: Some("t".into()),
             choices: None,

@@ -7,5 +7,5 @@ mod record;
 mod report;
 
 pub use aggregate::{standard_error, Aggregator, BOOTSTRAP_ITERS, BOOTSTRAP_MAX_DOCS};
-pub use record::{ChoiceLoglikelihood, SampleOutputs, SampleRecord};
+pub use record::{ChoiceLoglikelihood, SampleOutputs, SamplePrompt, SampleRecord};
 pub use report::{MetricSummary, MetricsReport, StderrMethod, SubsetSummary};

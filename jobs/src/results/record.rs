@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::request::ChatMessage;
+
 /// Log-likelihood of one choice's continuation.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct ChoiceLoglikelihood {
@@ -21,6 +23,17 @@ pub enum SampleOutputs {
     Loglikelihoods(Vec<Option<ChoiceLoglikelihood>>),
 }
 
+/// What the model was given for a document, in `samples.jsonl`: the chat
+/// messages as sent to an API (a JSON array of `{role, content}`), or the
+/// text the model read: a plain prompt, or for an engine model the
+/// messages rendered with its chat template.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum SamplePrompt {
+    Text(String),
+    Messages(Vec<ChatMessage>),
+}
+
 /// One line of `samples.jsonl`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct SampleRecord {
@@ -28,8 +41,8 @@ pub struct SampleRecord {
     pub doc_index: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subset: Option<String>,
-    /// The rendered input as display text.
-    pub prompt: String,
+    /// What the model was given.
+    pub prompt: SamplePrompt,
     pub outputs: SampleOutputs,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
@@ -44,6 +57,8 @@ pub struct SampleRecord {
     pub missing: bool,
     /// sha256 of the canonical JSON of the dataset row.
     pub doc_hash: String,
+    /// sha256 of the input's one-string form (`[role] content` lines for
+    /// messages), the same whatever form `prompt` takes.
     pub prompt_hash: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_hash: Option<String>,

@@ -68,5 +68,11 @@ impl JobSpec {
         if let Some(model_path) = &self.model.path {
             self.model.path = Some(resolve(model_path));
         }
+        // `~/…` is left for the machine that loads the model to expand.
+        if let Some(default) = &self.model.path_default {
+            if !default.starts_with("~") && !default.as_os_str().is_empty() {
+                self.model.path_default = Some(resolve(default));
+            }
+        }
     }
 }

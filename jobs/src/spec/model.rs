@@ -110,6 +110,14 @@ pub struct ModelSpec {
     /// not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_env: Option<String>,
+    /// `engine`: where the model is when the variable `path_env` names is
+    /// not set on the machine loading it; a leading `~/` is that machine's
+    /// home folder, a relative path is resolved against the job file's
+    /// folder. Lets an example job find a model fetched to a known place
+    /// without the variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub path_default: Option<PathBuf>,
     /// `engine`: where the model runs, `"cpu"` (default), `"cuda"` or
     /// `"cuda:N"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

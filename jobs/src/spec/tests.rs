@@ -385,3 +385,44 @@ fn engine_fields_are_checked_with_line_and_accepted_values() {
         "{e}"
     );
 }
+
+#[test]
+fn path_default_goes_with_path_env_and_keeps_a_home_prefix() {
+    let with_env = ENGINE.replace(
+        "path = \"models/smollm2.gguf\"",
+        "path_env = \"MY_MODEL\"\npath_default = \"~/.cache/m.gguf\"",
+    );
+    let spec = JobSpec::from_toml_str(&with_env, "job.toml", Some(Path::new("/jobs/qa"))).unwrap();
+    // Expanded by the machine that loads the model, not here.
+    assert_eq!(
+        spec.model.path_default.as_deref(),
+        Some(Path::new("~/.cache/m.gguf"))
+    );
+    let relative = with_env.replace("~/.cache/m.gguf", "models/m.gguf");
+    let spec = JobSpec::from_toml_str(&relative, "job.toml", Some(Path::new("/jobs/qa"))).unwrap();
+    assert_eq!(
+        spec.model.path_default.as_deref(),
+        Some(Path::new("/jobs/qa/models/m.gguf"))
+    );
+    let e = err(&ENGINE.replace(
+        "device = \"cpu\"",
+        "device = \"cpu\"\npath_default = \"m.gguf\"",
+    ));
+    assert!(
+        e.contains("`model.path_default`") && e.contains("path_env"),
+        "{e}"
+    );
+    let e = err(&with_env.replace("~/.cache/m.gguf", ""));
+    assert!(
+        e.contains("`model.path_default`") && e.contains("empty"),
+        "{e}"
+    );
+    let e = err(&GOOD.replace(
+        "base_url = \"http://localhost:8000/v1\"",
+        "base_url = \"http://localhost:8000/v1\"\npath_default = \"m.gguf\"",
+    ));
+    assert!(
+        e.contains("`model.path_default`") && e.contains("applies only to"),
+        "{e}"
+    );
+}

@@ -48,11 +48,16 @@ impl TokenBucket {
     /// Reserves `cost` and returns how long the caller must wait before
     /// spending it.
     pub fn reserve(&self, cost: f64) -> Duration {
+        self.reserve_at(cost, Instant::now())
+    }
+
+    /// [`TokenBucket::reserve`] at the time `now` (tests give the times,
+    /// which keeps them exact without a paused clock).
+    fn reserve_at(&self, cost: f64, now: Instant) -> Duration {
         let mut state = match self.state.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let now = Instant::now();
         let elapsed = now.saturating_duration_since(state.last).as_secs_f64();
         state.tokens = (state.tokens + elapsed * self.per_second).min(self.capacity);
         state.last = now;
@@ -87,23 +92,25 @@ impl TokenBucket {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn spreads_reservations_at_the_refill_rate() {
+    #[test]
+    fn spreads_reservations_at_the_refill_rate() {
         let bucket = TokenBucket::per_minute(120); // 2/s, holds 2
-        assert_eq!(bucket.reserve(1.0), Duration::ZERO);
-        assert_eq!(bucket.reserve(1.0), Duration::ZERO);
-        assert_eq!(bucket.reserve(1.0), Duration::from_millis(500));
-        assert_eq!(bucket.reserve(1.0), Duration::from_secs(1));
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(bucket.reserve(1.0), Duration::from_millis(500));
+        let start = bucket.state.lock().unwrap().last;
+        assert_eq!(bucket.reserve_at(1.0, start), Duration::ZERO);
+        assert_eq!(bucket.reserve_at(1.0, start), Duration::ZERO);
+        assert_eq!(bucket.reserve_at(1.0, start), Duration::from_millis(500));
+        assert_eq!(bucket.reserve_at(1.0, start), Duration::from_secs(1));
+        let later = start + Duration::from_secs(1);
+        assert_eq!(bucket.reserve_at(1.0, later), Duration::from_millis(500));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn adjust_refunds_overestimates() {
+    #[test]
+    fn adjust_refunds_overestimates() {
         let bucket = TokenBucket::new(100.0, 10.0);
-        assert_eq!(bucket.reserve(100.0), Duration::ZERO);
-        assert_eq!(bucket.reserve(10.0), Duration::from_secs(1));
+        let start = bucket.state.lock().unwrap().last;
+        assert_eq!(bucket.reserve_at(100.0, start), Duration::ZERO);
+        assert_eq!(bucket.reserve_at(10.0, start), Duration::from_secs(1));
         bucket.adjust(60.0);
-        assert_eq!(bucket.reserve(10.0), Duration::ZERO);
+        assert_eq!(bucket.reserve_at(10.0, start), Duration::ZERO);
     }
 }

@@ -16,6 +16,7 @@ impl JobSpec {
             let foreign = [
                 ("path", m.path.is_some()),
                 ("path_env", m.path_env.is_some()),
+                ("path_default", m.path_default.is_some()),
                 ("fingerprint", m.fingerprint.is_some()),
                 ("device", m.device.is_some()),
                 ("engine", m.engine.is_some()),
@@ -58,6 +59,23 @@ impl JobSpec {
                 }
                 (None, Some(var)) if var.trim().is_empty() => {
                     return Err(SpecError::invalid("model.path_env", "must not be empty"))
+                }
+                _ => {}
+            }
+            match (&m.path_default, &m.path, &m.path_env) {
+                (Some(d), _, _) if d.as_os_str().is_empty() => {
+                    return Err(SpecError::invalid(
+                        "model.path_default",
+                        "must not be empty",
+                    ))
+                }
+                (Some(_), Some(_), _) | (Some(_), None, None) => {
+                    return Err(SpecError::invalid(
+                        "model.path_default",
+                        "is where the model is when the variable `path_env` names is unset, so it \
+                         goes with `path_env`, not `path`; remove it, or replace `path` by \
+                         `path_env`",
+                    ))
                 }
                 _ => {}
             }

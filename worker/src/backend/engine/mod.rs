@@ -13,9 +13,12 @@
 //! is decoded: outputs are never written under another model's key.
 
 mod job_map;
+mod location;
 mod resolve;
+mod text;
 
 pub use resolve::{resolve_model, ModelSpecError, ResolvedModel};
+pub use text::EngineText;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -161,25 +164,25 @@ impl Backend for EngineBackend {
 
 /// `model.path` (already absolute when the spec came from a file), else
 /// the path in the environment variable `model.path_env` names (never a
-/// coordinator token's); with how errors show it.
+/// coordinator token's), else `model.path_default`; with how errors show it.
 fn resolve_path(model: &ModelSpec, keys: &KeyPolicy) -> Result<(PathBuf, String), BackendError> {
-    match (&model.path, &model.path_env) {
-        (Some(p), _) => Ok((p.clone(), p.display().to_string())),
-        (None, Some(var)) => {
-            keys.check_not_token(var, "path_env")?;
-            match std::env::var_os(var) {
-                Some(v) if !v.is_empty() => Ok((
-                    PathBuf::from(v),
-                    format!("the model in {var} (named by model.path_env)"),
-                )),
-                _ => Err(BackendError::Config(format!(
-                    "environment variable {var} (named by model.path_env) is not set; export it \
-                     with the model's path (a GGUF file or a Hugging Face directory) on every \
-                     worker"
-                ))),
+    if let (None, Some(var)) = (&model.path, &model.path_env) {
+        keys.check_not_token(var, "path_env")?;
+    }
+    match location::locate(model, &|var| std::env::var_os(var)) {
+        Ok(found) => Ok((found.path, found.shown)),
+        Err(location::Missing::EnvUnset { var, default }) => Err(BackendError::Config(format!(
+            "environment variable {var} (named by model.path_env) is not set{}; export it \
+             with the model's path (a GGUF file or a Hugging Face directory) on every worker",
+            match (default, &model.path_default) {
+                (Some(_), Some(written)) => format!(
+                    ", and model.path_default ({}) does not exist on this worker",
+                    written.display()
+                ),
+                _ => String::new(),
             }
-        }
-        (None, None) => Err(BackendError::Config(
+        ))),
+        Err(location::Missing::NoField) => Err(BackendError::Config(
             "[model] needs `path` (a GGUF file or a Hugging Face directory) or `path_env`".into(),
         )),
     }

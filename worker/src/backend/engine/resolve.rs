@@ -7,15 +7,22 @@ use std::path::PathBuf;
 use engine::DigestCache;
 use jobs::spec::{BackendKind, ModelSpec};
 
+use super::location::{locate, Missing};
+
 /// Why an engine model could not be resolved before submitting.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelSpecError {
     #[error(
-        "`model.path_env` names {var}, which is not set here; export it with the model's path \
+        "`model.path_env` names {var}, which is not set here{}; export it with the model's path \
          (a GGUF file or a Hugging Face directory), or write the model's `fingerprint` in [model] \
-         to submit without having the model on this machine"
+         to submit without having the model on this machine",
+        default.as_ref().map(|d| format!(", and `model.path_default` ({}) does not exist", d.display())).unwrap_or_default()
     )]
-    PathEnvUnset { var: String },
+    PathEnvUnset {
+        var: String,
+        /// `model.path_default` as expanded here, when the spec has one.
+        default: Option<PathBuf>,
+    },
     #[error("`model.path`: {0}")]
     Model(#[from] engine::LoadError),
     #[error(
@@ -37,7 +44,8 @@ pub struct ResolvedModel {
 }
 
 /// What `shardline run` and `submit` do to an engine spec before
-/// submitting it: find the model (`path`, or `path_env` read here), check
+/// submitting it: find the model (`path`, or `path_env` read here, else
+/// `path_default`), check
 /// cheaply that the engine can load it (format, architecture, tokenizer,
 /// chat template), and fill `model.fingerprint` from its files (a digest
 /// cached per file, so a large model is hashed once). A spec that already
@@ -52,16 +60,13 @@ pub fn resolve_model(model: &mut ModelSpec) -> Result<Option<ResolvedModel>, Mod
         BackendKind::None if names_model => {}
         _ => return Ok(None),
     }
-    let path = match (&model.path, &model.path_env) {
-        (Some(p), _) => p.clone(),
-        (None, Some(var)) => match std::env::var_os(var) {
-            Some(v) if !v.is_empty() => {
-                std::path::absolute(PathBuf::from(&v)).unwrap_or_else(|_| PathBuf::from(v))
-            }
-            _ if model.fingerprint.is_some() => return Ok(None),
-            _ => return Err(ModelSpecError::PathEnvUnset { var: var.clone() }),
-        },
-        (None, None) => return Ok(None),
+    let path = match locate(model, &|var| std::env::var_os(var)) {
+        Ok(found) => std::path::absolute(&found.path).unwrap_or(found.path),
+        Err(Missing::NoField) => return Ok(None),
+        Err(Missing::EnvUnset { .. }) if model.fingerprint.is_some() => return Ok(None),
+        Err(Missing::EnvUnset { var, default }) => {
+            return Err(ModelSpecError::PathEnvUnset { var, default })
+        }
     };
     engine::probe_model(&path)?;
     let found = engine::fingerprint_model(&path, &DigestCache::default_location())

@@ -1,0 +1,47 @@
+//! A tiny LRU of decoded segments (successful outputs only), so that
+//! reading the outputs of many keys decodes each segment once while memory
+//! stays bounded: rescoring and dry-run estimates read through it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use jobs::{InferenceOutput, RequestKey};
+
+/// Decoded segments kept.
+const SEGMENT_LRU: usize = 8;
+
+pub(crate) type DecodedSegment = Arc<HashMap<RequestKey, InferenceOutput>>;
+
+#[derive(Default)]
+pub(crate) struct SegmentCache {
+    entries: VecDeque<(String, DecodedSegment)>,
+}
+
+impl SegmentCache {
+    pub(crate) async fn get(
+        &mut self,
+        objects: &dyn cache::ObjectStore,
+        path: &str,
+    ) -> Result<DecodedSegment, cache::SegmentError> {
+        if let Some(pos) = self.entries.iter().position(|(p, _)| p == path) {
+            if let Some(entry) = self.entries.remove(pos) {
+                let decoded = entry.1.clone();
+                self.entries.push_front(entry);
+                return Ok(decoded);
+            }
+        }
+        let records = cache::read_segment(objects, path).await?;
+        let decoded: DecodedSegment = Arc::new(
+            records
+                .into_iter()
+                .filter_map(|r| match (r.output, r.error) {
+                    (Some(output), None) => Some((r.key, output)),
+                    _ => None,
+                })
+                .collect(),
+        );
+        self.entries.push_front((path.to_string(), decoded.clone()));
+        self.entries.truncate(SEGMENT_LRU);
+        Ok(decoded)
+    }
+}

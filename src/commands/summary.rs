@@ -1,0 +1,70 @@
+//! The lines `run` prints about what a finished job did: documents,
+//! requests, cache hits, tokens and cost. A run answered wholly from the
+//! cache says so, with what its outputs cost when they were made, instead
+//! of "0 tokens" as if nothing had been evaluated.
+
+use coordinator::RescoreOutcome;
+use jobs::protocol::JobStatus;
+use jobs::JobSpec;
+
+/// `12345` as `12,345`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The summary of a finished run of `spec`, whose outputs were scored in
+/// `scored` (with their recorded usage).
+pub fn counts_lines(spec: &JobSpec, status: &JobStatus, scored: &RescoreOutcome) -> Vec<String> {
+    let c = &status.counts;
+    let bad_rows = if c.bad_rows > 0 {
+        format!("; {} bad rows skipped", c.bad_rows)
+    } else {
+        String::new()
+    };
+    let counts = format!(
+        "{} docs, {} requests: {} from the cache, {} run, {} failed",
+        c.docs, c.requests, c.cached, c.completed, c.failed
+    );
+    let all_cached = c.requests > 0 && c.cached == c.requests && scored.missing_requests == 0;
+    if all_cached {
+        let made = scored.usage;
+        let cost = jobs::cost::job_cost(&spec.model, made)
+            .map(|cost| format!(", {}", cost.describe()))
+            .unwrap_or_default();
+        return vec![format!(
+            "{counts}; all answered from the cache, none evaluated again (they cost {} prompt + \
+             {} completion tokens when made{cost}){bad_rows}",
+            thousands(made.prompt_tokens),
+            thousands(made.completion_tokens),
+        )];
+    }
+    let mut lines = vec![format!(
+        "{counts}; tokens: {} prompt, {} completion{bad_rows}",
+        c.usage.prompt_tokens, c.usage.completion_tokens
+    )];
+    if let Some(cost) = &status.cost {
+        lines.push(format!("cost: {}", cost.describe()));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(9511), "9,511");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+}
