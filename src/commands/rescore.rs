@@ -14,5 +14,11 @@ pub async fn rescore(args: RescoreArgs) -> CmdResult {
         .output
         .clone()
         .unwrap_or_else(|| home.results_dir(&spec.name));
-    write_results(&coordinator, &spec, &out_dir).await
+    write_results(
+        &coordinator,
+        &spec,
+        &out_dir,
+        "`shardline run` the job to send only those",
+    )
+    .await
 }

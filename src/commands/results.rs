@@ -1,35 +1,53 @@
-//! Writing a job's results: scores from the cache, `samples.jsonl` and
-//! `metrics.json` in the output folder, the metrics table on stdout.
+//! Writing a job's results: scores from the cache, `samples.jsonl`,
+//! `metrics.json` and (when outputs are missing) `missing.jsonl` in the
+//! output folder, the metrics table on stdout.
 
 use anyhow::Context;
 use std::path::Path;
 
+use jobs::spec::BackendKind;
 use jobs::JobSpec;
 
-use super::failure::CmdResult;
+use super::failure::{coordinator_failure, CmdResult};
 use super::home::write_json;
 use crate::exit;
 
-/// Scores `spec` from the cache, writes `samples.jsonl` and `metrics.json`
-/// into `out_dir`, and prints the metrics table. Returns the exit code:
-/// incomplete when any output is missing.
+/// The file listing every request without an output, one JSON line each.
+const MISSING_FILE: &str = "missing.jsonl";
+
+/// Scores `spec` from the cache, writes `samples.jsonl`, `metrics.json` and,
+/// when outputs are missing, `missing.jsonl` into `out_dir`, and prints the
+/// metrics table. Returns the exit code: incomplete when any output is
+/// missing, after saying how many, where they are listed, and `retry` (what
+/// to do about them).
 pub async fn write_results(
     coordinator: &coordinator::Coordinator,
     spec: &JobSpec,
     out_dir: &Path,
+    retry: &str,
 ) -> CmdResult {
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let samples_path = out_dir.join("samples.jsonl");
-    let file = std::fs::File::create(&samples_path)
-        .with_context(|| format!("cannot create {}", samples_path.display()))?;
-    let mut samples = std::io::BufWriter::new(file);
+    let mut samples = create(&samples_path)?;
+    // Written as scoring goes, so that a million missing requests never sit
+    // in memory; removed again when nothing is missing, so that no list
+    // from an earlier run is left behind.
+    let missing_path = out_dir.join(MISSING_FILE);
+    let mut missing = create(&missing_path)?;
     let outcome = coordinator
-        .rescore_spec(spec, Some(&mut samples))
+        .rescore_spec_listing_missing(spec, Some(&mut samples), Some(&mut missing))
         .await
-        .context("cannot score the job from the cache")?;
+        .map_err(|e| coordinator_failure(e, "cannot score the job from the cache"))?;
     std::io::Write::flush(&mut samples)
         .with_context(|| format!("cannot write {}", samples_path.display()))?;
+    std::io::Write::flush(&mut missing)
+        .with_context(|| format!("cannot write {}", missing_path.display()))?;
+    drop(missing);
+    if outcome.missing_requests == 0 {
+        std::fs::remove_file(&missing_path)
+            .with_context(|| format!("cannot remove {}", missing_path.display()))?;
+    }
     let metrics_path = out_dir.join("metrics.json");
     write_json(&metrics_path, &outcome.report)?;
 
@@ -48,16 +66,31 @@ pub async fn write_results(
             .map(|m| format!("doc {} (key {})", m.doc_id, short_key(&m.key.0)))
             .collect();
         let n = outcome.missing_requests;
+        let retry = if spec.model.backend == BackendKind::None {
+            "backend = \"none\" runs nothing: run the job with a real backend first, or check \
+             that the model and generation settings match the run that filled the cache"
+        } else {
+            retry
+        };
         eprintln!(
-            "error: {n} {} failed or {} missing from the cache (e.g. {}); \
-             the other docs were scored. Run the same command again to retry only those.",
+            "error: {n} {} failed or {} missing from the cache (e.g. {}); {} listed in {}, and \
+             their docs are marked `\"missing\": true` in samples.jsonl; the other docs were \
+             scored. {retry}.",
             if n == 1 { "request" } else { "requests" },
             if n == 1 { "is" } else { "are" },
-            examples.join(", ")
+            examples.join(", "),
+            if n == 1 { "it is" } else { "all are" },
+            missing_path.display()
         );
         return Ok(exit::INCOMPLETE);
     }
     Ok(exit::OK)
+}
+
+fn create(path: &Path) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(std::io::BufWriter::new(file))
 }
 
 /// The first 12 characters of a request key, for messages.

@@ -8,7 +8,7 @@ use coordinator::embedded::{Cluster, ClusterConfig};
 use jobs::protocol::{JobState, JobStatus};
 use jobs::JobSpec;
 
-use super::failure::{client_failure, CmdResult, Failure};
+use super::failure::{client_failure, job_failed, CmdResult, Failure};
 use super::home::Home;
 use super::job_file::{load_spec, read_policy};
 use super::results::{short_key, write_results};
@@ -20,9 +20,16 @@ use crate::terminal::printable;
 
 pub async fn run(args: RunArgs) -> CmdResult {
     let spec = load_spec(&args.job, args.model.as_deref(), args.limit).await?;
+    // The workers run in this process and read the variables the spec
+    // names when they build its backend: one unset here would fail every
+    // shard, after its retries. Say so now, before anything runs.
+    let env = spec
+        .model
+        .check_env(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()));
     if args.dry_run {
-        return super::dry_run::dry_run(&args, &spec).await;
+        return super::dry_run::dry_run(&args, &spec, env.err()).await;
     }
+    env.map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", args.job.display())))?;
     let home = Home::open(&args.home)?;
     let mut config = ClusterConfig::new(home.store().await?, home.objects()?);
     config.read = read_policy(&args.job, &args.dataset_roots)?;
@@ -80,13 +87,7 @@ async fn drive(args: &RunArgs, spec: &JobSpec, home: &Home, cluster: &mut Cluste
 
     match status.state {
         JobState::Completed => {}
-        JobState::Failed => {
-            return Err(Failure::runtime(anyhow::anyhow!(
-                "job {} failed: {}",
-                spec.name,
-                status.error.as_deref().unwrap_or("no reason recorded")
-            )))
-        }
+        JobState::Failed => return Err(job_failed(&status)),
         JobState::Cancelled => {
             return Err(Failure::runtime(anyhow::anyhow!(
                 "job {} was cancelled",
@@ -116,7 +117,13 @@ async fn drive(args: &RunArgs, spec: &JobSpec, home: &Home, cluster: &mut Cluste
             );
         }
     }
-    let code = write_results(cluster.coordinator(), spec, &out_dir).await?;
+    let code = write_results(
+        cluster.coordinator(),
+        spec,
+        &out_dir,
+        "Run the same command again to retry only those",
+    )
+    .await?;
     Ok(code)
 }
 
@@ -158,13 +165,20 @@ fn unreachable_state(status: &JobStatus) -> Result<(), Failure> {
 
 fn print_counts(status: &JobStatus) {
     let c = &status.counts;
+    // Requests neither cached nor run: those `backend = "none"` cannot run.
+    let not_run = c.requests.saturating_sub(c.cached + c.completed + c.failed);
     eprintln!(
-        "{} docs, {} requests: {} from the cache, {} run, {} failed; tokens: {} prompt, {} completion{}",
+        "{} docs, {} requests: {} from the cache, {} run, {} failed{}; tokens: {} prompt, {} completion{}",
         c.docs,
         c.requests,
         c.cached,
         c.completed,
         c.failed,
+        if not_run > 0 {
+            format!(", {not_run} not in the cache and not run")
+        } else {
+            String::new()
+        },
         c.usage.prompt_tokens,
         c.usage.completion_tokens,
         if c.bad_rows > 0 {

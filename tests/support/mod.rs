@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod local;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
