@@ -1,5 +1,6 @@
-//! End to end: bad input fails clearly (never a panic), and different models
-//! or temperatures never share cache entries.
+//! End to end: bad input fails clearly (never a panic) with exit code 2 and
+//! nothing sent, and different models or temperatures never share cache
+//! entries.
 
 mod support;
 
@@ -10,6 +11,8 @@ fn assert_clean_failure(out: &std::process::Output, needles: &[&str]) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{}", describe(out));
     assert!(!stderr.contains("panicked"), "{}", describe(out));
+    // Piped, not a terminal: log lines come without colour codes.
+    assert!(!stderr.contains('\u{1b}'), "{}", describe(out));
     for needle in needles {
         assert!(
             stderr.contains(needle),
@@ -55,7 +58,124 @@ async fn bad_inputs_give_clear_errors() {
     std::fs::write(&dataset, "{\"id\": \"a\", \"question\": \"q\", \"answer\": \"a\", \"subset\": \"s\"}\n{\"id\": \"b\",\n").unwrap();
     let job = write_job(dir.path(), &dataset, "http://127.0.0.1:9/v1", "");
     let out = run_job(&job, &home, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert_clean_failure(&out, &["data.jsonl:2", "on_bad_row"]);
+}
+
+/// A row as `write_dataset` writes them, with the given id.
+fn row(id: &str, i: usize) -> String {
+    serde_json::json!({"id": id, "question": format!("q{i}"), "answer": "a", "subset": "s"})
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_datasets_exit_2_naming_the_file_and_lines_and_send_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let fake = FakeOpenAi::start(FakeConfig::default()).await.unwrap();
+    let (dataset, _) = write_dataset(dir.path(), 1);
+    let job = write_job(dir.path(), &dataset, &fake.base_url(), "");
+
+    // Ten rows with one id: refused, naming the first two lines.
+    let rows: Vec<String> = (0..10).map(|i| row("same", i)).collect();
+    std::fs::write(&dataset, rows.join("\n") + "\n").unwrap();
+    let out = run_job(&job, &home, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert_clean_failure(&out, &["data.jsonl:2: id \"same\"", "line 1", "id_field"]);
+
+    // The same rows without `id_field`: numbered, all ten run.
+    edit_file(&job, "id_field = \"id\"\n", "");
+    let out = run_job(&job, &home, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let samples = read_lines(&home.join("results/e2e/samples.jsonl"));
+    let ids: Vec<&str> = samples
+        .iter()
+        .map(|s| s["doc_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+    let sent = fake.stats().total;
+    assert_eq!(sent, 10);
+
+    // No documents at all: said with the file's name, not scored as `-`.
+    let job = write_job(dir.path(), &dataset, &fake.base_url(), "");
+    for text in ["", "\n\n"] {
+        std::fs::write(&dataset, text).unwrap();
+        let out = run_job(&job, &home, &[]);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        assert_clean_failure(&out, &["data.jsonl: no documents to evaluate"]);
+        let out = run_job(&job, &home, &["--dry-run"]);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        assert_clean_failure(&out, &["data.jsonl: no documents to evaluate"]);
+    }
+
+    // A row that is not UTF-8: bad input like any malformed row.
+    let mut bytes = (row("a", 0) + "\n").into_bytes();
+    bytes.extend_from_slice(b"{\"id\": \"b\", \"question\": \"\xff\xfe\"}\n");
+    std::fs::write(&dataset, bytes).unwrap();
+    let out = run_job(&job, &home, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert_clean_failure(&out, &["data.jsonl:2: not valid UTF-8", "on_bad_row"]);
+    assert_eq!(fake.stats().total, sent, "a bad dataset sent requests");
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unset_variables_of_the_spec_exit_2_before_anything_runs() {
+    // The quickstart with its variables unset: one message naming both,
+    // exit 2, no backend ever built.
+    let dir = tempfile::tempdir().unwrap();
+    let quickstart = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/jobs/examples/quickstart/job.toml"
+    );
+    let home = dir.path().join("home");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            quickstart,
+            "--home",
+            home.to_str().unwrap(),
+            "--no-progress",
+        ];
+        args.extend_from_slice(extra);
+        let child = command(&args)
+            .env_remove("SHARDLINE_QUICKSTART_BASE_URL")
+            .env("SHARDLINE_QUICKSTART_API_KEY", " ")
+            .env("SHARDLINE_LOG", "info")
+            .spawn()
+            .unwrap();
+        wait_bounded(child, std::time::Duration::from_secs(60))
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert_clean_failure(
+        &out,
+        &[
+            "quickstart/job.toml: SHARDLINE_QUICKSTART_BASE_URL (named by model.base_url_env) is \
+             not set, SHARDLINE_QUICKSTART_API_KEY (named by model.api_key_env) is empty; export \
+             them and run again",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one message, nothing else: {stderr}"
+    );
+    assert!(!home.exists(), "nothing may run: {}", describe(&out));
+
+    // The dry run estimates, then says the same.
+    let out = run(&["--dry-run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing was sent"),
+        "{}",
+        describe(&out)
+    );
+    assert_clean_failure(
+        &out,
+        &["SHARDLINE_QUICKSTART_BASE_URL (named by model.base_url_env)"],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,6 +200,9 @@ async fn endpoint_down_fails_with_the_endpoint_named() {
         home.to_str().unwrap(),
         "--no-progress",
     ]);
+    // Every request failed after its retries: the job finished with them
+    // counted, and running it again retries them.
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     assert_clean_failure(&out, &[&format!("127.0.0.1:{port}")]);
 }
 

@@ -139,7 +139,7 @@ async fn bad_spec_names_file_line_and_field() {
         dir.path().join("h").to_str().unwrap(),
         "--no-progress",
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("d.jsonl:2"), "{stderr}");
     assert!(stderr.contains("on_bad_row"), "{stderr}");

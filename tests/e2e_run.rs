@@ -159,6 +159,19 @@ async fn failed_requests_are_reported_and_retried_alone_by_the_next_run() {
     assert!(fake.stats().rate_limited > 0, "the fake never rate-limited");
     let samples = read_lines(&home.join("results/e2e/samples.jsonl"));
     assert_eq!(samples.iter().filter(|s| s["missing"] == true).count(), 2);
+    // Both are listed with the endpoint's own words.
+    let missing = read_lines(&home.join("results/e2e/missing.jsonl"));
+    let ids: Vec<&str> = missing
+        .iter()
+        .map(|m| m["doc_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["q7", "q21"]);
+    assert!(
+        missing
+            .iter()
+            .all(|m| m["error"].as_str().unwrap().contains("400")),
+        "{missing:?}"
+    );
 
     // The endpoint recovers; the next run sends only the two failed requests.
     fake.set_config(|c| c.fail_prompts_containing.clear());
@@ -184,7 +197,8 @@ async fn backend_none_scores_from_cache_or_says_what_is_missing() {
     .unwrap();
     let home = dir.path().join("home");
 
-    // Nothing cached yet: `none` fails and says how many outputs are missing.
+    // Nothing cached yet: `none` scores nothing, marks every doc missing,
+    // lists every missing request, and exits 3.
     let none_dir = dir.path().join("none");
     std::fs::create_dir_all(&none_dir).unwrap();
     let none_job = write_job(&none_dir, &dataset, &fake.base_url(), "");
@@ -200,18 +214,41 @@ async fn backend_none_scores_from_cache_or_says_what_is_missing() {
         describe(&out)
     );
     let out = run_job(&none_job, &home, &root);
-    assert!(!out.status.success(), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let results = home.join("results/e2e");
+    let missing_file = results.join("missing.jsonl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("20 requests are missing"),
+        stderr.contains("20 requests failed or are missing")
+            && stderr.contains(&missing_file.display().to_string())
+            && stderr.contains("real backend"),
         "{}",
         describe(&out)
     );
+    let samples = read_lines(&results.join("samples.jsonl"));
+    assert_eq!(samples.len(), 20);
+    assert!(samples.iter().all(|s| s["missing"] == true));
+    let missing = read_lines(&missing_file);
+    let ids: Vec<&str> = missing
+        .iter()
+        .map(|m| m["doc_id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("q{i}")).collect();
+    assert_eq!(ids, expected, "every missing request, in dataset order");
+    assert_eq!(missing[19]["line"], 20);
+    assert!(missing
+        .iter()
+        .all(|m| m["key"].as_str().unwrap().len() == 64));
     assert_eq!(fake.stats().total, 0);
 
     // After a real run, `none` scores the same outputs with zero requests.
     let job = write_job(dir.path(), &dataset, &fake.base_url(), "");
     let out = run_job(&job, &home, &[]);
     assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        !missing_file.exists(),
+        "an old list of missing requests was left"
+    );
     let sent = fake.stats().total;
     assert_eq!(sent, 20);
     let out = run_job(&none_job, &home, &root);

@@ -11,10 +11,10 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jobs::protocol::JobState;
-use support::cluster::{free_port, Proc};
+use support::local::LocalCluster;
 use support::*;
 use uuid::Uuid;
 
@@ -70,77 +70,8 @@ fn submit(dir: &Path, coordinator: &str, endpoint: &str, var: &str) -> Uuid {
 
 /// A real `shardline serve` (dataset root: `dir`) and one `shardline
 /// worker` with `worker_env` set, both up.
-struct Cluster {
-    serve: Proc,
-    worker: Proc,
-    url: String,
-    client: client::CoordinatorClient,
-}
-
-async fn start(dir: &Path, worker_env: &[(&str, &str)]) -> Cluster {
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let home = dir.join("home");
-    let mut serve = command(&[
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--home",
-        home.to_str().unwrap(),
-        "--dataset-root",
-        dir.to_str().unwrap(),
-    ]);
-    serve
-        .env("SHARDLINE_ADMIN_TOKEN", ADMIN)
-        .env("SHARDLINE_WORKER_TOKEN", WORKER);
-    let serve = Proc::spawn("serve", serve, dir);
-    let client = client::CoordinatorClient::new(&url, ADMIN.into()).unwrap();
-    let start = Instant::now();
-    while client.healthz().await.is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "{}", serve.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let cache = home.join("cache");
-    let mut worker = command(&[
-        "worker",
-        "--coordinator",
-        &url,
-        "--cache",
-        cache.to_str().unwrap(),
-        "--poll-ms",
-        "200",
-    ]);
-    worker.env("SHARDLINE_WORKER_TOKEN", WORKER);
-    for (name, value) in worker_env {
-        worker.env(name, value);
-    }
-    let worker = Proc::spawn("worker", worker, dir);
-    Cluster {
-        serve,
-        worker,
-        url,
-        client,
-    }
-}
-
-impl Cluster {
-    /// Waits for the job to end and returns its status.
-    async fn wait(&self, id: Uuid) -> jobs::protocol::JobStatus {
-        let start = Instant::now();
-        loop {
-            let status = self.client.job(id).await.unwrap();
-            if status.state.is_terminal() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "job {id} did not end\n{}\n{}",
-                self.serve.log(),
-                self.worker.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+async fn start(dir: &Path, worker_env: &[(&str, &str)]) -> LocalCluster {
+    LocalCluster::start(dir, ADMIN, WORKER, worker_env).await
 }
 
 #[tokio::test]

@@ -55,11 +55,12 @@ pub enum ClientError {
 
 impl ClientError {
     /// Whether the coordinator refused what was sent (a bad spec, a data
-    /// file outside its roots, a body over its limits, a wrong token):
-    /// sending it again cannot succeed; the sender has to change it.
+    /// file outside its roots, a body over its limits, a wrong token, a job
+    /// id it does not know): sending it again cannot succeed; the sender has
+    /// to change it.
     pub fn is_refusal(&self) -> bool {
         match self {
-            ClientError::Unauthorized { .. } => true,
+            ClientError::Unauthorized { .. } | ClientError::NotFound { .. } => true,
             ClientError::Http { status, .. } => {
                 (400..500).contains(status) && *status != 408 && *status != 429
             }

@@ -2,7 +2,8 @@
 //! documents over in bounded chunks, so that memory does not grow with the
 //! dataset and the async runtime never blocks on file reads or templating.
 
-use jobs::{DatasetReader, Doc, DocPlan, JobSpec, Planner, ReadPolicy};
+use jobs::protocol::FailureKind;
+use jobs::{DatasetError, DatasetReader, Doc, DocPlan, JobSpec, Planner, ReadPolicy};
 use tokio::sync::mpsc;
 
 /// Documents per chunk.
@@ -16,8 +17,44 @@ pub(crate) enum DocMsg {
         bad_rows: u64,
     },
     /// Planning stopped: bad spec, unreadable dataset, bad row, template
-    /// error. The text names the file, line and field.
-    Failed(String),
+    /// error.
+    Failed(PlanFailure),
+}
+
+/// Why the documents stopped coming: the text names the file, line and
+/// field; the kind says whether the job's files are at fault.
+#[derive(Debug)]
+pub(crate) struct PlanFailure {
+    pub message: String,
+    pub kind: FailureKind,
+}
+
+impl PlanFailure {
+    fn input(error: impl ToString) -> Self {
+        PlanFailure {
+            message: error.to_string(),
+            kind: FailureKind::Input,
+        }
+    }
+
+    fn dataset(error: DatasetError) -> Self {
+        PlanFailure {
+            message: error.to_string(),
+            kind: if error.is_bad_input() {
+                FailureKind::Input
+            } else {
+                FailureKind::Runtime
+            },
+        }
+    }
+
+    /// The reader thread ended without saying why (it panicked).
+    pub(crate) fn reader_gone() -> Self {
+        PlanFailure {
+            message: "the dataset reader stopped unexpectedly".to_string(),
+            kind: FailureKind::Runtime,
+        }
+    }
 }
 
 /// Starts the reader, which opens the job's files under `policy`.
@@ -26,21 +63,25 @@ pub(crate) fn spawn_doc_stream(spec: JobSpec, policy: ReadPolicy) -> mpsc::Recei
     // Two chunks in flight: the reader stays ahead without running away.
     let (tx, rx) = mpsc::channel(2);
     tokio::task::spawn_blocking(move || {
-        if let Err(message) = produce(&spec, &policy, &tx) {
-            let _ = tx.blocking_send(DocMsg::Failed(message));
+        if let Err(failure) = produce(&spec, &policy, &tx) {
+            let _ = tx.blocking_send(DocMsg::Failed(failure));
         }
     });
     rx
 }
 
-fn produce(spec: &JobSpec, policy: &ReadPolicy, tx: &mpsc::Sender<DocMsg>) -> Result<(), String> {
-    let planner = Planner::new(spec, policy).map_err(|e| e.to_string())?;
-    let mut reader = DatasetReader::open(&spec.dataset, policy).map_err(|e| e.to_string())?;
+fn produce(
+    spec: &JobSpec,
+    policy: &ReadPolicy,
+    tx: &mpsc::Sender<DocMsg>,
+) -> Result<(), PlanFailure> {
+    let planner = Planner::new(spec, policy).map_err(PlanFailure::input)?;
+    let mut reader = DatasetReader::open(&spec.dataset, policy).map_err(PlanFailure::dataset)?;
     let mut chunk = Vec::with_capacity(CHUNK_DOCS);
     let mut docs = 0u64;
     for doc in &mut reader {
-        let doc = doc.map_err(|e| e.to_string())?;
-        let plan = planner.plan_doc(&doc).map_err(|e| e.to_string())?;
+        let doc = doc.map_err(PlanFailure::dataset)?;
+        let plan = planner.plan_doc(&doc).map_err(PlanFailure::input)?;
         docs += 1;
         chunk.push((doc, plan));
         if chunk.len() >= CHUNK_DOCS {

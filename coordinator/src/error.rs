@@ -1,7 +1,10 @@
 //! Errors of the coordinator's operations, each mapped to an HTTP status by
 //! the API layer.
 
+use jobs::protocol::FailureKind;
 use uuid::Uuid;
+
+use crate::docstream::PlanFailure;
 
 use crate::store::StoreError;
 
@@ -29,10 +32,14 @@ pub enum CoordinatorError {
     },
     #[error(transparent)]
     Store(StoreError),
-    /// Reading or rendering the dataset failed; the text names the file,
+    /// The job's dataset or templates are wrong; the text names the file,
     /// line and field.
     #[error("{0}")]
     Planning(String),
+    /// Reading the job's data files failed partway (an I/O error), through
+    /// no fault of theirs.
+    #[error("{0}")]
+    DataRead(String),
     #[error(transparent)]
     Dataset(#[from] jobs::DatasetError),
     #[error(transparent)]
@@ -56,7 +63,32 @@ impl From<StoreError> for CoordinatorError {
     }
 }
 
+impl From<PlanFailure> for CoordinatorError {
+    fn from(failure: PlanFailure) -> Self {
+        match failure.kind {
+            FailureKind::Input => CoordinatorError::Planning(failure.message),
+            FailureKind::Runtime => CoordinatorError::DataRead(failure.message),
+        }
+    }
+}
+
 impl CoordinatorError {
+    /// Whether what the caller sent is at fault (a spec, a data file, a job
+    /// id), so that sending it again unchanged cannot help; the CLI exits 2
+    /// for these, 1 for the rest.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            CoordinatorError::Spec(_)
+            | CoordinatorError::JobNotFound(_)
+            | CoordinatorError::BadRequest(_)
+            | CoordinatorError::Forbidden(_)
+            | CoordinatorError::Planning(_)
+            | CoordinatorError::Render(_) => true,
+            CoordinatorError::Dataset(e) => e.is_bad_input(),
+            _ => false,
+        }
+    }
+
     /// True when the same call may succeed shortly: the database was busy
     /// or unreachable (e.g. Postgres restarting).
     pub fn is_retryable(&self) -> bool {

@@ -7,7 +7,7 @@
 //! de-duplication within the job).
 
 use chrono::Utc;
-use jobs::protocol::JobState;
+use jobs::protocol::{FailureKind, JobState};
 use jobs::spec::BackendKind;
 use jobs::{InferenceRequest, JobSpec, RequestKey};
 use std::collections::HashSet;
@@ -16,14 +16,12 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::coordinator::Coordinator;
-use crate::docstream::{key_id, spawn_doc_stream, DocMsg};
+use crate::docstream::{key_id, spawn_doc_stream, DocMsg, PlanFailure};
 use crate::error::CoordinatorError;
 use crate::store::{NewShard, PlanTotals};
 
 /// Shards written per store transaction.
 const SHARD_BATCH: usize = 50;
-/// Missing requests named in a `backend = "none"` failure.
-const MISSING_EXAMPLES: usize = 5;
 /// How often the planner loop looks for jobs even without a wake-up.
 const PLAN_POLL: Duration = Duration::from_secs(5);
 /// Pause before planning again after the store failed transiently.
@@ -33,10 +31,11 @@ const PLAN_RETRY: Duration = Duration::from_millis(500);
 /// memory) is failed after this many, instead of at every restart.
 const MAX_PLAN_ATTEMPTS: u32 = 3;
 
-/// Why planning stopped early: the job's own fault (recorded on the job) or
-/// the store's.
+/// Why planning stopped early: the job's own fault, or its data's
+/// reading's (recorded on the job, with whose fault it is), or the
+/// store's.
 enum PlanStop {
-    Job(String),
+    Job(PlanFailure),
     // Boxed: the error is large and this travels through hot helpers.
     Store(Box<CoordinatorError>),
 }
@@ -104,9 +103,12 @@ impl Coordinator {
     }
 
     /// Plans one job and returns its state afterwards: `running`, or
-    /// `completed` when everything was cached, or `failed` with the reason
-    /// recorded on the job (bad row, template error, missing outputs for
-    /// `backend = "none"`). A job no longer in `planning` is left alone.
+    /// `completed` when nothing is left to run (everything was cached, or
+    /// `backend = "none"`, whose missing outputs its results list), or
+    /// `failed` with the reason recorded on the job and whose fault it is
+    /// (bad row, duplicate id, no documents, template error: the job's; the
+    /// store's or a crash's: not). A job no longer in `planning` is left
+    /// alone.
     pub async fn plan_job(&self, id: Uuid) -> Result<JobState, CoordinatorError> {
         let store = self.store();
         let _planning = self.plan_signal().exclusive().await;
@@ -125,7 +127,7 @@ impl Coordinator {
                  fix the job, and submit it again",
                 attempt - 1
             );
-            return self.fail_planning(id, message).await;
+            return self.fail_planning(id, message, FailureKind::Runtime).await;
         }
         self.plan_signal().set_current(Some(id));
         let state = self.plan_counted(id).await;
@@ -138,15 +140,23 @@ impl Coordinator {
         let store = self.store();
         let spec = match self.job_spec(id).await {
             Ok(spec) => spec,
-            Err(e) => return self.fail_planning(id, e.to_string()).await,
+            // Stored by this coordinator: one it cannot read back is not
+            // the job author's doing.
+            Err(e) => {
+                return self
+                    .fail_planning(id, e.to_string(), FailureKind::Runtime)
+                    .await
+            }
         };
         // A job stored under other limits (or before there were any) is
         // not planned into what the operator does not allow now.
         if let Err(message) = self.config().limits.check(&spec) {
-            return self.fail_planning(id, message).await;
+            return self.fail_planning(id, message, FailureKind::Input).await;
         }
         if let Err(e) = self.check_data_access(&spec) {
-            return self.fail_planning(id, e.to_string()).await;
+            return self
+                .fail_planning(id, e.to_string(), FailureKind::Input)
+                .await;
         }
         tracing::info!(job_id = %id, name = %spec.name, "planning job");
         match self.plan_into_shards(id, &spec).await {
@@ -154,7 +164,9 @@ impl Coordinator {
                 tracing::info!(job_id = %id, ?state, "planning done");
                 Ok(state)
             }
-            Err(PlanStop::Job(message)) => self.fail_planning(id, message).await,
+            Err(PlanStop::Job(failure)) => {
+                self.fail_planning(id, failure.message, failure.kind).await
+            }
             Err(PlanStop::Store(e)) if e.is_retryable() => {
                 // The database is restarting or busy: the job stays in
                 // `planning`, and the next pass starts it over (its shards so
@@ -168,15 +180,24 @@ impl Coordinator {
             Err(PlanStop::Store(e)) => {
                 // The job cannot go on without its store; say why on the job.
                 let message = format!("planning stopped: {e}");
-                let _ = store.fail_job(id, &message, Utc::now()).await;
+                let _ = store
+                    .fail_job(id, &message, FailureKind::Runtime, Utc::now())
+                    .await;
                 Err(*e)
             }
         }
     }
 
-    async fn fail_planning(&self, id: Uuid, message: String) -> Result<JobState, CoordinatorError> {
-        tracing::warn!(job_id = %id, error = %message, "planning failed");
-        self.store().fail_job(id, &message, Utc::now()).await?;
+    async fn fail_planning(
+        &self,
+        id: Uuid,
+        message: String,
+        kind: FailureKind,
+    ) -> Result<JobState, CoordinatorError> {
+        tracing::warn!(job_id = %id, error = %message, kind = kind.as_str(), "planning failed");
+        self.store()
+            .fail_job(id, &message, kind, Utc::now())
+            .await?;
         Ok(self.store().get_job(id).await?.state)
     }
 
@@ -185,8 +206,9 @@ impl Coordinator {
         let no_inference = spec.model.backend == BackendKind::None;
         let mut seen: HashSet<u128> = HashSet::new();
         let mut totals = PlanTotals::default();
+        // `backend = "none"`: requests not in the cache, which nothing
+        // will run; scoring marks their documents missing.
         let mut missing = 0u64;
-        let mut missing_examples: Vec<String> = Vec::new();
         let mut shards = ShardBuilder {
             job_id: id,
             shard_size: spec.sharding.shard_size.max(1) as usize,
@@ -197,9 +219,10 @@ impl Coordinator {
         };
         let mut docs = spawn_doc_stream(spec.clone(), self.config().read.clone());
         loop {
-            let msg = docs.recv().await.ok_or_else(|| {
-                PlanStop::Job("the dataset reader stopped unexpectedly".to_string())
-            })?;
+            let msg = docs
+                .recv()
+                .await
+                .unwrap_or_else(|| DocMsg::Failed(PlanFailure::reader_gone()));
             let chunk = match msg {
                 DocMsg::Chunk(chunk) => chunk,
                 DocMsg::Done { docs: n, bad_rows } => {
@@ -207,28 +230,25 @@ impl Coordinator {
                     totals.bad_rows = bad_rows;
                     break;
                 }
-                DocMsg::Failed(message) => return Err(PlanStop::Job(message)),
+                DocMsg::Failed(failure) => return Err(PlanStop::Job(failure)),
             };
             // Distinct new requests of this chunk, in document order.
-            let mut fresh: Vec<(String, InferenceRequest)> = Vec::new();
-            for (doc, plan) in chunk {
+            let mut fresh: Vec<InferenceRequest> = Vec::new();
+            for (_, plan) in chunk {
                 for request in plan.requests {
                     if seen.insert(key_id(&request.key)) {
-                        fresh.push((doc.id.clone(), request));
+                        fresh.push(request);
                     }
                 }
             }
             totals.requests += fresh.len() as u64;
-            let keys: Vec<RequestKey> = fresh.iter().map(|(_, r)| r.key.clone()).collect();
+            let keys: Vec<RequestKey> = fresh.iter().map(|r| r.key.clone()).collect();
             let cached = store.lookup_keys(&keys).await?;
-            for (doc_id, request) in fresh {
+            for request in fresh {
                 if cached.contains_key(&request.key) {
                     totals.cached += 1;
                 } else if no_inference {
                     missing += 1;
-                    if missing_examples.len() < MISSING_EXAMPLES {
-                        missing_examples.push(format!("doc {doc_id} (key {})", request.key));
-                    }
                 } else {
                     shards.push(request)?;
                 }
@@ -246,13 +266,10 @@ impl Coordinator {
                 .await?;
         }
         if missing > 0 {
-            return Err(PlanStop::Job(format!(
-                "backend = \"none\" runs no inference, but {missing} of {} requests are missing \
-                 from the cache (first: {}); run the job with a real backend first, or check \
-                 that the model and generation settings match the run that filled the cache",
-                totals.requests,
-                missing_examples.join(", ")
-            )));
+            // Not a failure: the job completes, and its results score what
+            // the cache holds and list the rest (`shardline run` exits 3).
+            tracing::info!(job_id = %id, missing, requests = totals.requests,
+                "backend = \"none\": requests missing from the cache are left unscored");
         }
         let state = store.finish_planning(id, totals, Utc::now()).await?;
         Ok(state)

@@ -6,6 +6,7 @@
 //! current chunk are held, and decoded segments sit in a small LRU.
 
 use bytes::Bytes;
+use jobs::results::MissingRecord;
 use jobs::{
     InferenceOutput, JobSpec, MetricsReport, ModelText, ReadPolicy, RequestKey, SampleRecord,
     Scorer, Usage,
@@ -19,7 +20,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::coordinator::Coordinator;
-use crate::docstream::{key_id, spawn_doc_stream, DocMsg};
+use crate::docstream::{key_id, spawn_doc_stream, DocMsg, PlanFailure};
 use crate::error::CoordinatorError;
 use crate::segment_cache::SegmentCache;
 use crate::store::Store;
@@ -80,22 +81,24 @@ impl SampleSink<'_> {
 
 /// Scores `spec` from the cache with zero inference. Sample lines (one JSON
 /// [`SampleRecord`] per document) go to `samples_out` when given, with each
-/// prompt as `model_text` renders it when given (see [`Scorer`]). Works
-/// for a spec that was never submitted. Its data files are read under
-/// `policy`.
+/// prompt as `model_text` renders it when given (see [`Scorer`]), and one
+/// [`MissingRecord`] line per request without an output (all of them, not
+/// only the outcome's examples) to `missing_out`. Works for a spec that was
+/// never submitted. Its data files are read under `policy`.
 pub async fn rescore_spec(
     store: &dyn Store,
     objects: &dyn cache::ObjectStore,
     spec: &JobSpec,
     policy: &ReadPolicy,
     samples_out: Option<&mut (dyn Write + Send)>,
+    missing_out: Option<&mut (dyn Write + Send)>,
     model_text: Option<Arc<dyn ModelText>>,
 ) -> Result<RescoreOutcome, CoordinatorError> {
     let sink = match samples_out {
         Some(w) => SampleSink::Writer(w),
         None => SampleSink::Discard,
     };
-    rescore_into(store, objects, spec, policy, sink, model_text).await
+    rescore_into(store, objects, spec, policy, sink, missing_out, model_text).await
 }
 
 pub(crate) async fn rescore_into(
@@ -104,6 +107,7 @@ pub(crate) async fn rescore_into(
     spec: &JobSpec,
     policy: &ReadPolicy,
     mut sink: SampleSink<'_>,
+    mut missing_out: Option<&mut (dyn Write + Send)>,
     model_text: Option<Arc<dyn ModelText>>,
 ) -> Result<RescoreOutcome, CoordinatorError> {
     let scorer = Scorer::new(spec)?.with_model_text(model_text);
@@ -115,13 +119,14 @@ pub(crate) async fn rescore_into(
     let mut usage = Usage::default();
     let mut docs = spawn_doc_stream(spec.clone(), policy.clone());
     let bad_rows = loop {
-        let msg = docs.recv().await.ok_or_else(|| {
-            CoordinatorError::Planning("the dataset reader stopped unexpectedly".into())
-        })?;
+        let msg = docs
+            .recv()
+            .await
+            .unwrap_or_else(|| DocMsg::Failed(PlanFailure::reader_gone()));
         let chunk = match msg {
             DocMsg::Chunk(chunk) => chunk,
             DocMsg::Done { bad_rows, .. } => break bad_rows,
-            DocMsg::Failed(message) => return Err(CoordinatorError::Planning(message)),
+            DocMsg::Failed(failure) => return Err(failure.into()),
         };
         // Outputs of this chunk only.
         let mut keys: Vec<RequestKey> = chunk
@@ -166,12 +171,14 @@ pub(crate) async fn rescore_into(
             store.failures_for_keys(&missing_keys).await?
         };
         let mut lines = Vec::new();
+        let mut missing_lines = Vec::new();
         for (doc, plan) in &chunk {
             let found: Vec<Option<&InferenceOutput>> =
                 plan.requests.iter().map(|r| outputs.get(&r.key)).collect();
-            for (request, output) in plan.requests.iter().zip(&found) {
+            for (i, (request, output)) in plan.requests.iter().zip(&found).enumerate() {
                 if output.is_none() && missing_seen.insert(key_id(&request.key)) {
-                    if failures.contains_key(&request.key) {
+                    let error = failures.get(&request.key);
+                    if error.is_some() {
                         failed_requests += 1;
                     }
                     if missing_examples.len() < MISSING_EXAMPLES {
@@ -180,19 +187,30 @@ pub(crate) async fn rescore_into(
                             key: request.key.clone(),
                         });
                     }
+                    if missing_out.is_some() {
+                        let record = MissingRecord {
+                            doc_id: plan.doc_id.clone(),
+                            doc_index: plan.doc_index,
+                            line: doc.line,
+                            key: request.key.clone(),
+                            request_index: i,
+                            error: error.cloned(),
+                        };
+                        encode_line(&mut missing_lines, &record)?;
+                    }
                 }
             }
             let sample: SampleRecord = scorer.score_doc(plan, doc, &found);
             aggregator.add(&sample);
             if sink.wants_samples() {
-                serde_json::to_writer(&mut lines, &sample).map_err(|e| {
-                    CoordinatorError::Internal(format!("cannot encode a sample: {e}"))
-                })?;
-                lines.push(b'\n');
+                encode_line(&mut lines, &sample)?;
             }
         }
         if !lines.is_empty() {
             sink.write(lines).await?;
+        }
+        if let Some(out) = missing_out.as_mut() {
+            out.write_all(&missing_lines)?;
         }
     };
     let seed = spec.task.generation.seed.unwrap_or(DEFAULT_BOOTSTRAP_SEED);
@@ -205,6 +223,14 @@ pub(crate) async fn rescore_into(
         failed_requests,
         usage,
     })
+}
+
+/// Appends `value` to `buf` as one JSON line.
+fn encode_line(buf: &mut Vec<u8>, value: &impl Serialize) -> Result<(), CoordinatorError> {
+    serde_json::to_writer(&mut *buf, value)
+        .map_err(|e| CoordinatorError::Internal(format!("cannot encode a result line: {e}")))?;
+    buf.push(b'\n');
+    Ok(())
 }
 
 impl Coordinator {
@@ -224,15 +250,18 @@ impl Coordinator {
         spec: &JobSpec,
         samples_out: Option<&mut (dyn Write + Send)>,
     ) -> Result<RescoreOutcome, CoordinatorError> {
-        self.rescore_spec_rendered(spec, samples_out, None).await
+        self.rescore_spec_with(spec, samples_out, None, None).await
     }
 
-    /// [`Coordinator::rescore_spec`], with the samples' prompts as the
-    /// model renders them (`model_text`, where the caller has the model).
-    pub async fn rescore_spec_rendered(
+    /// [`Coordinator::rescore_spec`], writing every request without an
+    /// output to `missing_out` as a [`MissingRecord`] line, and the
+    /// samples' prompts as the model renders them (`model_text`, where the
+    /// caller has the model).
+    pub async fn rescore_spec_with(
         &self,
         spec: &JobSpec,
         samples_out: Option<&mut (dyn Write + Send)>,
+        missing_out: Option<&mut (dyn Write + Send)>,
         model_text: Option<Arc<dyn ModelText>>,
     ) -> Result<RescoreOutcome, CoordinatorError> {
         self.check_data_access(spec)?;
@@ -242,6 +271,7 @@ impl Coordinator {
             spec,
             &self.config().read,
             samples_out,
+            missing_out,
             model_text,
         )
         .await
@@ -295,6 +325,7 @@ impl Coordinator {
                             &spec,
                             &this.config().read,
                             sink,
+                            None,
                             None,
                         )
                         .await

@@ -6,7 +6,8 @@ use coordinator::store::{SqliteStore, Store};
 use coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
 use jobs::protocol::{
     ClaimRequest, ClaimResponse, CompleteRequest, ErrorBody, FailRequest, FailedRequest,
-    HeartbeatRequest, JobState, JobStatus, Lease, ShardState, SubmitJobRequest, WorkerCapabilities,
+    FailureKind, HeartbeatRequest, JobState, JobStatus, Lease, ShardState, SubmitJobRequest,
+    WorkerCapabilities,
 };
 use jobs::spec::BackendKind;
 use jobs::{InferenceOutput, InferenceRequest, JobSpec, SegmentRecord, Usage};
@@ -232,8 +233,30 @@ async fn invalid_spec_and_bad_rows_are_reported() {
         JobState::Failed
     );
     let status = env.coordinator.job_status(job.id).await.unwrap();
+    assert_eq!(status.error_kind, Some(FailureKind::Input), "{status:?}");
     let error = status.error.unwrap_or_default();
     assert!(error.contains("broken.jsonl:2"), "{error}");
+
+    // Two documents with one id: the job's fault too, both lines named.
+    std::fs::write(
+        env.dir.path().join("twice.jsonl"),
+        "{\"id\": \"a\", \"q\": \"x\", \"a\": \"y\"}\n{\"id\": \"a\", \"q\": \"z\", \"a\": \"y\"}\n",
+    )
+    .unwrap();
+    let mut twice = spec(env.dir.path(), "openai", 2);
+    twice.dataset.path = env.dir.path().join("twice.jsonl");
+    let job = env.coordinator.submit(twice).await.unwrap();
+    assert_eq!(
+        env.coordinator.plan_job(job.id).await.unwrap(),
+        JobState::Failed
+    );
+    let status = env.coordinator.job_status(job.id).await.unwrap();
+    assert_eq!(status.error_kind, Some(FailureKind::Input), "{status:?}");
+    let error = status.error.unwrap_or_default();
+    assert!(
+        error.contains("twice.jsonl:2: id \"a\"") && error.contains("line 1"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -332,19 +355,23 @@ async fn backend_none_and_rescore_report_missing() {
     let env = env().await;
     let none_spec = spec(env.dir.path(), "none", 10);
     let job = env.coordinator.submit(none_spec.clone()).await.unwrap();
+    // Nothing to run: the job completes, and its results say what is
+    // missing.
     assert_eq!(
         env.coordinator.plan_job(job.id).await.unwrap(),
-        JobState::Failed
+        JobState::Completed
     );
-    let error = env
-        .coordinator
-        .job_status(job.id)
-        .await
-        .unwrap()
-        .error
-        .unwrap_or_default();
-    assert!(error.contains("4 of 4 requests are missing"), "{error}");
-    assert!(error.contains("doc d0"), "{error}");
+    let status = env.coordinator.job_status(job.id).await.unwrap();
+    assert_eq!(status.error, None);
+    assert_eq!(
+        (status.counts.requests, status.counts.cached),
+        (4, 0),
+        "{status:?}"
+    );
+    assert_eq!(status.counts.shards_total, 0);
+    let outcome = env.coordinator.rescore(job.id, None).await.unwrap();
+    assert_eq!(outcome.missing_requests, 4);
+    assert_eq!(outcome.missing_examples[0].doc_id, "d0");
 
     // Fill part of the cache through an openai job, with one failed request.
     let spec = spec(env.dir.path(), "openai", 10);
@@ -1120,8 +1147,13 @@ async fn a_job_that_keeps_crashing_the_planner_is_failed_not_retried() {
         env.coordinator.plan_job(poison.id).await.unwrap(),
         JobState::Failed
     );
-    let error = env.coordinator.job_status(poison.id).await.unwrap().error;
-    let error = error.unwrap_or_default();
+    let status = env.coordinator.job_status(poison.id).await.unwrap();
+    assert_eq!(
+        status.error_kind,
+        Some(FailureKind::Runtime),
+        "a crash is not the job's input's fault"
+    );
+    let error = status.error.unwrap_or_default();
     assert!(
         error.contains("started 3 times and never finished"),
         "{error}"

@@ -5,8 +5,8 @@
 //! reported with what they cost when they were made.
 
 use anyhow::Context;
-use jobs::spec::BackendKind;
 use jobs::spec::ProviderBatchSpec;
+use jobs::spec::{BackendKind, MissingEnvVars};
 use jobs::JobSpec;
 use jobs::{cost::money, cost::CHARS_PER_TOKEN, cost::TOKENS_PER_MESSAGE};
 
@@ -19,7 +19,13 @@ use super::summary::thousands;
 use crate::cli::RunArgs;
 use crate::exit;
 
-pub async fn dry_run(args: &RunArgs, spec: &JobSpec) -> CmdResult {
+/// Prints the estimate; then, when `missing_env` names variables the run
+/// would need and not find, says so and fails as the run would (exit 2).
+pub async fn dry_run(
+    args: &RunArgs,
+    spec: &JobSpec,
+    missing_env: Option<MissingEnvVars>,
+) -> CmdResult {
     let home = Home::open(&args.home)?;
     let store = home.store().await?;
     let objects = home.objects()?;
@@ -39,9 +45,16 @@ pub async fn dry_run(args: &RunArgs, spec: &JobSpec) -> CmdResult {
             CoordinatorError::Store(_) => Failure::runtime(
                 anyhow::Error::new(e).context("cannot look the requests up in the cache index"),
             ),
-            other => Failure::usage(other),
+            other if other.is_bad_input() => Failure::usage(other),
+            other => Failure::runtime(other),
         })?;
     print(spec, &plan);
+    if let Some(missing) = missing_env {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "{}: {missing} (`run` would refuse to start)",
+            args.job.display()
+        )));
+    }
     Ok(exit::OK)
 }
 

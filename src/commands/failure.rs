@@ -44,6 +44,33 @@ pub fn client_failure(error: client::ClientError, doing: &'static str) -> Failur
     }
 }
 
+/// A coordinator call that failed (in this process), with what was being
+/// done: bad input (exit 2) when the job's spec or files are at fault, else
+/// a runtime failure.
+pub fn coordinator_failure(error: coordinator::CoordinatorError, doing: &'static str) -> Failure {
+    let bad_input = error.is_bad_input();
+    let error = anyhow::Error::new(error).context(doing);
+    if bad_input {
+        Failure::usage(error)
+    } else {
+        Failure::runtime(error)
+    }
+}
+
+/// How a job that ended failed: exit 2 when its own input is at fault
+/// (fix the job and run it again), 1 otherwise.
+pub fn job_failed(status: &jobs::protocol::JobStatus) -> Failure {
+    let error = anyhow::anyhow!(
+        "job {} failed: {}",
+        status.name,
+        status.error.as_deref().unwrap_or("no reason recorded")
+    );
+    match status.error_kind {
+        Some(jobs::protocol::FailureKind::Input) => Failure::usage(error),
+        _ => Failure::runtime(error),
+    }
+}
+
 pub type CmdResult = Result<i32, Failure>;
 
 /// The error and its causes on one line, safe for a terminal (endpoint and

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use jobs::protocol::JobStatus;
 
-use super::failure::Failure;
+use super::failure::{client_failure, Failure};
 use super::home::Home;
 use crate::cli::{LocalHomeArgs, RemoteArgs};
 use crate::config::{defaults, ConfigFile};
@@ -70,7 +70,10 @@ impl JobSource {
 
     pub async fn job(&self, id: Uuid) -> Result<JobStatus, Failure> {
         match self {
-            JobSource::Coordinator(c) => Ok(c.job(id).await.context("cannot read the job")?),
+            JobSource::Coordinator(c) => c
+                .job(id)
+                .await
+                .map_err(|e| client_failure(e, "cannot read the job")),
             JobSource::Home { coordinator, .. } => Ok(coordinator
                 .job_status(id)
                 .await
@@ -81,7 +84,10 @@ impl JobSource {
     /// Every job, newest first.
     pub async fn list(&self) -> Result<Vec<JobStatus>, Failure> {
         match self {
-            JobSource::Coordinator(c) => Ok(c.list_jobs().await.context("cannot list jobs")?),
+            JobSource::Coordinator(c) => c
+                .list_jobs()
+                .await
+                .map_err(|e| client_failure(e, "cannot list jobs")),
             JobSource::Home { coordinator, .. } => Ok(coordinator
                 .list_jobs()
                 .await
@@ -91,7 +97,10 @@ impl JobSource {
 
     pub async fn cancel(&self, id: Uuid) -> Result<JobStatus, Failure> {
         match self {
-            JobSource::Coordinator(c) => Ok(c.cancel(id).await.context("cannot cancel the job")?),
+            JobSource::Coordinator(c) => c
+                .cancel(id)
+                .await
+                .map_err(|e| client_failure(e, "cannot cancel the job")),
             JobSource::Home { coordinator, .. } => Ok(coordinator
                 .cancel(id)
                 .await

@@ -80,7 +80,7 @@ async fn rescore(
     model_text: Option<std::sync::Arc<dyn jobs::ModelText>>,
 ) -> Result<RescoreOutcome, Failure> {
     Ok(coordinator
-        .rescore_spec_rendered(spec, samples, model_text)
+        .rescore_spec_with(spec, samples, None, model_text)
         .await
         .context("cannot score the job from the cache")?)
 }

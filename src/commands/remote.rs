@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
-use jobs::protocol::{JobState, JobStatus};
+use jobs::protocol::{FailureKind, JobState, JobStatus};
 
 use super::failure::{client_failure, CmdResult, Failure};
 use super::home::write_json;
@@ -107,8 +107,8 @@ async fn fetch(c: &JobSource, id: Option<Uuid>) -> Result<Vec<JobStatus>, Failur
 }
 
 /// Prints the table every `every` until the job (or every job that was
-/// live at the start) has ended, then exits 0 if all completed, 1 if one
-/// failed or was cancelled. Ctrl-C stops watching (the jobs go on).
+/// live at the start) has ended, then exits as [`ended_code`] says for
+/// them. Ctrl-C stops watching (the jobs go on) with 130.
 async fn watch(c: &JobSource, id: Option<Uuid>, every: Duration) -> CmdResult {
     let first = fetch(c, id).await?;
     let watched: Vec<Uuid> = first
@@ -126,10 +126,7 @@ async fn watch(c: &JobSource, id: Option<Uuid>, every: Duration) -> CmdResult {
             .collect();
         print_table(&shown);
         if shown.iter().all(|j| j.state.is_terminal()) {
-            let bad = shown
-                .iter()
-                .any(|j| matches!(j.state, JobState::Failed | JobState::Cancelled));
-            return Ok(if bad { exit::RUNTIME } else { exit::OK });
+            return Ok(ended_code(&shown));
         }
         tokio::select! {
             _ = &mut interrupt => return Ok(exit::INTERRUPTED),
@@ -147,6 +144,32 @@ async fn watch(c: &JobSource, id: Option<Uuid>, every: Duration) -> CmdResult {
             }
         };
     }
+}
+
+/// The exit code for jobs that have ended, the most serious of theirs: 1
+/// when one failed at run time or was cancelled, 2 when one failed for its
+/// own input, 3 when one finished with requests failed or missing, else 0.
+fn ended_code(jobs: &[JobStatus]) -> i32 {
+    let code = |j: &JobStatus| match j.state {
+        JobState::Failed if j.error_kind == Some(FailureKind::Input) => exit::USAGE,
+        JobState::Failed | JobState::Cancelled => exit::RUNTIME,
+        JobState::Completed => {
+            let c = &j.counts;
+            // Counted requests neither cached nor completed never got an
+            // output (`backend = "none"` leaves those out of its shards).
+            if c.failed > 0 || c.requests > c.cached + c.completed {
+                exit::INCOMPLETE
+            } else {
+                exit::OK
+            }
+        }
+        JobState::Planning | JobState::Running => exit::OK,
+    };
+    let codes: Vec<i32> = jobs.iter().map(code).collect();
+    [exit::RUNTIME, exit::USAGE, exit::INCOMPLETE]
+        .into_iter()
+        .find(|serious| codes.contains(serious))
+        .unwrap_or(exit::OK)
 }
 
 fn state_name(state: JobState) -> String {
@@ -190,12 +213,15 @@ pub async fn results(args: ResultsArgs) -> CmdResult {
             local_report(&coordinator, &home.root, id, args.output.as_deref()).await?
         }
         JobSource::Coordinator(c) => {
-            let report = c.results(id).await.context("cannot fetch the results")?;
+            let report = c
+                .results(id)
+                .await
+                .map_err(|e| client_failure(e, "cannot fetch the results"))?;
             if let Some(dir) = &args.output {
                 let samples = c
                     .samples_stream(id)
                     .await
-                    .context("cannot fetch the samples")?;
+                    .map_err(|e| client_failure(e, "cannot fetch the samples"))?;
                 write_outputs(dir, &report, samples).await?;
             }
             report
@@ -225,12 +251,15 @@ pub async fn rescore(args: RescoreArgs) -> CmdResult {
     let text = args.job.to_string_lossy().to_string();
     let (report, samples, what) = match Uuid::parse_str(&text) {
         Ok(id) => {
-            let report = c.results(id).await.context("cannot rescore the job")?;
+            let report = c
+                .results(id)
+                .await
+                .map_err(|e| client_failure(e, "cannot rescore the job"))?;
             let samples = match &args.output {
                 Some(_) => Some(
                     c.samples_stream(id)
                         .await
-                        .context("cannot fetch the samples")?,
+                        .map_err(|e| client_failure(e, "cannot fetch the samples"))?,
                 ),
                 None => None,
             };
@@ -241,12 +270,12 @@ pub async fn rescore(args: RescoreArgs) -> CmdResult {
             let report = c
                 .rescore_spec(&spec)
                 .await
-                .context("cannot rescore the spec")?;
+                .map_err(|e| client_failure(e, "cannot rescore the spec"))?;
             let samples = match &args.output {
                 Some(_) => Some(
                     c.rescore_samples_stream(&spec)
                         .await
-                        .context("cannot fetch the samples")?,
+                        .map_err(|e| client_failure(e, "cannot fetch the samples"))?,
                 ),
                 None => None,
             };

@@ -11,5 +11,11 @@ pub async fn rescore(args: RescoreArgs) -> CmdResult {
     let home = Home::open(&args.home)?;
     let coordinator = home.offline_coordinator().await?;
     let dest = home.results_for(&spec.name, args.output.as_deref());
-    write_results(&coordinator, &spec, &dest).await
+    write_results(
+        &coordinator,
+        &spec,
+        &dest,
+        "`shardline run` the job to send only those",
+    )
+    .await
 }

@@ -1,28 +1,35 @@
-//! Writing a job's results: scores from the cache, `samples.jsonl` and
-//! `metrics.json` in the run's results folder (`run_dir`), the metrics
-//! table on stdout.
+//! Writing a job's results: scores from the cache, `samples.jsonl`,
+//! `metrics.json` and (when outputs are missing) `missing.jsonl` in the
+//! run's results folder (`run_dir`), the metrics table on stdout.
 
 use anyhow::Context;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use coordinator::RescoreOutcome;
+use jobs::spec::BackendKind;
 use jobs::JobSpec;
 
-use super::failure::{CmdResult, Failure};
+use super::failure::{coordinator_failure, CmdResult, Failure};
 use super::home::write_json;
 use super::run_dir::ResultsDir;
 use crate::exit;
+
+/// The file listing every request without an output, one JSON line each.
+const MISSING_FILE: &str = "missing.jsonl";
 
 /// A job scored into its results folder.
 pub struct Scored {
     pub outcome: RescoreOutcome,
     pub samples: PathBuf,
     pub metrics: PathBuf,
+    /// `missing.jsonl`, written only when outputs are missing.
+    pub missing: PathBuf,
 }
 
-/// Scores `spec` from the cache, writes `samples.jsonl` and `metrics.json`
-/// into a new results folder of `dest` and makes it the latest. An engine
-/// job's samples show each prompt as its model's chat template renders it.
+/// Scores `spec` from the cache, writes `samples.jsonl`, `metrics.json`
+/// and, when outputs are missing, `missing.jsonl` into a new results folder
+/// of `dest` and makes it the latest. An engine job's samples show each
+/// prompt as its model's chat template renders it.
 pub async fn score(
     coordinator: &coordinator::Coordinator,
     spec: &JobSpec,
@@ -32,15 +39,24 @@ pub async fn score(
     let model_text = worker::backend::engine::EngineText::of(&spec.model)
         .context("cannot read the model's tokenizer and chat template")?;
     let samples_path = run.dir.join("samples.jsonl");
-    let file = std::fs::File::create(&samples_path)
-        .with_context(|| format!("cannot create {}", samples_path.display()))?;
-    let mut samples = std::io::BufWriter::new(file);
+    let mut samples = create(&samples_path)?;
+    // Written as scoring goes, so that a million missing requests never sit
+    // in memory; removed again when nothing is missing.
+    let missing_path = run.dir.join(MISSING_FILE);
+    let mut missing = create(&missing_path)?;
     let outcome = coordinator
-        .rescore_spec_rendered(spec, Some(&mut samples), model_text)
+        .rescore_spec_with(spec, Some(&mut samples), Some(&mut missing), model_text)
         .await
-        .context("cannot score the job from the cache")?;
+        .map_err(|e| coordinator_failure(e, "cannot score the job from the cache"))?;
     std::io::Write::flush(&mut samples)
         .with_context(|| format!("cannot write {}", samples_path.display()))?;
+    std::io::Write::flush(&mut missing)
+        .with_context(|| format!("cannot write {}", missing_path.display()))?;
+    drop(missing);
+    if outcome.missing_requests == 0 {
+        std::fs::remove_file(&missing_path)
+            .with_context(|| format!("cannot remove {}", missing_path.display()))?;
+    }
     let metrics_path = run.dir.join("metrics.json");
     write_json(&metrics_path, &outcome.report)?;
     run.publish()?;
@@ -48,12 +64,15 @@ pub async fn score(
         outcome,
         samples: samples_path,
         metrics: metrics_path,
+        missing: missing_path,
     })
 }
 
 /// Prints the metrics table, where the files are and what is missing.
-/// Returns the exit code: incomplete when any output is missing.
-pub fn report(scored: &Scored) -> i32 {
+/// Returns the exit code: incomplete when any output is missing, after
+/// saying how many, where they are listed, and `retry` (what to do about
+/// them).
+pub fn report(scored: &Scored, spec: &JobSpec, retry: &str) -> i32 {
     let outcome = &scored.outcome;
     println!("{}", outcome.report.to_table());
     eprintln!(
@@ -70,12 +89,21 @@ pub fn report(scored: &Scored) -> i32 {
             .map(|m| format!("doc {} (key {})", m.doc_id, short_key(&m.key.0)))
             .collect();
         let n = outcome.missing_requests;
+        let retry = if spec.model.backend == BackendKind::None {
+            "backend = \"none\" runs nothing: run the job with a real backend first, or check \
+             that the model and generation settings match the run that filled the cache"
+        } else {
+            retry
+        };
         eprintln!(
-            "error: {n} {} failed or {} missing from the cache (e.g. {}); \
-             the other docs were scored. Run the same command again to retry only those.",
+            "error: {n} {} failed or {} missing from the cache (e.g. {}); {} listed in {}, and \
+             their docs are marked `\"missing\": true` in samples.jsonl; the other docs were \
+             scored. {retry}.",
             if n == 1 { "request" } else { "requests" },
             if n == 1 { "is" } else { "are" },
-            examples.join(", ")
+            examples.join(", "),
+            if n == 1 { "it is" } else { "all are" },
+            scored.missing.display()
         );
         return exit::INCOMPLETE;
     }
@@ -87,9 +115,16 @@ pub async fn write_results(
     coordinator: &coordinator::Coordinator,
     spec: &JobSpec,
     dest: &ResultsDir,
+    retry: &str,
 ) -> CmdResult {
     let scored = score(coordinator, spec, dest).await?;
-    Ok(report(&scored))
+    Ok(report(&scored, spec, retry))
+}
+
+fn create(path: &Path) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(std::io::BufWriter::new(file))
 }
 
 /// The first 12 characters of a request key, for messages.

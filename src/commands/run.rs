@@ -8,7 +8,7 @@ use coordinator::embedded::{Cluster, ClusterConfig};
 use jobs::protocol::{JobState, JobStatus};
 use jobs::JobSpec;
 
-use super::failure::{client_failure, CmdResult, Failure};
+use super::failure::{client_failure, job_failed, CmdResult, Failure};
 use super::home::Home;
 use super::job_file::{load_spec, read_policy};
 use super::results::{report, score, short_key};
@@ -21,9 +21,16 @@ use crate::terminal::printable;
 
 pub async fn run(args: RunArgs) -> CmdResult {
     let spec = load_spec(&args.job, args.model.as_deref(), args.limit).await?;
+    // The workers run in this process and read the variables the spec
+    // names when they build its backend: one unset here would fail every
+    // shard, after its retries. Say so now, before anything runs.
+    let env = spec
+        .model
+        .check_env(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()));
     if args.dry_run {
-        return super::dry_run::dry_run(&args, &spec).await;
+        return super::dry_run::dry_run(&args, &spec, env.err()).await;
     }
+    env.map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", args.job.display())))?;
     let home = Home::open(&args.home)?;
     let mut config = ClusterConfig::new(home.store().await?, home.objects()?);
     config.read = read_policy(&args.job, &args.dataset_roots)?;
@@ -81,13 +88,7 @@ async fn drive(args: &RunArgs, spec: &JobSpec, home: &Home, cluster: &mut Cluste
 
     match status.state {
         JobState::Completed => {}
-        JobState::Failed => {
-            return Err(Failure::runtime(anyhow::anyhow!(
-                "job {} failed: {}",
-                spec.name,
-                status.error.as_deref().unwrap_or("no reason recorded")
-            )))
-        }
+        JobState::Failed => return Err(job_failed(&status)),
         JobState::Cancelled => {
             return Err(Failure::runtime(anyhow::anyhow!(
                 "job {} was cancelled",
@@ -117,7 +118,11 @@ async fn drive(args: &RunArgs, spec: &JobSpec, home: &Home, cluster: &mut Cluste
             );
         }
     }
-    Ok(report(&scored))
+    Ok(report(
+        &scored,
+        spec,
+        "Run the same command again to retry only those",
+    ))
 }
 
 /// Embedded workers claim from every running job in the home. A job left

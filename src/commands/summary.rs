@@ -29,9 +29,20 @@ pub fn counts_lines(spec: &JobSpec, status: &JobStatus, scored: &RescoreOutcome)
     } else {
         String::new()
     };
+    // Requests neither cached nor run: those `backend = "none"` cannot run.
+    let not_run = c.requests.saturating_sub(c.cached + c.completed + c.failed);
     let counts = format!(
-        "{} docs, {} requests: {} from the cache, {} run, {} failed",
-        c.docs, c.requests, c.cached, c.completed, c.failed
+        "{} docs, {} requests: {} from the cache, {} run, {} failed{}",
+        c.docs,
+        c.requests,
+        c.cached,
+        c.completed,
+        c.failed,
+        if not_run > 0 {
+            format!(", {not_run} not in the cache and not run")
+        } else {
+            String::new()
+        }
     );
     let all_cached = c.requests > 0 && c.cached == c.requests && scored.missing_requests == 0;
     if all_cached {

@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod cluster_jobs;
+pub mod local;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

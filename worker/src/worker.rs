@@ -308,11 +308,17 @@ impl Worker {
             Err(e) => {
                 tracing::error!(error = %e, "cannot build the backend; failing the lease");
                 let mut stats = WorkerStats::default();
+                // Named: in a cluster the fault is often one worker's
+                // environment (a variable unset on that host alone).
+                let error = format!(
+                    "worker {} cannot build the backend: {e}",
+                    self.config.worker_id
+                );
                 let fail = FailRequest {
                     worker_id: self.config.worker_id.clone(),
                     shard_id: lease.shard_id,
                     attempt: lease.attempt,
-                    error: e.to_string(),
+                    error,
                 };
                 fail_lease(&self.client, fail, &mut stats).await;
                 return stats;

@@ -72,6 +72,7 @@ impl From<CoordinatorError> for ApiError {
             CoordinatorError::Forbidden(_) => StatusCode::FORBIDDEN,
             CoordinatorError::JobNotFound(_) => StatusCode::NOT_FOUND,
             CoordinatorError::Fenced { .. } => StatusCode::CONFLICT,
+            CoordinatorError::Dataset(e) if !e.is_bad_input() => StatusCode::INTERNAL_SERVER_ERROR,
             CoordinatorError::Planning(_)
             | CoordinatorError::Dataset(_)
             | CoordinatorError::Render(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use jobs::protocol::{JobCounts, JobState, JobStatus, ShardState};
+use jobs::protocol::{FailureKind, JobCounts, JobState, JobStatus, ShardState};
 use jobs::spec::BackendKind;
 use uuid::Uuid;
 
@@ -35,6 +35,9 @@ pub struct JobRecord {
     pub priority: i32,
     pub state: JobState,
     pub error: Option<String>,
+    /// Whose fault `error` is; `None` (a failure recorded without one)
+    /// reads as [`FailureKind::Runtime`].
+    pub error_kind: Option<FailureKind>,
     pub counts: JobCounts,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -49,6 +52,8 @@ impl JobRecord {
             state: self.state,
             counts: self.counts.clone(),
             error: self.error.clone(),
+            error_kind: (self.state == JobState::Failed)
+                .then(|| self.error_kind.unwrap_or(FailureKind::Runtime)),
             created_at: self.created_at.to_rfc3339(),
             updated_at: self.updated_at.to_rfc3339(),
             cost: None,
@@ -138,11 +143,13 @@ pub trait JobStore: Send + Sync {
         totals: PlanTotals,
         now: DateTime<Utc>,
     ) -> Result<JobState, StoreError>;
-    /// Moves a non-terminal job to `failed`; false if it was already terminal.
+    /// Moves a non-terminal job to `failed` with its error and whose fault
+    /// it is; false if it was already terminal.
     async fn fail_job(
         &self,
         job_id: Uuid,
         error: &str,
+        kind: FailureKind,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
     /// Moves a non-terminal job to `cancelled` and its available shards with

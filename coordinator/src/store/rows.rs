@@ -3,7 +3,7 @@
 //! spelling in both databases.
 
 use chrono::{DateTime, Utc};
-use jobs::protocol::{JobCounts, JobState, ShardState};
+use jobs::protocol::{FailureKind, JobCounts, JobState, ShardState};
 use jobs::{RequestKey, Usage};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use std::collections::HashMap;
@@ -51,6 +51,15 @@ where
 /// A job state read from the database; an unknown one means a corrupt row.
 pub(crate) fn job_state(text: &str) -> Result<JobState, StoreError> {
     parse_job_state(text).ok_or_else(|| corrupt_state("jobs", text))
+}
+
+/// A failed job's `error_kind` read from the database; an unknown one means
+/// a corrupt row.
+pub(crate) fn failure_kind(text: &str) -> Result<FailureKind, StoreError> {
+    FailureKind::parse(text).ok_or_else(|| StoreError::Corrupt {
+        table: "jobs",
+        reason: format!("unknown error_kind {text:?}"),
+    })
 }
 
 /// A shard state read from the database; an unknown one means a corrupt row.

@@ -49,6 +49,26 @@ pub enum DatasetError {
         line: u64,
         limit: u64,
     },
+    /// A document whose `id_field` value an earlier document already has:
+    /// its samples and scores could not be told apart.
+    #[error("{}:{line}: id {id:?} (field `{field}`, dataset.id_field) is already the id of line {first_line}; give every document its own id, or remove `id_field` from [dataset] to number the documents instead", .path.display())]
+    DuplicateId {
+        path: PathBuf,
+        id: String,
+        field: String,
+        first_line: u64,
+        line: u64,
+    },
+    /// A dataset without a single document: nothing to evaluate, and a
+    /// metric over nothing is no score.
+    #[error("{}: no documents to evaluate{}; point dataset.path at a JSONL file with one JSON object per line", .path.display(), empty_detail(*.skipped, .first_skipped.as_deref()))]
+    Empty {
+        path: PathBuf,
+        /// Rows skipped as bad (`on_bad_row = "skip"`).
+        skipped: u64,
+        /// The first of them, as `file:line: reason`.
+        first_skipped: Option<String>,
+    },
     /// A line that is not a usable document.
     #[error("{}:{line}: {reason}{hint}", .path.display())]
     BadRow {
@@ -58,4 +78,22 @@ pub enum DatasetError {
         /// What to do about it (empty where skipping is not possible).
         hint: String,
     },
+}
+
+impl DatasetError {
+    /// Whether the job's own files are at fault (fix them and run again),
+    /// rather than the reading itself (an I/O error partway through).
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, DatasetError::Read { .. })
+    }
+}
+
+fn empty_detail(skipped: u64, first: Option<&str>) -> String {
+    match (skipped, first) {
+        (0, _) => " (the file is empty or holds only blank lines)".to_string(),
+        (n, Some(first)) => format!(
+            " (all {n} rows were bad and skipped under `on_bad_row = \"skip\"`; the first: {first})"
+        ),
+        (n, None) => format!(" (all {n} rows were bad and skipped)"),
+    }
 }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::error::DatasetError;
 use super::file::BoundedLines;
 use super::policy::ReadPolicy;
-use super::reader::json_kind;
+use super::row::json_kind;
 
 /// Reads the first `max` examples of a JSONL file, strictly: every
 /// non-blank line up to there must be a JSON object. Reading stops at

@@ -6,10 +6,12 @@
 mod error;
 mod examples;
 mod file;
+mod ids;
 mod limits;
 mod policy;
 mod reader;
 mod roots;
+mod row;
 #[cfg(test)]
 mod tests;
 

@@ -1,6 +1,8 @@
 //! Streaming JSONL dataset reader: one document per line, memory independent
-//! of the file's size, malformed rows reported as `file:line: reason` or
-//! skipped and counted (`on_bad_row = "skip"`).
+//! of the file's size (but for 8 bytes per document id, see `ids`),
+//! malformed rows reported as `file:line: reason` or skipped and counted
+//! (`on_bad_row = "skip"`), duplicate ids and a dataset without documents
+//! refused.
 
 use std::path::Path;
 
@@ -8,7 +10,9 @@ use serde_json::{Map, Value};
 
 use super::error::DatasetError;
 use super::file::BoundedLines;
+use super::ids::{first_line_with_id, SeenIds};
 use super::policy::ReadPolicy;
+use super::row::{is_blank, RowFields};
 use crate::spec::{DatasetFormat, DatasetSpec, OnBadRow};
 
 /// How many skipped rows are kept as examples for the report.
@@ -38,13 +42,17 @@ impl Doc {
 /// Reads a dataset lazily; iterate to get documents.
 pub struct DatasetReader {
     lines: BoundedLines,
-    id_field: Option<String>,
-    subset_field: Option<String>,
+    /// Kept to read the file again when an id comes round twice.
+    policy: ReadPolicy,
+    fields: RowFields,
     on_bad_row: OnBadRow,
     limit: Option<u64>,
     accepted: u64,
     bad_rows: u64,
     bad_row_examples: Vec<String>,
+    /// The ids seen, when the spec names an `id_field` (numbered ids
+    /// cannot repeat).
+    ids: Option<SeenIds>,
     buf: Vec<u8>,
     done: bool,
 }
@@ -57,13 +65,17 @@ impl DatasetReader {
         }
         Ok(DatasetReader {
             lines: BoundedLines::open(&spec.path, policy)?,
-            id_field: spec.id_field.clone(),
-            subset_field: spec.subset_field.clone(),
+            policy: policy.clone(),
+            fields: RowFields {
+                id_field: spec.id_field.clone(),
+                subset_field: spec.subset_field.clone(),
+            },
             on_bad_row: spec.on_bad_row,
             limit: spec.limit,
             accepted: 0,
             bad_rows: 0,
             bad_row_examples: Vec::new(),
+            ids: spec.id_field.as_ref().map(|_| SeenIds::new()),
             buf: Vec::new(),
             done: false,
         })
@@ -89,7 +101,7 @@ impl DatasetReader {
             match self.lines.next_into(&mut self.buf) {
                 Ok(false) => return None,
                 Ok(true) => {
-                    if !self.buf.iter().all(u8::is_ascii_whitespace) {
+                    if !is_blank(&self.buf) {
                         return Some(Ok(()));
                     }
                 }
@@ -99,30 +111,62 @@ impl DatasetReader {
     }
 
     fn parse_line(&self) -> Result<Doc, String> {
-        let text = std::str::from_utf8(&self.buf).map_err(|e| format!("not valid UTF-8: {e}"))?;
-        let value: Value =
-            serde_json::from_str(text.trim()).map_err(|e| format!("invalid JSON: {e}"))?;
-        let Value::Object(fields) = value else {
-            return Err(format!(
-                "expected a JSON object, found {}",
-                json_kind(&value)
-            ));
-        };
-        let id = match &self.id_field {
-            Some(field) => field_as_text(&fields, field, "id_field")?,
-            None => self.accepted.to_string(),
-        };
-        let subset = match &self.subset_field {
-            Some(field) => Some(field_as_text(&fields, field, "subset_field")?),
-            None => None,
-        };
+        let row = self.fields.parse(&self.buf)?;
         Ok(Doc {
             index: self.accepted,
             line: self.lines.line(),
-            id,
-            subset,
-            fields,
+            id: row.id.unwrap_or_else(|| self.accepted.to_string()),
+            subset: row.subset,
+            fields: row.fields,
         })
+    }
+
+    /// Takes `doc` as the next document: within the cap on documents and
+    /// with an id no earlier document has.
+    fn accept(&mut self, doc: Doc) -> Result<Doc, DatasetError> {
+        let max_docs = self.lines.limits().max_docs;
+        if self.accepted >= max_docs {
+            return Err(DatasetError::TooManyDocs {
+                path: self.path().to_path_buf(),
+                line: doc.line,
+                limit: max_docs,
+            });
+        }
+        if let Some(ids) = &mut self.ids {
+            if !ids.insert(&doc.id) {
+                let first = first_line_with_id(
+                    self.lines.path(),
+                    &self.policy,
+                    &self.fields,
+                    &doc.id,
+                    doc.line,
+                )?;
+                if let Some(first_line) = first {
+                    return Err(DatasetError::DuplicateId {
+                        path: self.path().to_path_buf(),
+                        id: doc.id,
+                        field: self.fields.id_field.clone().unwrap_or_default(),
+                        first_line,
+                        line: doc.line,
+                    });
+                }
+            }
+        }
+        self.accepted += 1;
+        Ok(doc)
+    }
+
+    /// The end of the file: an error when it held no document at all.
+    fn end(&mut self) -> Option<Result<Doc, DatasetError>> {
+        self.done = true;
+        if self.accepted > 0 {
+            return None;
+        }
+        Some(Err(DatasetError::Empty {
+            path: self.path().to_path_buf(),
+            skipped: self.bad_rows,
+            first_skipped: self.bad_row_examples.first().cloned(),
+        }))
     }
 }
 
@@ -134,26 +178,19 @@ impl Iterator for DatasetReader {
             if self.done || self.limit.is_some_and(|l| self.accepted >= l) {
                 return None;
             }
-            match self.next_line()? {
-                Ok(()) => {}
-                Err(e) => {
+            match self.next_line() {
+                None => return self.end(),
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
                     self.done = true;
                     return Some(Err(e));
                 }
             }
             match self.parse_line() {
                 Ok(doc) => {
-                    let max_docs = self.lines.limits().max_docs;
-                    if self.accepted >= max_docs {
-                        self.done = true;
-                        return Some(Err(DatasetError::TooManyDocs {
-                            path: self.lines.path().to_path_buf(),
-                            line: self.lines.line(),
-                            limit: max_docs,
-                        }));
-                    }
-                    self.accepted += 1;
-                    return Some(Ok(doc));
+                    let accepted = self.accept(doc);
+                    self.done = accepted.is_err();
+                    return Some(accepted);
                 }
                 Err(reason) => match self.on_bad_row {
                     OnBadRow::Skip => {
@@ -180,32 +217,5 @@ impl Iterator for DatasetReader {
                 },
             }
         }
-    }
-}
-
-pub(super) fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn field_as_text(
-    fields: &Map<String, Value>,
-    field: &str,
-    setting: &str,
-) -> Result<String, String> {
-    match fields.get(field) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Number(n)) => Ok(n.to_string()),
-        Some(other) => Err(format!(
-            "field `{field}` (dataset.{setting}) must be a string or a number, found {}",
-            json_kind(other)
-        )),
-        None => Err(format!("missing field `{field}` (dataset.{setting})")),
     }
 }

@@ -86,13 +86,8 @@ fn reads_docs_with_ids_lines_and_subsets() {
 }
 
 #[test]
-fn id_defaults_to_index_and_duplicates_are_fine() {
+fn ids_are_numbered_without_an_id_field() {
     let f = write("{\"id\": 1}\n{\"id\": 1}\n");
-    let docs: Vec<Doc> = DatasetReader::open(&spec(f.path()), &any())
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(docs.len(), 2);
     let mut s = spec(f.path());
     s.id_field = None;
     let ids: Vec<String> = DatasetReader::open(&s, &any())
@@ -100,6 +95,122 @@ fn id_defaults_to_index_and_duplicates_are_fine() {
         .map(|d| d.unwrap().id)
         .collect();
     assert_eq!(ids, vec!["0", "1"]);
+}
+
+#[test]
+fn a_duplicate_id_is_refused_naming_both_lines() {
+    // Line 2 is blank and line 3 a skipped bad row holding the id too: the
+    // first document with it is on line 4, the second on line 6.
+    let f = write(
+        "{\"id\": \"a\", \"s\": 1}\n\n{\"id\": \"same\", \"s\": []}\n{\"id\": \"same\", \"s\": 1}\n{\"id\": 7, \"s\": 1}\n{\"id\": \"same\", \"s\": 2}\n{\"id\": \"z\", \"s\": 1}\n",
+    );
+    let mut s = spec(f.path());
+    s.subset_field = Some("s".into());
+    s.on_bad_row = OnBadRow::Skip;
+    let read: Vec<Result<Doc, DatasetError>> = DatasetReader::open(&s, &any()).unwrap().collect();
+    assert_eq!(
+        read.len(),
+        4,
+        "three documents, then the error, then nothing"
+    );
+    match &read[3] {
+        Err(DatasetError::DuplicateId {
+            id,
+            first_line: 4,
+            line: 6,
+            ..
+        }) if id == "same" => {}
+        other => panic!("expected a duplicate of line 4 on line 6, got {other:?}"),
+    }
+    let message = read[3].as_ref().unwrap_err().to_string();
+    assert!(
+        message.starts_with(&format!("{}:6: id \"same\"", f.path().display())),
+        "{message}"
+    );
+    assert!(
+        message.contains("line 4") && message.contains("id_field"),
+        "{message}"
+    );
+
+    // A number and the same digits as a string are one id.
+    let f = write("{\"id\": 7}\n{\"id\": \"7\"}\n");
+    let err = DatasetReader::open(&spec(f.path()), &any())
+        .unwrap()
+        .find_map(Result::err)
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            DatasetError::DuplicateId {
+                first_line: 1,
+                line: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_hash_seen_twice_without_the_same_id_before_is_no_duplicate() {
+    // What a collision of two ids' hashes finds when it reads the file again.
+    let f = write("{\"id\": \"a\"}\n{\"id\": \"b\"}\n{\"id\": \"a\"}\n");
+    let fields = super::row::RowFields {
+        id_field: Some("id".into()),
+        subset_field: None,
+    };
+    let first = |id: &str, before: u64| {
+        super::ids::first_line_with_id(f.path(), &any(), &fields, id, before).unwrap()
+    };
+    assert_eq!(first("a", 3), Some(1));
+    assert_eq!(first("b", 2), None, "only lines before the one read count");
+    assert_eq!(first("c", 4), None);
+}
+
+#[test]
+fn a_dataset_without_documents_is_refused_naming_the_file() {
+    for (text, says) in [
+        ("", "the file is empty"),
+        ("\n  \n", "the file is empty"),
+        ("nope\n[]\n", "all 2 rows were bad"),
+    ] {
+        let f = write(text);
+        let mut s = spec(f.path());
+        s.on_bad_row = OnBadRow::Skip;
+        let read: Vec<_> = DatasetReader::open(&s, &any()).unwrap().collect();
+        assert_eq!(read.len(), 1, "{text:?}");
+        let err = read[0].as_ref().unwrap_err();
+        assert!(matches!(err, DatasetError::Empty { .. }), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!("{}: no documents", f.path().display())),
+            "{message}"
+        );
+        assert!(message.contains(says), "{text:?}: {message}");
+    }
+    let f = write("nope\n");
+    let err = DatasetReader::open(&spec(f.path()), &any())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, DatasetError::BadRow { line: 1, .. }), "{err}");
+}
+
+#[test]
+fn invalid_utf8_is_a_bad_row_with_its_line() {
+    let f = write("{\"id\": 1}\n");
+    std::fs::write(f.path(), b"{\"id\": 1}\n{\"id\": \"\xff\"}\n").unwrap();
+    let read: Vec<_> = DatasetReader::open(&spec(f.path()), &any())
+        .unwrap()
+        .collect();
+    let err = read[1].as_ref().unwrap_err();
+    assert!(err.is_bad_input(), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}:2: not valid UTF-8", f.path().display())),
+        "{err}"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::cost::CostSummary;
-use super::state::JobState;
+use super::state::{FailureKind, JobState};
 use crate::output::Usage;
 use crate::results::MetricsReport;
 use crate::spec::JobSpec;
@@ -63,6 +63,9 @@ pub struct JobStatus {
     pub counts: JobCounts,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whose `error` it is, when the job failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<FailureKind>,
     pub created_at: String,
     pub updated_at: String,
     /// Cost of `counts.usage` under the spec's `[model.price]` (absent

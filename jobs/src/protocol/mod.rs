@@ -49,4 +49,4 @@ pub use provider_batch::{
     BatchRequestsRequest, BatchReserveRequest, BatchReserveResponse, BatchSubmitRequest,
     BatchUpdateRequest,
 };
-pub use state::{JobState, ShardState};
+pub use state::{FailureKind, JobState, ShardState};

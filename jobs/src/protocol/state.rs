@@ -25,6 +25,37 @@ impl JobState {
     }
 }
 
+/// Why a job failed, for whoever must act: the job's author or the
+/// operator. Commands exit 2 for the one and 1 for the other.
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The job's own spec or data files (a malformed or duplicate row, a
+    /// template error, a file outside the dataset roots): fix the job and
+    /// submit it again.
+    Input,
+    /// Something while it ran: an endpoint, a worker, the store.
+    Runtime,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Input => "input",
+            FailureKind::Runtime => "runtime",
+        }
+    }
+
+    /// The kind spelled by [`FailureKind::as_str`].
+    pub fn parse(text: &str) -> Option<FailureKind> {
+        match text {
+            "input" => Some(FailureKind::Input),
+            "runtime" => Some(FailureKind::Runtime),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum ShardState {

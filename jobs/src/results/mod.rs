@@ -1,11 +1,14 @@
-//! Results: one `SampleRecord` per document (a line of `samples.jsonl`), and
-//! the `Aggregator` that turns them into `metrics.json` — mean, seeded
+//! Results: one `SampleRecord` per document (a line of `samples.jsonl`), one
+//! `MissingRecord` per request without an output (`missing.jsonl`), and the
+//! `Aggregator` that turns samples into `metrics.json` — mean, seeded
 //! bootstrap standard error and per-subset means per metric.
 
 mod aggregate;
+mod missing;
 mod record;
 mod report;
 
 pub use aggregate::{standard_error, Aggregator, BOOTSTRAP_ITERS, BOOTSTRAP_MAX_DOCS};
+pub use missing::MissingRecord;
 pub use record::{ChoiceLoglikelihood, SampleOutputs, SamplePrompt, SampleRecord};
 pub use report::{MetricSummary, MetricsReport, StderrMethod, SubsetSummary};

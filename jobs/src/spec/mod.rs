@@ -10,6 +10,7 @@
 
 mod dataset;
 mod engine;
+mod env;
 mod error;
 mod job;
 mod load;
@@ -24,6 +25,7 @@ mod validate;
 
 pub use dataset::{DatasetFormat, DatasetSpec, OnBadRow};
 pub use engine::{ByteSize, DeviceSpec, EngineSpec};
+pub use env::{EnvVar, MissingEnvVar, MissingEnvVars, ENV_FIELDS};
 pub use error::SpecError;
 pub use job::JobSpec;
 pub use locate::Location;

@@ -1,6 +1,6 @@
 //! Conformance of [`JobStore`](crate::store::JobStore): creation, planning, cancellation.
 
-use jobs::protocol::{JobState, ShardState};
+use jobs::protocol::{FailureKind, JobState, ShardState};
 use jobs::spec::BackendKind;
 use uuid::Uuid;
 
@@ -149,7 +149,10 @@ pub async fn planning_without_shards_completes(store: &dyn Store) {
             .unwrap(),
         JobState::Completed
     );
-    assert!(!store.fail_job(id, "late", at(3)).await.unwrap());
+    assert!(!store
+        .fail_job(id, "late", FailureKind::Runtime, at(3))
+        .await
+        .unwrap());
     let metrics = store.metrics().await.unwrap();
     assert!(metrics
         .jobs_by_state
@@ -199,4 +202,28 @@ pub async fn planning_attempts_are_counted(store: &dyn Store) {
         store.count_planning_attempt(Uuid::new_v4()).await.unwrap(),
         0
     );
+}
+
+pub async fn a_failure_keeps_whose_fault_it_is(store: &dyn Store) {
+    for kind in [FailureKind::Input, FailureKind::Runtime] {
+        let id = planning_job(store, kind.as_str()).await;
+        assert_eq!(store.get_job(id).await.unwrap().status().error_kind, None);
+        assert!(store
+            .fail_job(id, "data.jsonl:3: invalid JSON", kind, at(1))
+            .await
+            .unwrap());
+        let job = store.get_job(id).await.unwrap();
+        assert_eq!(job.state, JobState::Failed);
+        assert_eq!(job.error_kind, Some(kind));
+        assert_eq!(job.status().error_kind, Some(kind));
+        let listed = store.list_jobs().await.unwrap();
+        let listed = listed.iter().find(|j| j.id == id).unwrap();
+        assert_eq!(listed.error_kind, Some(kind));
+        // A second failure changes nothing.
+        assert!(!store
+            .fail_job(id, "again", FailureKind::Runtime, at(2))
+            .await
+            .unwrap());
+        assert_eq!(store.get_job(id).await.unwrap().error_kind, Some(kind));
+    }
 }

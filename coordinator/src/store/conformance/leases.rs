@@ -189,6 +189,11 @@ pub async fn fail_backs_off_then_dies(store: &dyn Store) {
     let job = store.get_job(fx.job_id).await.unwrap();
     assert_eq!(job.state, JobState::Failed);
     assert_eq!(job.counts.shards_dead, 1);
+    assert_eq!(
+        job.status().error_kind,
+        Some(jobs::protocol::FailureKind::Runtime),
+        "a dead shard is no fault of the job's input"
+    );
     let error = job.error.unwrap_or_default();
     assert!(error.contains("endpoint still down"), "{error}");
     assert!(store

@@ -189,6 +189,7 @@ macro_rules! store_conformance_suite {
             jobs::planning_without_shards_completes,
             jobs::late_usage_is_counted,
             jobs::planning_attempts_are_counted,
+            jobs::a_failure_keeps_whose_fault_it_is,
             leases::claim_heartbeat_complete,
             leases::late_worker_is_fenced,
             leases::fail_backs_off_then_dies,

@@ -2,13 +2,13 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use jobs::protocol::JobState;
+use jobs::protocol::{FailureKind, JobState};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 use uuid::Uuid;
 
 use super::{int, job_state_of, retry_busy, small, PostgresStore, SHARD_BATCH};
-use crate::store::rows::{count, job_counts, job_state, job_state_str, shard_state};
+use crate::store::rows::{count, failure_kind, job_counts, job_state, job_state_str, shard_state};
 use crate::store::{JobRecord, JobStore, NewJob, NewShard, PlanTotals, ShardRecord, StoreError};
 
 fn job_from_row(row: &PgRow) -> Result<JobRecord, StoreError> {
@@ -20,6 +20,11 @@ fn job_from_row(row: &PgRow) -> Result<JobRecord, StoreError> {
         priority: row.try_get("priority")?,
         state: job_state(&row.try_get::<String, _>("state")?)?,
         error: row.try_get("error")?,
+        error_kind: row
+            .try_get::<Option<String>, _>("error_kind")?
+            .as_deref()
+            .map(failure_kind)
+            .transpose()?,
         counts: job_counts(row)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -210,12 +215,14 @@ impl JobStore for PostgresStore {
         &self,
         job_id: Uuid,
         error: &str,
+        kind: FailureKind,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(include_str!("job_fail.sql"))
             .bind(job_id)
             .bind(error)
             .bind(now)
+            .bind(kind.as_str())
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)

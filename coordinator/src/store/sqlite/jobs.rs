@@ -2,13 +2,13 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use jobs::protocol::JobState;
+use jobs::protocol::{FailureKind, JobState};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use uuid::Uuid;
 
 use super::{add_usage, from_ms, ms, parse_uuid, SqliteStore};
-use crate::store::rows::{count, job_counts, job_state, job_state_str, shard_state};
+use crate::store::rows::{count, failure_kind, job_counts, job_state, job_state_str, shard_state};
 use crate::store::{JobRecord, JobStore, NewJob, NewShard, PlanTotals, ShardRecord, StoreError};
 
 fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
@@ -21,6 +21,11 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
         priority: i32::try_from(row.try_get::<i64, _>("priority")?).unwrap_or(0),
         state: job_state(&row.try_get::<String, _>("state")?)?,
         error: row.try_get("error")?,
+        error_kind: row
+            .try_get::<Option<String>, _>("error_kind")?
+            .as_deref()
+            .map(failure_kind)
+            .transpose()?,
         counts: job_counts(row)?,
         created_at: from_ms(row.try_get("created_at")?),
         updated_at: from_ms(row.try_get("updated_at")?),
@@ -207,12 +212,14 @@ impl JobStore for SqliteStore {
         &self,
         job_id: Uuid,
         error: &str,
+        kind: FailureKind,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(include_str!("job_fail.sql"))
             .bind(job_id.to_string())
             .bind(error)
             .bind(ms(now))
+            .bind(kind.as_str())
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use jobs::protocol::ShardState;
+use jobs::protocol::{FailureKind, ShardState};
 use sqlx::Row;
 use std::time::Duration;
 
@@ -186,6 +186,7 @@ impl LeaseStore for SqliteStore {
                     "shard {seq} failed {used} times; last error: {error}"
                 ))
                 .bind(ms(now))
+                .bind(FailureKind::Runtime.as_str())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -266,6 +267,7 @@ impl LeaseStore for SqliteStore {
                             last.unwrap_or_default()
                         ))
                         .bind(ms(now))
+                        .bind(FailureKind::Runtime.as_str())
                         .execute(&mut *tx)
                         .await?;
                 }
