@@ -37,7 +37,8 @@ pub struct MissingEnvVars {
 impl ModelSpec {
     /// The variables this model's backend reads when it is built:
     /// `base_url_env` only without a `base_url`, `path_env` only without a
-    /// `path` (a written value wins), and none for `backend = "none"`,
+    /// `path` or a `path_default` (a written value wins), and none for
+    /// `backend = "none"`,
     /// which builds no backend.
     pub fn env_vars(&self) -> Vec<EnvVar> {
         let mut vars = Vec::new();
@@ -57,7 +58,9 @@ impl ModelSpec {
                 add("model.api_key_env", &self.api_key_env);
             }
             BackendKind::Engine => {
-                if self.path.is_none() {
+                // With a `path_default` the variable is optional: unset, the
+                // default is loaded (and a missing file is named then).
+                if self.path.is_none() && self.path_default.is_none() {
                     add("model.path_env", &self.path_env);
                 }
             }
@@ -185,6 +188,11 @@ mod tests {
         let engine = model("engine", "path_env = \"MODEL_VAR\"");
         let err = engine.check_env(|_| None).unwrap_err().to_string();
         assert!(err.starts_with("MODEL_VAR (named by model.path_env) is not set; export it"));
+        let defaulted = model(
+            "engine",
+            "path_env = \"MODEL_VAR\"\npath_default = \"~/m.gguf\"",
+        );
+        assert!(defaulted.check_env(|_| None).is_ok());
         assert!(model("none", "").env_vars().is_empty());
     }
 }
