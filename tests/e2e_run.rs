@@ -220,7 +220,8 @@ async fn backend_none_scores_from_cache_or_says_what_is_missing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("20 requests failed or are missing")
-            && stderr.contains(&missing_file.display().to_string())
+            && stderr.contains(&results.display().to_string())
+            && stderr.contains("missing.jsonl")
             && stderr.contains("real backend"),
         "{}",
         describe(&out)

@@ -11,11 +11,8 @@ use jobs::JobSpec;
 
 use super::failure::{coordinator_failure, CmdResult, Failure};
 use super::home::write_json;
-use super::run_dir::ResultsDir;
+use super::run_dir::{ResultsDir, MISSING_FILE};
 use crate::exit;
-
-/// The file listing every request without an output, one JSON line each.
-const MISSING_FILE: &str = "missing.jsonl";
 
 /// A job scored into its results folder.
 pub struct Scored {

@@ -11,6 +11,8 @@ use super::failure::Failure;
 
 /// The files a run writes, linked from the job's folder.
 const RESULT_FILES: [&str; 2] = ["samples.jsonl", "metrics.json"];
+/// Every request without an output, written by a run only when some are.
+pub const MISSING_FILE: &str = "missing.jsonl";
 /// The link to the newest run's folder.
 pub const LATEST: &str = "latest";
 
@@ -76,6 +78,15 @@ impl RunFolder {
         replace_link(Path::new(&name), &job_dir.join(LATEST))?;
         for file in RESULT_FILES {
             replace_link(&Path::new(LATEST).join(file), &job_dir.join(file))?;
+        }
+        // The list of missing requests exists only when some are: linked
+        // then, and an older run's link removed otherwise.
+        let missing = job_dir.join(MISSING_FILE);
+        if self.dir.join(MISSING_FILE).exists() {
+            replace_link(&Path::new(LATEST).join(MISSING_FILE), &missing)?;
+        } else if missing.symlink_metadata().is_ok_and(|m| m.is_symlink()) {
+            std::fs::remove_file(&missing)
+                .with_context(|| format!("cannot remove the link {}", missing.display()))?;
         }
         Ok(())
     }
