@@ -52,8 +52,9 @@ pub enum SystemRole {
     /// Send the system message as its own turn.
     #[default]
     Keep,
-    /// Merge the system message into the first user turn, for chat templates
-    /// without a system role (e.g. Gemma).
+    /// Merge each system turn into the next user turn, for chat templates
+    /// without a system role (e.g. Gemma); a system turn with no user turn
+    /// after it is refused.
     Fold,
 }
 
