@@ -5,7 +5,7 @@ use anyhow::Context;
 use std::time::Duration;
 
 use coordinator::embedded::{Cluster, ClusterConfig};
-use jobs::protocol::{JobState, JobStatus};
+use jobs::protocol::{FailKind, JobState, JobStatus};
 use jobs::JobSpec;
 
 use super::failure::{client_failure, CmdResult, Failure};
@@ -81,11 +81,17 @@ async fn drive(args: &RunArgs, spec: &JobSpec, home: &Home, cluster: &mut Cluste
     match status.state {
         JobState::Completed => {}
         JobState::Failed => {
-            return Err(Failure::runtime(anyhow::anyhow!(
+            let error = anyhow::anyhow!(
                 "job {} failed: {}",
                 spec.name,
                 status.error.as_deref().unwrap_or("no reason recorded")
-            )))
+            );
+            // The job and its endpoint cannot work together: running it
+            // again as it is would fail the same way.
+            return Err(match status.error_kind {
+                Some(FailKind::Configuration) => Failure::usage(error),
+                Some(FailKind::Transient) | None => Failure::runtime(error),
+            });
         }
         JobState::Cancelled => {
             return Err(Failure::runtime(anyhow::anyhow!(

@@ -10,6 +10,10 @@
 //! `k` answers 500 if `k <= fail_first`, else 429 if `k % rate_limit_every == 0`, else 500/503
 //! (alternating) if `k % server_error_every == 0`; only then is the body validated and answered.
 //! `GET /_fake/stats` returns [`FakeStats`] as JSON for tests that run the `fake-openai` binary.
+//!
+//! Servers that lack what log-likelihood scoring needs are imitated by switches: no
+//! `/v1/completions` route ([`FakeConfig::serve_completions`]), `echo` ignored
+//! ([`FakeConfig::ignore_echo`]), no `logprobs` ([`FakeConfig::drop_logprobs`]).
 
 mod api_error;
 mod fake_batch;
@@ -66,6 +70,14 @@ pub struct FakeConfig {
     pub served_models: Vec<String>,
     /// Keep every request in [`FakeOpenAi::requests`]; turn off for long benchmarks.
     pub record_requests: bool,
+    /// Serve `POST /v1/completions`; off, it answers 404 `Invalid URL` like any unknown route,
+    /// as a chat-only server does.
+    pub serve_completions: bool,
+    /// Answer `/v1/completions` as if `echo` were false: the text and `logprobs` cover the
+    /// generated tokens only, as servers that ignore the parameter do.
+    pub ignore_echo: bool,
+    /// Answer `/v1/completions` with `"logprobs": null` whatever was asked.
+    pub drop_logprobs: bool,
 }
 
 impl Default for FakeConfig {
@@ -85,6 +97,9 @@ impl Default for FakeConfig {
             favoured_continuations: Vec::new(),
             served_models: vec!["fake-model".to_string()],
             record_requests: true,
+            serve_completions: true,
+            ignore_echo: false,
+            drop_logprobs: false,
         }
     }
 }

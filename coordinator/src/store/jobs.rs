@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use jobs::protocol::{JobCounts, JobState, JobStatus, ShardState};
+use jobs::protocol::{FailKind, JobCounts, JobState, JobStatus, ShardState};
 use jobs::spec::BackendKind;
 use uuid::Uuid;
 
@@ -35,6 +35,8 @@ pub struct JobRecord {
     pub priority: i32,
     pub state: JobState,
     pub error: Option<String>,
+    /// The kind of the shard failure that failed the job, when one did.
+    pub error_kind: Option<FailKind>,
     pub counts: JobCounts,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -49,6 +51,7 @@ impl JobRecord {
             state: self.state,
             counts: self.counts.clone(),
             error: self.error.clone(),
+            error_kind: self.error_kind,
             created_at: self.created_at.to_rfc3339(),
             updated_at: self.updated_at.to_rfc3339(),
             cost: None,

@@ -3,7 +3,7 @@
 //! spelling in both databases.
 
 use chrono::{DateTime, Utc};
-use jobs::protocol::{JobCounts, JobState, ShardState};
+use jobs::protocol::{FailKind, JobCounts, JobState, ShardState};
 use jobs::{RequestKey, Usage};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use std::collections::HashMap;
@@ -56,6 +56,20 @@ pub(crate) fn job_state(text: &str) -> Result<JobState, StoreError> {
 /// A shard state read from the database; an unknown one means a corrupt row.
 pub(crate) fn shard_state(text: &str) -> Result<ShardState, StoreError> {
     parse_shard_state(text).ok_or_else(|| corrupt_state("shards", text))
+}
+
+/// A job's `error_kind` read from the database; an unknown one means a
+/// corrupt row.
+pub(crate) fn fail_kind(text: Option<String>) -> Result<Option<FailKind>, StoreError> {
+    match text {
+        None => Ok(None),
+        Some(text) => FailKind::parse(&text)
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt {
+                table: "jobs",
+                reason: format!("unknown error kind {text:?}"),
+            }),
+    }
 }
 
 fn corrupt_state(table: &'static str, state: &str) -> StoreError {

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::cost::CostSummary;
+use super::lease::FailKind;
 use super::state::JobState;
 use crate::output::Usage;
 use crate::results::MetricsReport;
@@ -63,6 +64,11 @@ pub struct JobStatus {
     pub counts: JobCounts,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For a failed job: the kind of the shard failure that failed it
+    /// (`configuration`: change the job or the server before running it
+    /// again). Absent for other failures and from older coordinators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<FailKind>,
     pub created_at: String,
     pub updated_at: String,
     /// Cost of `counts.usage` under the spec's `[model.price]` (absent

@@ -32,7 +32,7 @@ pub use breaker::{DEFAULT_COOLDOWN as BREAKER_COOLDOWN, DEFAULT_THRESHOLD as BRE
 pub use cache::{BackendCache, BackendFactory};
 pub use context::ShardContext;
 pub use engine::EngineBackend;
-pub use error::BackendError;
+pub use error::{BackendError, ErrorReach};
 pub use factory::{background_task, build_backend};
 pub use interface::Backend;
 pub use key_policy::{KeyPolicy, DEFAULT_ALLOWED_KEY_ENVS};

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use jobs::protocol::ShardState;
+use jobs::protocol::{FailKind, ShardState};
 use sqlx::Row;
 use std::time::Duration;
 
@@ -157,6 +157,7 @@ impl LeaseStore for SqliteStore {
         &self,
         fence: &LeaseFence,
         error: &str,
+        kind: FailKind,
         retry_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Option<ShardState>, StoreError> {
@@ -169,6 +170,7 @@ impl LeaseStore for SqliteStore {
             .bind(error)
             .bind(ms(retry_at))
             .bind(ms(now))
+            .bind(kind.as_str())
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else {
@@ -180,11 +182,18 @@ impl LeaseStore for SqliteStore {
         let used: i64 = row.try_get("attempts_used")?;
         let state = shard_state(&row.try_get::<String, _>("state")?)?;
         if state == ShardState::Dead {
-            sqlx::query(include_str!("job_fail.sql"))
+            // A configuration failure is the whole story; a shard that ran
+            // out of attempts says how often it tried.
+            let message = match kind {
+                FailKind::Configuration => error.to_string(),
+                FailKind::Transient => {
+                    format!("shard {seq} failed {used} times; last error: {error}")
+                }
+            };
+            sqlx::query(include_str!("job_fail_shard.sql"))
                 .bind(&job_id)
-                .bind(format!(
-                    "shard {seq} failed {used} times; last error: {error}"
-                ))
+                .bind(message)
+                .bind(kind.as_str())
                 .bind(ms(now))
                 .execute(&mut *tx)
                 .await?;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use jobs::protocol::Lease;
+use jobs::protocol::{FailKind, Lease};
 use jobs::InferenceRequest;
 use jobs::{
     protocol::BatchHolder, protocol::BatchRequestsRequest, protocol::BatchReserveRequest,
@@ -323,5 +323,6 @@ async fn submit_shard(
 
 async fn fail_lease(ctx: &ShardContext, lease: &Lease, error: String, stats: &mut WorkerStats) {
     tracing::error!(%error, "failing the shard's attempt");
-    ctx.fail_lease(lease, error, stats).await;
+    ctx.fail_lease(lease, error, FailKind::Transient, stats)
+        .await;
 }
