@@ -10,7 +10,7 @@ use jobs::JobSpec;
 
 use super::failure::{client_failure, CmdResult, Failure};
 use super::home::Home;
-use super::job_file::{load_spec, read_policy};
+use super::job_file::{check_ca_cert, load_spec, read_policy};
 use super::results::{short_key, write_results};
 use super::signal::interrupted;
 use crate::cli::RunArgs;
@@ -20,6 +20,7 @@ use crate::terminal::printable;
 
 pub async fn run(args: RunArgs) -> CmdResult {
     let spec = load_spec(&args.job, args.model.as_deref(), args.limit).await?;
+    check_ca_cert(&args.job, &spec)?;
     if args.dry_run {
         return super::dry_run::dry_run(&args, &spec).await;
     }

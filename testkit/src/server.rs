@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     max_in_flight: AtomicU64,
     chat: AtomicU64,
     completions: AtomicU64,
+    /// Counted by the listener (`tls::CountingListener`).
+    pub connections: AtomicU64,
 }
 
 impl Shared {
@@ -49,6 +51,7 @@ impl Shared {
             max_in_flight: AtomicU64::new(0),
             chat: AtomicU64::new(0),
             completions: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
         }
     }
 
@@ -62,6 +65,7 @@ impl Shared {
             max_in_flight: self.max_in_flight.load(Ordering::SeqCst),
             chat: self.chat.load(Ordering::SeqCst),
             completions: self.completions.load(Ordering::SeqCst),
+            connections: self.connections.load(Ordering::SeqCst),
         }
     }
 

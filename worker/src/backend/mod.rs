@@ -10,7 +10,9 @@
 //!   per-model load that drives claiming.
 //! - [`context`]: [`ShardContext`], what a backend gets to run a shard;
 //!   [`background`]: what a background task gets.
-//! - Implementations: [`engine`], [`openai`], [`openai_batch`].
+//! - Implementations: [`engine`], [`openai`], [`openai_batch`]; the two
+//!   endpoint backends build their HTTP client in `http_client`, trusting
+//!   what [`tls`] says.
 
 pub mod background;
 mod breaker;
@@ -19,6 +21,7 @@ pub mod context;
 pub mod engine;
 pub mod error;
 pub mod factory;
+mod http_client;
 pub mod interface;
 pub mod key_policy;
 pub mod load;
@@ -26,6 +29,7 @@ pub mod openai;
 pub mod openai_batch;
 mod rate_limit;
 mod sequential;
+pub mod tls;
 
 pub use background::{BackgroundContext, BackgroundTask};
 pub use breaker::{DEFAULT_COOLDOWN as BREAKER_COOLDOWN, DEFAULT_THRESHOLD as BREAKER_THRESHOLD};

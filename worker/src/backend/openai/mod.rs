@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use super::breaker::{CircuitBreaker, DEFAULT_COOLDOWN, DEFAULT_THRESHOLD};
+use super::http_client;
 use super::key_policy::KeyPolicy;
 use super::rate_limit::TokenBucket;
 use super::{Backend, BackendError, ErrorReach};
@@ -102,15 +103,11 @@ impl OpenAiBackend {
                 "model.timeout_secs must be at least 1".into(),
             ));
         }
-        let timeout = Duration::from_secs(model.timeout_secs);
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .danger_accept_invalid_certs(!model.ssl_verify)
-            // Sized for the concurrency so connections are reused.
-            .pool_max_idle_per_host(usize::try_from(model.concurrency).unwrap_or(usize::MAX))
-            .build()
-            .map_err(|e| BackendError::Config(format!("cannot build the HTTP client: {e}")))?;
+        let http = http_client::build(
+            http_client::client_builder(model)?
+                // Sized for the concurrency so connections are reused.
+                .pool_max_idle_per_host(usize::try_from(model.concurrency).unwrap_or(usize::MAX)),
+        )?;
         let concurrency = usize::try_from(model.concurrency.max(1)).unwrap_or(usize::MAX);
         Ok(OpenAiBackend {
             http,

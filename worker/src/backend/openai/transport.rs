@@ -1,6 +1,7 @@
 //! Sending a request body: retries with backoff honouring `Retry-After`,
 //! the rate limits, the circuit breaker that declares the endpoint
-//! unusable, and the failures no retry can get past (a missing route).
+//! unusable, and the failures no retry can get past (a refused TLS
+//! certificate, a missing route).
 
 use jobs::redact::scrub;
 use jobs::spec::Endpoint;
@@ -10,7 +11,7 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 use super::{OpenAiBackend, LOGLIKELIHOOD_SERVERS, MAX_CONNECT_RETRIES, MAX_RETRY_AFTER};
-use crate::backend::BackendError;
+use crate::backend::{tls, BackendError};
 use client::retry::parse_retry_after;
 
 impl OpenAiBackend {
@@ -179,7 +180,16 @@ impl OpenAiBackend {
         }
         let response = match request.send().await {
             Ok(r) => r,
-            Err(e) => return Attempt::Retryable(RetryableFailure::transport(&e)),
+            Err(e) => {
+                if let Some(problem) = tls::certificate_problem(&e) {
+                    // The same certificate comes back on every retry.
+                    return Attempt::Fatal(BackendError::Incompatible {
+                        url: url.to_string(),
+                        message: tls::untrusted_message(&self.base_url, &problem),
+                    });
+                }
+                return Attempt::Retryable(RetryableFailure::transport(&e));
+            }
         };
         let status = response.status();
         let retry_after = parse_retry_after(response.headers());
@@ -229,7 +239,8 @@ enum Attempt {
     RouteMissing { status: u16, message: String },
     /// Worth another attempt.
     Retryable(RetryableFailure),
-    /// Cannot succeed on retry (a 2xx that is not JSON).
+    /// Cannot succeed on retry (a 2xx that is not JSON, a refused TLS
+    /// certificate).
     Fatal(BackendError),
 }
 

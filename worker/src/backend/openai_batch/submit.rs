@@ -257,6 +257,13 @@ async fn submit_shard(
     }
     if !created && !state.parts.is_empty() {
         if let Some(e) = error {
+            if let BatchApiError::Untrusted { message, .. } = &e {
+                // No attempt gets past a refused certificate: fail the job.
+                tracing::error!(error = %message, "the endpoint's certificate was refused");
+                ctx.fail_lease(lease, message.clone(), FailKind::Configuration, &mut stats)
+                    .await;
+                return stats;
+            }
             fail_lease(
                 ctx,
                 lease,
