@@ -66,7 +66,9 @@ impl From<StoreError> for CoordinatorError {
 impl From<PlanFailure> for CoordinatorError {
     fn from(failure: PlanFailure) -> Self {
         match failure.kind {
-            FailureKind::Input => CoordinatorError::Planning(failure.message),
+            FailureKind::Input | FailureKind::Configuration => {
+                CoordinatorError::Planning(failure.message)
+            }
             FailureKind::Runtime => CoordinatorError::DataRead(failure.message),
         }
     }

@@ -3,12 +3,12 @@
 //! attempt number.
 
 use chrono::{DateTime, Utc};
-use jobs::protocol::FailedRequest;
 use jobs::protocol::{
     ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, FailRequest, FailResponse,
     FlushRequest, FlushResponse, HeartbeatRequest, HeartbeatResponse, Lease, ReleaseRequest,
     ReleaseResponse,
 };
+use jobs::protocol::{FailKind, FailedRequest};
 use jobs::redact::scrub;
 use jobs::{Backoff, InferenceRequest, RequestKey};
 use std::time::Duration;
@@ -122,7 +122,9 @@ impl Coordinator {
                             // shard rather than hand out garbage.
                             let error = format!("shard requests cannot be read: {e}");
                             tracing::error!(shard_id = %shard.shard_id, %error);
-                            self.store().fail(&fence, &error, now, now).await?;
+                            self.store()
+                                .fail(&fence, &error, FailKind::Transient, now, now)
+                                .await?;
                             continue;
                         }
                     };
@@ -313,11 +315,14 @@ impl Coordinator {
         let now = Utc::now();
         let retry_at = chrono_after(now, retry_delay(req.attempt));
         let error = scrub(&req.error, &[]);
-        let state = self.store().fail(&fence, &error, retry_at, now).await?;
+        let state = self
+            .store()
+            .fail(&fence, &error, req.kind, retry_at, now)
+            .await?;
         if let Some(state) = state {
             self.counters().shard_failures.inc();
             tracing::warn!(shard_id = %req.shard_id, attempt = req.attempt, ?state,
-                error = %error, "shard attempt failed");
+                kind = req.kind.as_str(), error = %error, "shard attempt failed");
         }
         Ok(state.map(|state| FailResponse { state }))
     }

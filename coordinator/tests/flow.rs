@@ -5,9 +5,9 @@
 use coordinator::store::{SqliteStore, Store};
 use coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
 use jobs::protocol::{
-    ClaimRequest, ClaimResponse, CompleteRequest, ErrorBody, FailRequest, FailedRequest,
-    FailureKind, HeartbeatRequest, JobState, JobStatus, Lease, ShardState, SubmitJobRequest,
-    WorkerCapabilities,
+    ClaimRequest, ClaimResponse, CompleteRequest, ErrorBody, FailKind, FailRequest, FailResponse,
+    FailedRequest, FailureKind, HeartbeatRequest, JobState, JobStatus, Lease, ShardState,
+    SubmitJobRequest, WorkerCapabilities,
 };
 use jobs::spec::BackendKind;
 use jobs::{InferenceOutput, InferenceRequest, JobSpec, SegmentRecord, Usage};
@@ -647,6 +647,7 @@ async fn http_submit_claim_complete_results() {
             shard_id: lease.shard_id,
             attempt: lease.attempt,
             error: "late".into(),
+            kind: FailKind::Transient,
         })
         .send()
         .await
@@ -1169,4 +1170,88 @@ async fn a_job_that_keeps_crashing_the_planner_is_failed_not_retried() {
         env.coordinator.plan_job(survivor.id).await.unwrap(),
         JobState::Running
     );
+}
+
+/// A worker's `configuration` failure kills its shard at the first attempt
+/// and fails the job with the worker's message and kind; a failure without
+/// a kind (an older worker's body) spends one attempt as before.
+#[tokio::test]
+async fn a_configuration_failure_fails_the_job_at_once() {
+    let s = server().await;
+    let spec = spec(s.env.dir.path(), "openai", 2);
+    let submitted: JobStatus = s
+        .post("/v1/jobs", ADMIN)
+        .json(&SubmitJobRequest { spec, priority: 0 })
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let status = |s: &Server| {
+        let url = format!("/v1/jobs/{}", submitted.id);
+        let request = s.get(&url, ADMIN);
+        async move {
+            let status: JobStatus = request.send().await.unwrap().json().await.unwrap();
+            status
+        }
+    };
+    for _ in 0..100 {
+        if status(&s).await.state != JobState::Planning {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let claimed: ClaimResponse = s
+        .post("/v1/leases/claim", WORKER_TOKEN)
+        .json(&claim_req("w", 4))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(claimed.leases.len(), 2);
+    let (first, second) = (&claimed.leases[0], &claimed.leases[1]);
+
+    // The body of an older worker: no `kind`.
+    let old: FailResponse = s
+        .post("/v1/leases/fail", WORKER_TOKEN)
+        .json(&serde_json::json!({
+            "worker_id": "w", "shard_id": first.shard_id,
+            "attempt": first.attempt, "error": "endpoint down",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(old.state, ShardState::Available);
+    assert_eq!(status(&s).await.state, JobState::Running);
+
+    let fail = FailRequest {
+        worker_id: "w".into(),
+        shard_id: second.shard_id,
+        attempt: second.attempt,
+        error: "the server ignores `echo`".into(),
+        kind: FailKind::Configuration,
+    };
+    let body = serde_json::to_value(&fail).unwrap();
+    assert_eq!(body["kind"], "configuration");
+    let new: FailResponse = s
+        .post("/v1/leases/fail", WORKER_TOKEN)
+        .json(&fail)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(new.state, ShardState::Dead);
+    let job = status(&s).await;
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(job.error_kind, Some(FailureKind::Configuration));
+    assert_eq!(job.error.as_deref(), Some("the server ignores `echo`"));
+    s.shutdown().await;
 }

@@ -65,8 +65,12 @@ pub fn job_failed(status: &jobs::protocol::JobStatus) -> Failure {
         status.name,
         status.error.as_deref().unwrap_or("no reason recorded")
     );
+    // The job's input, or the job and its endpoint together, must change
+    // before it can succeed: bad input or configuration.
     match status.error_kind {
-        Some(jobs::protocol::FailureKind::Input) => Failure::usage(error),
+        Some(jobs::protocol::FailureKind::Input | jobs::protocol::FailureKind::Configuration) => {
+            Failure::usage(error)
+        }
         _ => Failure::runtime(error),
     }
 }

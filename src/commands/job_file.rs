@@ -50,6 +50,15 @@ fn load_spec_blocking(
     Ok(spec)
 }
 
+/// Checks the CA file of `model.ca_cert`, for `run`, whose workers read it
+/// here: a wrong path or a file that holds no certificate is the job file's
+/// error, found before anything is submitted. (`submit` leaves it to the
+/// workers, whose paths may differ from the submitting machine's.)
+pub(super) fn check_ca_cert(job: &Path, spec: &JobSpec) -> Result<(), Failure> {
+    worker::backend::tls::check_ca_cert(&spec.model)
+        .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", job.display())))
+}
+
 /// What `run` may read: the job file's folder and the roots its user adds
 /// (one user, their own files; the rule is the coordinator's all the same,
 /// so a job that runs here is one a shared coordinator would accept).

@@ -151,7 +151,14 @@ async fn watch(c: &JobSource, id: Option<Uuid>, every: Duration) -> CmdResult {
 /// own input, 3 when one finished with requests failed or missing, else 0.
 fn ended_code(jobs: &[JobStatus]) -> i32 {
     let code = |j: &JobStatus| match j.state {
-        JobState::Failed if j.error_kind == Some(FailureKind::Input) => exit::USAGE,
+        JobState::Failed
+            if matches!(
+                j.error_kind,
+                Some(FailureKind::Input | FailureKind::Configuration)
+            ) =>
+        {
+            exit::USAGE
+        }
         JobState::Failed | JobState::Cancelled => exit::RUNTIME,
         JobState::Completed => {
             let c = &j.counts;

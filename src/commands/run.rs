@@ -10,7 +10,7 @@ use jobs::JobSpec;
 
 use super::failure::{client_failure, job_failed, CmdResult, Failure};
 use super::home::Home;
-use super::job_file::{load_spec, read_policy};
+use super::job_file::{check_ca_cert, load_spec, read_policy};
 use super::results::{report, score, short_key};
 use super::signal::interrupted;
 use super::summary::counts_lines;
@@ -21,6 +21,7 @@ use crate::terminal::printable;
 
 pub async fn run(args: RunArgs) -> CmdResult {
     let spec = load_spec(&args.job, args.model.as_deref(), args.limit).await?;
+    check_ca_cert(&args.job, &spec)?;
     // The workers run in this process and read the variables the spec
     // names when they build its backend: one unset here would fail every
     // shard, after its retries. Say so now, before anything runs.

@@ -10,12 +10,19 @@
 //! `k` answers 500 if `k <= fail_first`, else 429 if `k % rate_limit_every == 0`, else 500/503
 //! (alternating) if `k % server_error_every == 0`; only then is the body validated and answered.
 //! `GET /_fake/stats` returns [`FakeStats`] as JSON for tests that run the `fake-openai` binary.
+//!
+//! Servers that lack what log-likelihood scoring needs are imitated by switches: no
+//! `/v1/completions` route ([`FakeConfig::serve_completions`]), `echo` ignored
+//! ([`FakeConfig::ignore_echo`]), no `logprobs` ([`FakeConfig::drop_logprobs`]). Over TLS
+//! ([`FakeOpenAi::start_tls`]) the server presents a certificate from a private CA
+//! ([`TestPki`]).
 
 mod api_error;
 mod fake_batch;
 mod model;
 mod params;
 mod server;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,6 +37,7 @@ use tokio::task::JoinHandle;
 
 pub use fake_batch::{BatchSummary, FakeBatchApi, FakeBatchConfig, FakeBatchStats, LineError};
 pub use model::{default_answer, token_count, tokenize};
+pub use tls::TestPki;
 
 /// Knobs of the fake server; change them at runtime with [`FakeOpenAi::set_config`].
 #[derive(Debug, Clone)]
@@ -66,6 +74,14 @@ pub struct FakeConfig {
     pub served_models: Vec<String>,
     /// Keep every request in [`FakeOpenAi::requests`]; turn off for long benchmarks.
     pub record_requests: bool,
+    /// Serve `POST /v1/completions`; off, it answers 404 `Invalid URL` like any unknown route,
+    /// as a chat-only server does.
+    pub serve_completions: bool,
+    /// Answer `/v1/completions` as if `echo` were false: the text and `logprobs` cover the
+    /// generated tokens only, as servers that ignore the parameter do.
+    pub ignore_echo: bool,
+    /// Answer `/v1/completions` with `"logprobs": null` whatever was asked.
+    pub drop_logprobs: bool,
 }
 
 impl Default for FakeConfig {
@@ -85,6 +101,9 @@ impl Default for FakeConfig {
             favoured_continuations: Vec::new(),
             served_models: vec!["fake-model".to_string()],
             record_requests: true,
+            serve_completions: true,
+            ignore_echo: false,
+            drop_logprobs: false,
         }
     }
 }
@@ -105,6 +124,9 @@ pub struct FakeStats {
     pub max_in_flight: u64,
     pub chat: u64,
     pub completions: u64,
+    /// TCP connections accepted, over TLS or not; one whose TLS handshake failed counts too,
+    /// though none of its requests reaches a route.
+    pub connections: u64,
 }
 
 /// One request as the server saw it. The `Authorization` header is never recorded.
@@ -129,6 +151,8 @@ pub struct RecordedRequest {
 /// [`FakeOpenAi::shutdown`].
 pub struct FakeOpenAi {
     addr: SocketAddr,
+    /// `http` or `https`.
+    scheme: &'static str,
     shared: Arc<server::Shared>,
     shutdown_tx: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -142,9 +166,29 @@ impl FakeOpenAi {
 
     /// Starts the server on 127.0.0.1:`port` (0 lets the OS pick).
     pub async fn start_on_port(config: FakeConfig, port: u16) -> std::io::Result<FakeOpenAi> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        let addr = listener.local_addr()?;
+        Self::serve(config, port, None).await
+    }
+
+    /// Starts the server on 127.0.0.1 over TLS, presenting `pki`'s server certificate:
+    /// [`FakeOpenAi::base_url`] is then `https://127.0.0.1:PORT/v1`.
+    pub async fn start_tls(config: FakeConfig, pki: &TestPki) -> std::io::Result<FakeOpenAi> {
+        Self::serve(config, 0, Some(pki.acceptor()?)).await
+    }
+
+    async fn serve(
+        config: FakeConfig,
+        port: u16,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<FakeOpenAi> {
+        let tcp = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = tcp.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let shared = Arc::new(server::Shared::new(config));
+        let listener = tls::CountingListener {
+            tcp,
+            tls,
+            shared: shared.clone(),
+        };
         let app = server::router(shared.clone());
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -159,15 +203,17 @@ impl FakeOpenAi {
         tracing::debug!(%addr, "fake OpenAI server listening");
         Ok(FakeOpenAi {
             addr,
+            scheme,
             shared,
             shutdown_tx: Some(shutdown_tx),
             task: Some(task),
         })
     }
 
-    /// `http://127.0.0.1:PORT/v1`, the value for an OpenAI client's `base_url`.
+    /// `http://127.0.0.1:PORT/v1` (`https://` over TLS), the value for an OpenAI client's
+    /// `base_url`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        format!("{}://{}/v1", self.scheme, self.addr)
     }
 
     pub fn port(&self) -> u16 {

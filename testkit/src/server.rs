@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     max_in_flight: AtomicU64,
     chat: AtomicU64,
     completions: AtomicU64,
+    /// Counted by the listener (`tls::CountingListener`).
+    pub connections: AtomicU64,
 }
 
 impl Shared {
@@ -49,6 +51,7 @@ impl Shared {
             max_in_flight: AtomicU64::new(0),
             chat: AtomicU64::new(0),
             completions: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
         }
     }
 
@@ -62,6 +65,7 @@ impl Shared {
             max_in_flight: self.max_in_flight.load(Ordering::SeqCst),
             chat: self.chat.load(Ordering::SeqCst),
             completions: self.completions.load(Ordering::SeqCst),
+            connections: self.connections.load(Ordering::SeqCst),
         }
     }
 
@@ -148,9 +152,15 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
 
 async fn completions(
     State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if !shared.config().serve_completions {
+        // A chat-only server: the route does not exist.
+        return unknown_route(State(shared), method, uri).await;
+    }
     inference(&shared, Endpoint::Completions, &headers, &body).await
 }
 
@@ -446,21 +456,25 @@ pub(crate) fn completion_response(config: &FakeConfig, request: &CompletionReque
     let generation = generate(&full, &common.stop, common.max_tokens);
     let prompt_tokens = tokenize(&request.prompt);
     let generated_tokens = tokenize(&generation.text);
-    let text = if request.echo {
+    let echo = request.echo && !config.ignore_echo;
+    let text = if echo {
         format!("{}{}", request.prompt, generation.text)
     } else {
         generation.text.clone()
     };
-    let logprobs = request.logprobs.map(|top_n| {
-        completion_logprobs(
-            config,
-            &request.prompt,
-            &prompt_tokens,
-            &generated_tokens,
-            request.echo,
-            top_n,
-        )
-    });
+    let logprobs = request
+        .logprobs
+        .filter(|_| !config.drop_logprobs)
+        .map(|top_n| {
+            completion_logprobs(
+                config,
+                &request.prompt,
+                &prompt_tokens,
+                &generated_tokens,
+                echo,
+                top_n,
+            )
+        });
     json!({
         "id": format!("cmpl-{:024x}", rand::random::<u128>() >> 32),
         "object": "text_completion",

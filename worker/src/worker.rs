@@ -12,7 +12,9 @@
 //! only keeps the semaphore busy while shards start and drain.
 
 use client::{ClientError, CoordinatorClient};
-use jobs::protocol::{ClaimRequest, FailRequest, HeartbeatRequest, Lease, WorkerCapabilities};
+use jobs::protocol::{
+    ClaimRequest, FailKind, FailRequest, HeartbeatRequest, Lease, WorkerCapabilities,
+};
 use jobs::spec::BackendKind;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -319,6 +321,8 @@ impl Worker {
                     shard_id: lease.shard_id,
                     attempt: lease.attempt,
                     error,
+                    // Another worker's environment may build it.
+                    kind: FailKind::Transient,
                 };
                 fail_lease(&self.client, fail, &mut stats).await;
                 return stats;

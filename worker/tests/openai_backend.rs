@@ -8,7 +8,7 @@ use jobs::{ChatMessage, InferenceRequest, RenderedInput, RequestType};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use testkit::{FakeConfig, FakeOpenAi};
-use worker::backend::{Backend, BackendError, KeyPolicy, OpenAiBackend};
+use worker::backend::{Backend, BackendError, ErrorReach, KeyPolicy, OpenAiBackend};
 
 const FAST: Backoff = Backoff::full_jitter(Duration::from_millis(1), Duration::from_millis(5));
 
@@ -695,4 +695,41 @@ fn endpoint_and_model_variables_are_never_tokens_and_never_quoted() {
     .expect_err("refused")
     .to_string();
     assert!(err.contains("holds a coordinator token"), "{err}");
+}
+
+/// A server that cannot score a prompt fails the job's first request with an
+/// error that reaches the whole job; the requests after it fail the same way
+/// without reaching the server.
+#[tokio::test]
+async fn a_server_that_cannot_score_fails_once_for_every_request() {
+    for configure in [
+        (|c: &mut FakeConfig| c.ignore_echo = true) as fn(&mut FakeConfig),
+        |c| c.drop_logprobs = true,
+        |c| c.serve_completions = false,
+    ] {
+        let mut config = FakeConfig::default();
+        configure(&mut config);
+        let server = fake(config).await;
+        let spec = model(&server.base_url(), json!({"endpoint": "completions"}));
+        let b = backend(&spec);
+        let first = b
+            .run(&loglikelihood_request(&spec, "The sky is", " blue"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(first, BackendError::Incompatible { .. }),
+            "{first:?}"
+        );
+        assert_eq!(first.reach(), ErrorReach::Job);
+        assert!(first.to_string().contains("vLLM"), "{first}");
+        let seen = server.stats().total;
+        assert_eq!(seen, 1, "retried an answer no retry changes");
+        let second = b
+            .run(&loglikelihood_request(&spec, "The grass is", " green"))
+            .await
+            .unwrap_err();
+        assert_eq!(second, first);
+        assert_eq!(server.stats().total, seen);
+        server.shutdown().await;
+    }
 }

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use jobs::protocol::{FailedRequest, ShardState};
+use jobs::protocol::{FailKind, FailedRequest, ShardState};
 use jobs::spec::BackendKind;
 use jobs::{RequestKey, Usage};
 use std::time::Duration;
@@ -142,12 +142,14 @@ pub trait LeaseStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
     /// Fenced: spends an attempt. The shard becomes available again at
-    /// `retry_at`, or dead (and its job failed) when out of attempts.
-    /// `None` when the fence does not match.
+    /// `retry_at`, or dead (and its job failed, with `kind`) when out of
+    /// attempts or when `kind` is [`FailKind::Configuration`], which no
+    /// attempt can get past. `None` when the fence does not match.
     async fn fail(
         &self,
         fence: &LeaseFence,
         error: &str,
+        kind: FailKind,
         retry_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Option<ShardState>, StoreError>;

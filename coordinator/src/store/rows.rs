@@ -3,7 +3,7 @@
 //! spelling in both databases.
 
 use chrono::{DateTime, Utc};
-use jobs::protocol::{FailureKind, JobCounts, JobState, ShardState};
+use jobs::protocol::{FailKind, FailureKind, JobCounts, JobState, ShardState};
 use jobs::{RequestKey, Usage};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use std::collections::HashMap;
@@ -65,6 +65,15 @@ pub(crate) fn failure_kind(text: &str) -> Result<FailureKind, StoreError> {
 /// A shard state read from the database; an unknown one means a corrupt row.
 pub(crate) fn shard_state(text: &str) -> Result<ShardState, StoreError> {
     parse_shard_state(text).ok_or_else(|| corrupt_state("shards", text))
+}
+
+/// The kind a job failed by its shard's death records: a configuration
+/// failure says so; a shard that ran out of attempts failed at run time.
+pub(crate) fn job_failure_kind(kind: FailKind) -> FailureKind {
+    match kind {
+        FailKind::Configuration => FailureKind::Configuration,
+        FailKind::Transient => FailureKind::Runtime,
+    }
 }
 
 fn corrupt_state(table: &'static str, state: &str) -> StoreError {

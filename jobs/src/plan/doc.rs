@@ -110,10 +110,13 @@ impl Planner {
             return Ok(match self.endpoint {
                 Endpoint::Completions => RenderedInput::Prompt { prompt },
                 Endpoint::Chat => RenderedInput::Messages {
-                    messages: self.fold(vec![ChatMessage {
-                        role: "user".to_string(),
-                        content: prompt,
-                    }]),
+                    messages: self.fold(
+                        vec![ChatMessage {
+                            role: "user".to_string(),
+                            content: prompt,
+                        }],
+                        row,
+                    )?,
                 },
             });
         }
@@ -129,39 +132,64 @@ impl Planner {
         rendered.extend(self.fewshot_turns.iter().cloned());
         rendered.extend(rest);
         Ok(RenderedInput::Messages {
-            messages: self.fold(rendered),
+            messages: self.fold(rendered, row)?,
         })
     }
 
-    /// With `system_role = "fold"`, merges the leading system turns into the
-    /// first user turn, for chat templates that have no system role.
-    pub(super) fn fold(&self, mut messages: Vec<ChatMessage>) -> Vec<ChatMessage> {
+    /// With `system_role = "fold"`, merges every system turn into the next
+    /// user turn, for chat templates that have no system role (Gemma's
+    /// rejects a system turn wherever it stands, not only at the start).
+    pub(super) fn fold(
+        &self,
+        messages: Vec<ChatMessage>,
+        row: &Row<'_>,
+    ) -> Result<Vec<ChatMessage>, RenderError> {
         if self.system_role != SystemRole::Fold {
-            return messages;
+            return Ok(messages);
         }
-        let leading = messages.iter().take_while(|m| m.role == "system").count();
-        if leading == 0 {
-            return messages;
-        }
-        let rest = messages.split_off(leading);
-        let system = messages
-            .into_iter()
-            .map(|m| m.content)
-            .collect::<Vec<_>>()
-            .join("\n\n");
-        let mut out = rest;
-        match out.first_mut() {
-            Some(first) if first.role == "user" => {
-                first.content = format!("{system}\n\n{}", first.content);
-            }
-            _ => out.insert(
-                0,
-                ChatMessage {
-                    role: "user".to_string(),
-                    content: system,
-                },
+        fold_system_turns(messages).map_err(|position| RenderError {
+            template: "task.messages".to_string(),
+            row: row.location.clone(),
+            doc_id: row.id.clone(),
+            reason: format!(
+                "turn {} of the conversation is a system turn with no user turn after it, so \
+                 `system_role = \"fold\"` has nothing to fold it into; move it before a user \
+                 turn or set `system_role = \"keep\"`",
+                position + 1
             ),
+        })
+    }
+}
+
+/// Folds each run of system turns into the user turn that follows it (the
+/// system text first, then a blank line). `Err(position)` names the first
+/// system turn (0-based) that no user turn follows.
+pub(crate) fn fold_system_turns(messages: Vec<ChatMessage>) -> Result<Vec<ChatMessage>, usize> {
+    let mut out: Vec<ChatMessage> = Vec::with_capacity(messages.len());
+    // System texts waiting for the next user turn, and where the first stood.
+    let mut pending: Vec<String> = Vec::new();
+    let mut pending_at = 0;
+    for (position, message) in messages.into_iter().enumerate() {
+        match message.role.as_str() {
+            "system" => {
+                if pending.is_empty() {
+                    pending_at = position;
+                }
+                pending.push(message.content);
+            }
+            "user" if !pending.is_empty() => {
+                pending.push(message.content);
+                out.push(ChatMessage {
+                    role: message.role,
+                    content: std::mem::take(&mut pending).join("\n\n"),
+                });
+            }
+            _ => out.push(message),
         }
-        out
+    }
+    if pending.is_empty() {
+        Ok(out)
+    } else {
+        Err(pending_at)
     }
 }

@@ -130,6 +130,96 @@ fn fold_merges_system_into_first_user_turn() {
     assert_eq!(m[4], msg("user", "Q: x"));
 }
 
+/// A chat spec with `system_role = "fold"` and the given turns.
+fn fold_spec(turns: &[(&str, &str)]) -> String {
+    let mut text = String::from(
+        "name = \"t\"\n[model]\nbackend = \"none\"\nmodel = \"m\"\nsystem_role = \"fold\"\n\
+         [dataset]\npath = \"data.jsonl\"\n[task]\nkind = \"generate\"\n",
+    );
+    for (role, content) in turns {
+        text.push_str(&format!(
+            "[[task.messages]]\nrole = \"{role}\"\ncontent = \"{content}\"\n"
+        ));
+    }
+    text
+}
+
+#[test]
+fn fold_merges_a_later_system_turn_into_the_next_user_turn() {
+    let fx = fixture(&fold_spec(&[
+        ("user", "Q: {{ q }}"),
+        ("assistant", "Thinking."),
+        ("system", "Answer in French."),
+        ("system", "Be brief."),
+        ("user", "Go on."),
+    ]));
+    let planner = Planner::new(&fx.spec, &ReadPolicy::unrestricted()).unwrap();
+    let plan = planner.plan_doc(&doc(0, r#"{"q": "x"}"#)).unwrap();
+    assert_eq!(
+        messages(&plan.requests[0]),
+        vec![
+            msg("user", "Q: x"),
+            msg("assistant", "Thinking."),
+            msg("user", "Answer in French.\n\nBe brief.\n\nGo on."),
+        ]
+    );
+}
+
+#[test]
+fn fold_refuses_a_system_turn_with_no_user_turn_after_it() {
+    let err = JobSpec::from_toml_str(
+        &fold_spec(&[
+            ("system", "Be brief."),
+            ("user", "Q: {{ q }}"),
+            ("system", "Then stop."),
+        ]),
+        "job.toml",
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(err.field(), Some("task.messages[2]"));
+    let text = err.to_string();
+    assert!(text.contains("job.toml"), "{text}");
+    assert!(text.contains("no user turn after it"), "{text}");
+    assert!(text.contains("system_role"), "{text}");
+
+    // The same spec keeping system turns is fine.
+    let keep = fold_spec(&[("user", "Q: {{ q }}"), ("system", "Then stop.")])
+        .replace("system_role = \"fold\"", "system_role = \"keep\"");
+    assert!(JobSpec::from_toml_str(&keep, "job.toml", None).is_ok());
+}
+
+#[test]
+fn fold_system_turns_names_the_stranded_turn() {
+    let folded = doc::fold_system_turns(vec![
+        msg("system", "a"),
+        msg("user", "b"),
+        msg("assistant", "c"),
+        msg("system", "d"),
+        msg("user", "e"),
+    ])
+    .unwrap();
+    assert_eq!(
+        folded,
+        vec![
+            msg("user", "a\n\nb"),
+            msg("assistant", "c"),
+            msg("user", "d\n\ne")
+        ]
+    );
+    let stranded = doc::fold_system_turns(vec![
+        msg("user", "b"),
+        msg("assistant", "c"),
+        msg("system", "d"),
+        msg("system", "e"),
+    ]);
+    assert_eq!(stranded, Err(2));
+    assert_eq!(
+        doc::fold_system_turns(vec![msg("user", "only")]),
+        Ok(vec![msg("user", "only")])
+    );
+}
+
 const PROMPT_MODE: &str = r#"
 name = "t"
 [model]

@@ -94,12 +94,56 @@ pub struct CompleteResponse {
     pub accepted: bool,
 }
 
+/// Why a shard attempt failed, as the worker judged it: whether another
+/// attempt can do better.
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FailKind {
+    /// Another attempt may succeed (the endpoint was down, a segment could
+    /// not be written): the failure spends one of the shard's attempts.
+    #[default]
+    Transient,
+    /// The job and its endpoint cannot work together, for every request
+    /// alike (the server's certificate is not trusted, a route the job needs
+    /// is missing, the server ignores a parameter the job depends on): no
+    /// attempt can succeed until the job or the server is changed, so the
+    /// shard dies and its job fails at once.
+    Configuration,
+}
+
+impl FailKind {
+    pub fn is_transient(&self) -> bool {
+        *self == FailKind::Transient
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailKind::Transient => "transient",
+            FailKind::Configuration => "configuration",
+        }
+    }
+
+    /// The kind [`FailKind::as_str`] names; `None` for anything else.
+    pub fn parse(name: &str) -> Option<FailKind> {
+        match name {
+            "transient" => Some(FailKind::Transient),
+            "configuration" => Some(FailKind::Configuration),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct FailRequest {
     pub worker_id: String,
     pub shard_id: Uuid,
     pub attempt: u32,
     pub error: String,
+    /// Absent (older workers, and every transient failure): `transient`.
+    /// Left out when transient, so that an older coordinator reads the
+    /// body it always did.
+    #[serde(default, skip_serializing_if = "FailKind::is_transient")]
+    pub kind: FailKind,
 }
 
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]

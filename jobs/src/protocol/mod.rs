@@ -39,9 +39,9 @@ pub use cost::CostSummary;
 pub use error::ErrorBody;
 pub use job::{JobCounts, JobStatus, ResultsResponse, SubmitJobRequest};
 pub use lease::{
-    ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, FailRequest, FailResponse,
-    FailedRequest, FlushRequest, FlushResponse, HeartbeatRequest, HeartbeatResponse, Lease,
-    PartialOutputs, ReleaseRequest, ReleaseResponse, WorkerCapabilities,
+    ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, FailKind, FailRequest,
+    FailResponse, FailedRequest, FlushRequest, FlushResponse, HeartbeatRequest, HeartbeatResponse,
+    Lease, PartialOutputs, ReleaseRequest, ReleaseResponse, WorkerCapabilities,
 };
 pub use provider_batch::{
     BatchAccepted, BatchClaimRequest, BatchClaimResponse, BatchFinishRequest, BatchFinishResponse,

@@ -26,7 +26,8 @@ impl JobState {
 }
 
 /// Why a job failed, for whoever must act: the job's author or the
-/// operator. Commands exit 2 for the one and 1 for the other.
+/// operator. Commands exit 2 for input and configuration failures, 1 for
+/// runtime ones.
 #[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
@@ -36,6 +37,11 @@ pub enum FailureKind {
     Input,
     /// Something while it ran: an endpoint, a worker, the store.
     Runtime,
+    /// The job and its endpoint cannot work together, for every request
+    /// alike (an untrusted certificate, a missing route, a server that
+    /// ignores `echo` or `logprobs`): change the job or the server. Failed
+    /// at the first such error, without spending further attempts.
+    Configuration,
 }
 
 impl FailureKind {
@@ -43,6 +49,7 @@ impl FailureKind {
         match self {
             FailureKind::Input => "input",
             FailureKind::Runtime => "runtime",
+            FailureKind::Configuration => "configuration",
         }
     }
 
@@ -51,6 +58,7 @@ impl FailureKind {
         match text {
             "input" => Some(FailureKind::Input),
             "runtime" => Some(FailureKind::Runtime),
+            "configuration" => Some(FailureKind::Configuration),
             _ => None,
         }
     }

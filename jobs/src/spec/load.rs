@@ -8,8 +8,9 @@ use super::job::JobSpec;
 use super::locate::offset_to_location;
 
 impl JobSpec {
-    /// Reads, parses and validates a TOML job file. Relative `dataset.path`
-    /// and `task.fewshot.path` are resolved against the file's folder.
+    /// Reads, parses and validates a TOML job file. Relative `dataset.path`,
+    /// `task.fewshot.path`, `model.path` and `model.ca_cert` are resolved
+    /// against the file's folder.
     pub fn from_toml_file(path: &Path) -> Result<JobSpec, SpecError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
@@ -52,7 +53,8 @@ impl JobSpec {
         Ok(spec)
     }
 
-    /// Makes relative dataset and few-shot paths absolute under `base`.
+    /// Makes relative dataset, few-shot, model and CA certificate paths
+    /// absolute under `base`.
     pub fn resolve_paths(&mut self, base: &Path) {
         let resolve = |p: &PathBuf| -> PathBuf {
             if p.is_absolute() {
@@ -73,6 +75,9 @@ impl JobSpec {
             if !default.starts_with("~") && !default.as_os_str().is_empty() {
                 self.model.path_default = Some(resolve(default));
             }
+        }
+        if let Some(ca_cert) = &self.model.ca_cert {
+            self.model.ca_cert = Some(resolve(ca_cert));
         }
     }
 }

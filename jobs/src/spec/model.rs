@@ -52,8 +52,9 @@ pub enum SystemRole {
     /// Send the system message as its own turn.
     #[default]
     Keep,
-    /// Merge the system message into the first user turn, for chat templates
-    /// without a system role (e.g. Gemma).
+    /// Merge each system turn into the next user turn, for chat templates
+    /// without a system role (e.g. Gemma); a system turn with no user turn
+    /// after it is refused.
     Fold,
 }
 
@@ -80,8 +81,17 @@ pub struct ModelSpec {
     pub api_key_env: Option<String>,
     #[serde(default)]
     pub endpoint: Endpoint,
+    /// Verify the endpoint's TLS certificate (`https://`). Turning it off
+    /// trusts any server, including an impostor: prefer `ca_cert`.
     #[serde(default = "default_true")]
     pub ssl_verify: bool,
+    /// A PEM file of CA certificates to trust besides the built-in roots,
+    /// for an endpoint whose certificate comes from a private CA. A
+    /// relative path is resolved against the job file's folder; workers
+    /// read the file when they build the HTTP client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub ca_cert: Option<PathBuf>,
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
     /// Requests in flight at once per worker.

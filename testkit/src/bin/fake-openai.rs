@@ -25,7 +25,10 @@ usage: fake-openai [options]
   --favour TEXT             tokens of TEXT are the argmax with logprob -0.01 (repeatable)
   --model NAME              model listed by /v1/models (repeatable; default fake-model)
   --max-tokens-limit N      max_tokens above N answers 400 (default 4096)
-  --no-record               do not keep request bodies in memory (long benchmarks)";
+  --no-record               do not keep request bodies in memory (long benchmarks)
+  --no-completions          no /v1/completions route (404, as a chat-only server)
+  --ignore-echo             /v1/completions ignores `echo`
+  --drop-logprobs           /v1/completions answers \"logprobs\": null";
 
 struct Args {
     port: u16,
@@ -40,9 +43,24 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         if flag == "--help" || flag == "-h" {
             return Ok(None);
         }
-        if flag == "--no-record" {
-            config.record_requests = false;
-            continue;
+        match flag.as_str() {
+            "--no-record" => {
+                config.record_requests = false;
+                continue;
+            }
+            "--no-completions" => {
+                config.serve_completions = false;
+                continue;
+            }
+            "--ignore-echo" => {
+                config.ignore_echo = true;
+                continue;
+            }
+            "--drop-logprobs" => {
+                config.drop_logprobs = true;
+                continue;
+            }
+            _ => {}
         }
         let value = args
             .next()

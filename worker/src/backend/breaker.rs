@@ -7,9 +7,16 @@
 //! shard fails in seconds instead of paying every request's retries. After
 //! `cooldown` it lets requests through again (half-open); the next failure of
 //! the same kind re-opens it at once, any success closes it.
+//!
+//! An error that says the job cannot work with the endpoint at all (see
+//! [`BackendError::Incompatible`]) trips the breaker at its first occurrence:
+//! the requests queued behind it fail at once with the same error instead of
+//! each paying a request to learn it.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use super::error::BackendError;
 
 /// Endpoint-level failures in a row that open the breaker.
 pub const DEFAULT_THRESHOLD: u32 = 20;
@@ -26,8 +33,8 @@ pub(crate) struct CircuitBreaker {
 #[derive(Debug, Default)]
 struct State {
     consecutive: u32,
-    /// Set while open: since when, and the message requests fail with.
-    open: Option<(Instant, String)>,
+    /// Set while open: since when, and the error requests fail with.
+    open: Option<(Instant, BackendError)>,
 }
 
 impl CircuitBreaker {
@@ -46,13 +53,13 @@ impl CircuitBreaker {
         }
     }
 
-    /// `Err(message)` while open; after the cooldown lets requests through
+    /// `Err(error)` while open; after the cooldown lets requests through
     /// again, one failure away from re-opening.
-    pub(crate) fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), BackendError> {
         let mut state = self.state();
-        if let Some((since, message)) = &state.open {
+        if let Some((since, error)) = &state.open {
             if since.elapsed() < self.cooldown {
-                return Err(message.clone());
+                return Err(error.clone());
             }
             state.open = None;
             state.consecutive = self.threshold.saturating_sub(1);
@@ -68,10 +75,13 @@ impl CircuitBreaker {
         state.open = None;
     }
 
-    /// One more endpoint-level failure. Returns the open message when this
-    /// failure opened the breaker (or it was open already). `message` gets
+    /// One more endpoint-level failure. Returns the open error when this
+    /// failure opened the breaker (or it was open already). `error` gets
     /// the count of failures in a row and is only built when opening.
-    pub(crate) fn record_unusable(&self, message: impl FnOnce(u32) -> String) -> Option<String> {
+    pub(crate) fn record_unusable(
+        &self,
+        error: impl FnOnce(u32) -> BackendError,
+    ) -> Option<BackendError> {
         let mut state = self.state();
         if let Some((_, open)) = &state.open {
             return Some(open.clone());
@@ -80,9 +90,19 @@ impl CircuitBreaker {
         if state.consecutive < self.threshold {
             return None;
         }
-        let text = message(state.consecutive);
-        state.open = Some((Instant::now(), text.clone()));
-        Some(text)
+        let error = error(state.consecutive);
+        state.open = Some((Instant::now(), error.clone()));
+        Some(error)
+    }
+
+    /// Opens at once with `error`, which every request would meet (see the
+    /// module's documentation); returns it. After the cooldown requests go
+    /// through again, so a server fixed meanwhile is found.
+    pub(crate) fn trip(&self, error: BackendError) -> BackendError {
+        let mut state = self.state();
+        state.consecutive = self.threshold;
+        state.open = Some((Instant::now(), error.clone()));
+        error
     }
 }
 
@@ -90,26 +110,45 @@ impl CircuitBreaker {
 mod tests {
     use super::*;
 
+    fn down(n: u32) -> BackendError {
+        BackendError::EndpointUnusable {
+            url: "http://x".into(),
+            message: format!("down {n}"),
+        }
+    }
+
     #[test]
     fn opens_after_threshold_resets_on_health_and_half_opens() {
         let breaker = CircuitBreaker::new(3, Duration::from_millis(50));
-        assert!(breaker.record_unusable(|n| format!("down {n}")).is_none());
-        assert!(breaker.record_unusable(|n| format!("down {n}")).is_none());
+        assert!(breaker.record_unusable(down).is_none());
+        assert!(breaker.record_unusable(down).is_none());
         // A healthy answer in between restarts the count.
         breaker.record_healthy();
-        assert!(breaker.record_unusable(|n| format!("down {n}")).is_none());
-        assert!(breaker.record_unusable(|n| format!("down {n}")).is_none());
-        assert_eq!(
-            breaker.record_unusable(|n| format!("down {n}")).as_deref(),
-            Some("down 3")
-        );
-        assert_eq!(breaker.check(), Err("down 3".to_string()));
+        assert!(breaker.record_unusable(down).is_none());
+        assert!(breaker.record_unusable(down).is_none());
+        assert_eq!(breaker.record_unusable(down), Some(down(3)));
+        assert_eq!(breaker.check(), Err(down(3)));
         std::thread::sleep(Duration::from_millis(60));
         // Half-open: requests pass, and one more failure re-opens at once.
         assert_eq!(breaker.check(), Ok(()));
-        assert!(breaker.record_unusable(|n| format!("again {n}")).is_some());
+        assert!(breaker.record_unusable(down).is_some());
         assert!(breaker.check().is_err());
         breaker.record_healthy();
+        assert_eq!(breaker.check(), Ok(()));
+    }
+
+    #[test]
+    fn a_trip_opens_at_once_with_its_error_until_the_cooldown() {
+        let breaker = CircuitBreaker::new(20, Duration::from_millis(50));
+        let incompatible = BackendError::Incompatible {
+            url: "https://x".into(),
+            message: "certificate not trusted".into(),
+        };
+        assert_eq!(breaker.trip(incompatible.clone()), incompatible);
+        assert_eq!(breaker.check(), Err(incompatible.clone()));
+        // Other failures report the open error, not their own.
+        assert_eq!(breaker.record_unusable(down), Some(incompatible));
+        std::thread::sleep(Duration::from_millis(60));
         assert_eq!(breaker.check(), Ok(()));
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use client::{CoordinatorClient, LeaseOutcome};
-use jobs::protocol::{FailRequest, Lease, PartialOutputs, ReleaseRequest};
+use jobs::protocol::{FailKind, FailRequest, Lease, PartialOutputs, ReleaseRequest};
 use tokio_util::sync::CancellationToken;
 
 use super::flush::{FlushPolicy, FlushTarget};
@@ -70,13 +70,21 @@ impl ShardContext {
         }
     }
 
-    /// Fails the attempt with `error`.
-    pub(crate) async fn fail_lease(&self, lease: &Lease, error: String, stats: &mut WorkerStats) {
+    /// Fails the attempt with `error`; `kind` says whether another attempt
+    /// can do better.
+    pub(crate) async fn fail_lease(
+        &self,
+        lease: &Lease,
+        error: String,
+        kind: FailKind,
+        stats: &mut WorkerStats,
+    ) {
         let fail = FailRequest {
             worker_id: self.worker_id.clone(),
             shard_id: lease.shard_id,
             attempt: lease.attempt,
             error,
+            kind,
         };
         fail_lease(&self.client, fail, stats).await;
     }

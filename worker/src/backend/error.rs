@@ -41,11 +41,40 @@ pub enum BackendError {
     /// this message instead of recording one failure per request.
     #[error("{message}")]
     EndpointUnusable { url: String, message: String },
+    /// The endpoint and the job's model settings cannot work together, for
+    /// every request alike: the server's TLS certificate is not trusted, it
+    /// has no route the job needs, or it ignores a parameter the job depends
+    /// on (`echo`, `logprobs`). No retry or later attempt can succeed until
+    /// the job or the server changes, so the worker fails the job at once.
+    #[error("{message}")]
+    Incompatible { url: String, message: String },
+}
+
+/// How much of the work one error condemns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorReach {
+    /// This request only: it is recorded as failed, the others go on.
+    Request,
+    /// The shard's attempt: the endpoint is unusable for now (down, key
+    /// rejected), and a later attempt may find it back.
+    Shard,
+    /// The whole job: no attempt can succeed as it is configured.
+    Job,
 }
 
 impl BackendError {
-    /// Whether this error condemns the whole shard (not just one request).
+    /// How much of the work this error condemns.
+    pub fn reach(&self) -> ErrorReach {
+        match self {
+            BackendError::EndpointUnusable { .. } => ErrorReach::Shard,
+            BackendError::Incompatible { .. } => ErrorReach::Job,
+            _ => ErrorReach::Request,
+        }
+    }
+
+    /// Whether this error condemns the whole shard's attempt (not just one
+    /// request, nor the whole job).
     pub fn is_endpoint_unusable(&self) -> bool {
-        matches!(self, BackendError::EndpointUnusable { .. })
+        self.reach() == ErrorReach::Shard
     }
 }

@@ -11,7 +11,9 @@
 //! - [`context`]: [`ShardContext`], what a backend gets to run a shard;
 //!   [`flush`]: partial segments written while a shard runs;
 //!   [`background`]: what a background task gets.
-//! - Implementations: [`engine`], [`openai`], [`openai_batch`].
+//! - Implementations: [`engine`], [`openai`], [`openai_batch`]; the two
+//!   endpoint backends build their HTTP client in `http_client`, trusting
+//!   what [`tls`] says.
 
 pub mod background;
 mod breaker;
@@ -21,6 +23,7 @@ pub mod engine;
 pub mod error;
 pub mod factory;
 pub mod flush;
+mod http_client;
 pub mod interface;
 pub mod key_policy;
 pub mod load;
@@ -28,13 +31,14 @@ pub mod openai;
 pub mod openai_batch;
 mod rate_limit;
 mod sequential;
+pub mod tls;
 
 pub use background::{BackgroundContext, BackgroundTask};
 pub use breaker::{DEFAULT_COOLDOWN as BREAKER_COOLDOWN, DEFAULT_THRESHOLD as BREAKER_THRESHOLD};
 pub use cache::{BackendCache, BackendFactory};
 pub use context::ShardContext;
 pub use engine::EngineBackend;
-pub use error::BackendError;
+pub use error::{BackendError, ErrorReach};
 pub use factory::{background_task, build_backend};
 pub use flush::{FlushPolicy, DEFAULT_FLUSH_OUTPUTS, DEFAULT_FLUSH_SECS};
 pub use interface::Backend;

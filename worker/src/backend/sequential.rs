@@ -3,17 +3,17 @@
 //! segments while it runs (see `flush`), then the attempt's final segment
 //! and the lease call that ends it (complete; release on shutdown with what
 //! is done; fail when the endpoint is unusable or the segment cannot be
-//! written).
+//! written, and fail the job when it cannot work with the endpoint at all).
 
 use futures::stream::{self, StreamExt};
-use jobs::protocol::{CompleteRequest, FailedRequest, Lease, PartialOutputs};
+use jobs::protocol::{CompleteRequest, FailKind, FailedRequest, Lease, PartialOutputs};
 use jobs::{InferenceOutput, InferenceRequest, RequestKey, SegmentRecord, Usage};
 use std::future::Future;
 
 use client::LeaseOutcome;
 
 use super::context::ShardContext;
-use super::error::BackendError;
+use super::error::{BackendError, ErrorReach};
 use super::flush::Flusher;
 use crate::stats::WorkerStats;
 
@@ -57,11 +57,16 @@ where
                 let Some((req, result)) = next else { break };
                 ctx.request_finished();
                 if let Err(e) = &result {
-                    if e.is_endpoint_unusable() {
+                    let kind = match e.reach() {
+                        ErrorReach::Request => None,
+                        ErrorReach::Shard => Some(FailKind::Transient),
+                        ErrorReach::Job => Some(FailKind::Configuration),
+                    };
+                    if let Some(kind) = kind {
                         // Every other request would fail the same way: stop
                         // and fail the shard once instead of recording each
                         // failure.
-                        unusable = Some(e.to_string());
+                        unusable = Some((e.to_string(), kind));
                         stop.cancel();
                         break;
                     }
@@ -108,7 +113,7 @@ where
         return stats;
     }
 
-    if let Some(error) = unusable {
+    if let Some((error, kind)) = unusable {
         // Keep what succeeded before the endpoint went bad in the cache
         // (a reindex finds it); the failures are the endpoint's, not the
         // requests'.
@@ -118,8 +123,13 @@ where
                 tracing::warn!(error = %e, segment = %path, "cannot write the partial segment");
             }
         }
-        tracing::error!(%error, "endpoint unusable; failing the shard");
-        ctx.fail_lease(&lease, error, &mut stats).await;
+        match kind {
+            FailKind::Transient => tracing::error!(%error, "endpoint unusable; failing the shard"),
+            FailKind::Configuration => {
+                tracing::error!(%error, "the job cannot work with this endpoint; failing the job")
+            }
+        }
+        ctx.fail_lease(&lease, error, kind, &mut stats).await;
         return stats;
     }
 
@@ -138,6 +148,7 @@ where
             ctx.fail_lease(
                 &lease,
                 format!("writing segment {path} failed: {e}"),
+                FailKind::Transient,
                 &mut stats,
             )
             .await;

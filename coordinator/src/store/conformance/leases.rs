@@ -1,7 +1,7 @@
 //! Conformance of [`LeaseStore`](crate::store::LeaseStore): one attempt's lease
 //! from claim to its fenced end.
 
-use jobs::protocol::{JobState, ShardState};
+use jobs::protocol::{FailKind, JobState, ShardState};
 use jobs::spec::BackendKind;
 use jobs::{InferenceRequest, Usage};
 use uuid::Uuid;
@@ -107,7 +107,13 @@ pub async fn late_worker_is_fenced(store: &dyn Store) {
     for f in &wrong {
         let done = full_completion("segments/late", &fx.shards[0]);
         assert!(!store.complete(f, &done, at(1)).await.unwrap(), "{f:?}");
-        assert_eq!(store.fail(f, "x", at(1), at(1)).await.unwrap(), None);
+        assert_eq!(
+            store
+                .fail(f, "x", FailKind::Transient, at(1), at(1))
+                .await
+                .unwrap(),
+            None
+        );
         assert!(!store.release(f, None, at(1)).await.unwrap());
         let hb = store.heartbeat(f, 0, LEASE, at(1)).await.unwrap();
         assert!(!hb.keep_going);
@@ -161,7 +167,13 @@ pub async fn fail_backs_off_then_dies(store: &dyn Store) {
         .unwrap()
         .remove(0);
     let state = store
-        .fail(&lease.fence(WORKER), "endpoint down", at(30), at(1))
+        .fail(
+            &lease.fence(WORKER),
+            "endpoint down",
+            FailKind::Transient,
+            at(30),
+            at(1),
+        )
         .await
         .unwrap();
     assert_eq!(state, Some(ShardState::Available));
@@ -182,7 +194,13 @@ pub async fn fail_backs_off_then_dies(store: &dyn Store) {
         .remove(0);
     assert_eq!(retry.attempt, 2);
     let state = store
-        .fail(&retry.fence(WORKER), "endpoint still down", at(60), at(31))
+        .fail(
+            &retry.fence(WORKER),
+            "endpoint still down",
+            FailKind::Transient,
+            at(60),
+            at(31),
+        )
         .await
         .unwrap();
     assert_eq!(state, Some(ShardState::Dead));
@@ -196,6 +214,48 @@ pub async fn fail_backs_off_then_dies(store: &dyn Store) {
     );
     let error = job.error.unwrap_or_default();
     assert!(error.contains("endpoint still down"), "{error}");
+    assert!(store
+        .claim(WORKER, &[BackendKind::Openai], 1, LEASE, at(100))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// A configuration failure kills the shard at its first attempt, whatever
+/// attempts are left, and fails the job with the worker's message alone.
+pub async fn configuration_failure_fails_the_job_at_once(store: &dyn Store) {
+    let fx = running_job(store, "config", BackendKind::Openai, 2, 2, 3).await;
+    let lease = store
+        .claim(WORKER, &[BackendKind::Openai], 1, LEASE, t0())
+        .await
+        .unwrap()
+        .remove(0);
+    let state = store
+        .fail(
+            &lease.fence(WORKER),
+            "certificate not trusted; set model.ca_cert",
+            FailKind::Configuration,
+            at(30),
+            at(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state, Some(ShardState::Dead));
+    let job = store.get_job(fx.job_id).await.unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(
+        job.error_kind,
+        Some(jobs::protocol::FailureKind::Configuration)
+    );
+    assert_eq!(
+        job.error.as_deref(),
+        Some("certificate not trusted; set model.ca_cert")
+    );
+    assert_eq!(
+        job.status().error_kind,
+        Some(jobs::protocol::FailureKind::Configuration)
+    );
+    // Nothing of the job is handed out any more.
     assert!(store
         .claim(WORKER, &[BackendKind::Openai], 1, LEASE, at(100))
         .await

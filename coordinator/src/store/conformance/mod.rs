@@ -193,6 +193,7 @@ macro_rules! store_conformance_suite {
             leases::claim_heartbeat_complete,
             leases::late_worker_is_fenced,
             leases::fail_backs_off_then_dies,
+            leases::configuration_failure_fails_the_job_at_once,
             leases::release_keeps_attempts_and_indexes_partial,
             leases::concurrent_completions_are_fenced_one_by_one,
             claims::claim_filters_backend_and_job_state,

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use jobs::protocol::{JobState, ShardState};
+use jobs::protocol::{FailKind, JobState, ShardState};
 use sqlx::Row;
 use std::time::Duration;
 
@@ -114,6 +114,7 @@ impl LeaseStore for PostgresStore {
         &self,
         fence: &LeaseFence,
         error: &str,
+        kind: FailKind,
         retry_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Option<ShardState>, StoreError> {
@@ -125,6 +126,7 @@ impl LeaseStore for PostgresStore {
                 .bind(error)
                 .bind(retry_at)
                 .bind(now)
+                .bind(kind.as_str())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(StoreError::from)

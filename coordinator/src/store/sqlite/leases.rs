@@ -4,13 +4,13 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use jobs::protocol::{FailureKind, ShardState};
+use jobs::protocol::{FailKind, ShardState};
 use sqlx::Row;
 use std::time::Duration;
 
 use super::{add_usage, from_ms, index_in, ms, parse_uuid, record_failures, SqliteStore};
 use crate::store::backoff::sql_params;
-use crate::store::rows::{lease_end, shard_state};
+use crate::store::rows::{job_failure_kind, lease_end, shard_state};
 use crate::store::{
     Backoff, Claimant, ClaimedShard, Completion, ExpiredLease, HeartbeatOutcome, LeaseFence,
     LeaseStore, Partial, ReapOutcome, SegmentEntry, StoreError,
@@ -157,6 +157,7 @@ impl LeaseStore for SqliteStore {
         &self,
         fence: &LeaseFence,
         error: &str,
+        kind: FailKind,
         retry_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Option<ShardState>, StoreError> {
@@ -169,6 +170,7 @@ impl LeaseStore for SqliteStore {
             .bind(error)
             .bind(ms(retry_at))
             .bind(ms(now))
+            .bind(kind.as_str())
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else {
@@ -180,13 +182,19 @@ impl LeaseStore for SqliteStore {
         let used: i64 = row.try_get("attempts_used")?;
         let state = shard_state(&row.try_get::<String, _>("state")?)?;
         if state == ShardState::Dead {
+            // A configuration failure is the whole story; a shard that ran
+            // out of attempts says how often it tried.
+            let message = match kind {
+                FailKind::Configuration => error.to_string(),
+                FailKind::Transient => {
+                    format!("shard {seq} failed {used} times; last error: {error}")
+                }
+            };
             sqlx::query(include_str!("job_fail.sql"))
                 .bind(&job_id)
-                .bind(format!(
-                    "shard {seq} failed {used} times; last error: {error}"
-                ))
+                .bind(message)
                 .bind(ms(now))
-                .bind(FailureKind::Runtime.as_str())
+                .bind(job_failure_kind(kind).as_str())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -267,7 +275,7 @@ impl LeaseStore for SqliteStore {
                             last.unwrap_or_default()
                         ))
                         .bind(ms(now))
-                        .bind(FailureKind::Runtime.as_str())
+                        .bind(jobs::protocol::FailureKind::Runtime.as_str())
                         .execute(&mut *tx)
                         .await?;
                 }

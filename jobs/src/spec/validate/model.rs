@@ -56,6 +56,21 @@ impl JobSpec {
                 ));
             }
         }
+        if let Some(ca_cert) = &m.ca_cert {
+            if !matches!(m.backend, BackendKind::Openai | BackendKind::OpenaiBatch) {
+                return Err(SpecError::invalid(
+                    "model.ca_cert",
+                    "applies to the `openai` and `openai-batch` backends only (the endpoint's \
+                     TLS certificate); remove it",
+                ));
+            }
+            if ca_cert.as_os_str().is_empty() {
+                return Err(SpecError::invalid(
+                    "model.ca_cert",
+                    "must not be empty when set: give the path of a PEM file of CA certificates",
+                ));
+            }
+        }
         if m.timeout_secs == 0 {
             return Err(SpecError::invalid(
                 "model.timeout_secs",

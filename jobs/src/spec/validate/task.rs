@@ -3,7 +3,7 @@
 
 use super::super::error::SpecError;
 use super::super::job::JobSpec;
-use super::super::model::Endpoint;
+use super::super::model::{Endpoint, SystemRole};
 use super::super::task::TaskKind;
 use super::check_template;
 use crate::template;
@@ -50,6 +50,24 @@ impl JobSpec {
                         "task.messages",
                         "needs at least one turn with role = \"user\"",
                     ));
+                }
+                if self.model.system_role == SystemRole::Fold {
+                    // Each system turn is folded into the next user turn;
+                    // one with none after it has nowhere to go.
+                    let last_user = messages.iter().rposition(|m| m.role == "user");
+                    let stranded = messages
+                        .iter()
+                        .enumerate()
+                        .find(|(i, m)| m.role == "system" && last_user.is_none_or(|u| u < *i));
+                    if let Some((i, _)) = stranded {
+                        return Err(SpecError::invalid(
+                            format!("task.messages[{i}]"),
+                            "is a system turn with no user turn after it: `system_role = \"fold\"` \
+                             (in [model]) merges each system turn into the next user turn, for \
+                             chat templates without a system role; move this turn before a user \
+                             turn, or set `system_role = \"keep\"`",
+                        ));
+                    }
                 }
                 if self.model.endpoint == Endpoint::Completions {
                     return Err(SpecError::invalid(

@@ -21,9 +21,10 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use super::breaker::{CircuitBreaker, DEFAULT_COOLDOWN, DEFAULT_THRESHOLD};
+use super::http_client;
 use super::key_policy::KeyPolicy;
 use super::rate_limit::TokenBucket;
-use super::{Backend, BackendError};
+use super::{Backend, BackendError, ErrorReach};
 use client::retry::Backoff;
 
 /// Default backoff between retries: 0.5 s doubling up to 30 s, jittered.
@@ -38,6 +39,10 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// outright rarely comes back within a request's backoff, and the circuit
 /// breaker handles the endpoint as a whole.
 const MAX_CONNECT_RETRIES: u32 = 2;
+
+/// The servers whose `/v1/completions` scores a prompt (`echo` with
+/// `logprobs`), named when an endpoint cannot.
+pub(crate) const LOGLIKELIHOOD_SERVERS: &str = "vLLM, SGLang and llama.cpp's server (llama-server)";
 
 /// Token counts above this in `usage` are treated as bogus and clamped, so
 /// that a broken server cannot poison job totals.
@@ -98,15 +103,11 @@ impl OpenAiBackend {
                 "model.timeout_secs must be at least 1".into(),
             ));
         }
-        let timeout = Duration::from_secs(model.timeout_secs);
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .danger_accept_invalid_certs(!model.ssl_verify)
-            // Sized for the concurrency so connections are reused.
-            .pool_max_idle_per_host(usize::try_from(model.concurrency).unwrap_or(usize::MAX))
-            .build()
-            .map_err(|e| BackendError::Config(format!("cannot build the HTTP client: {e}")))?;
+        let http = http_client::build(
+            http_client::client_builder(model)?
+                // Sized for the concurrency so connections are reused.
+                .pool_max_idle_per_host(usize::try_from(model.concurrency).unwrap_or(usize::MAX)),
+        )?;
         let concurrency = usize::try_from(model.concurrency.max(1)).unwrap_or(usize::MAX);
         Ok(OpenAiBackend {
             http,
@@ -157,9 +158,7 @@ impl Backend for OpenAiBackend {
     async fn run(&self, req: &InferenceRequest) -> Result<InferenceOutput, BackendError> {
         // Fail fast, without waiting for a permit, while the endpoint is
         // known to be unusable.
-        self.breaker
-            .check()
-            .map_err(|message| self.unusable(message))?;
+        self.breaker.check()?;
         let (path, body) = self.build_body(req)?;
         let url = self.url(path);
         // Held across retries so that a struggling endpoint sees less load.
@@ -169,7 +168,9 @@ impl Backend for OpenAiBackend {
             .await
             .map_err(|_| BackendError::Config("the backend was shut down".into()))?;
         let estimate = Self::estimate_tokens(req);
-        let (answer, latency, attempts) = self.send_with_retries(&url, &body, estimate).await?;
+        let (answer, latency, attempts) = self
+            .send_with_retries(&url, &body, estimate, req.request_type)
+            .await?;
         if let Some(bucket) = &self.tokens_per_minute {
             let usage = Self::usage_of(&answer);
             let actual = usage.prompt_tokens.saturating_add(usage.completion_tokens) as f64;
@@ -178,6 +179,20 @@ impl Backend for OpenAiBackend {
             }
         }
         self.output_from_answer(req, &url, &answer, latency, attempts)
+            .map_err(|e| self.trip_if_incompatible(e))
+    }
+}
+
+impl OpenAiBackend {
+    /// Where an error first arises: one that every request of the job
+    /// would meet opens the breaker at once, so the requests queued behind
+    /// it fail without each paying a request to learn it.
+    pub(super) fn trip_if_incompatible(&self, error: BackendError) -> BackendError {
+        if error.reach() == ErrorReach::Job {
+            self.breaker.trip(error)
+        } else {
+            error
+        }
     }
 }
 

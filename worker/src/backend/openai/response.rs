@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 use super::request::{loglikelihood_parts, loglikelihood_prompt};
-use super::{OpenAiBackend, MAX_REPORTED_TOKENS};
+use super::{OpenAiBackend, LOGLIKELIHOOD_SERVERS, MAX_REPORTED_TOKENS};
 use crate::backend::BackendError;
 
 impl OpenAiBackend {
@@ -50,12 +50,21 @@ impl OpenAiBackend {
             RequestType::Loglikelihood => {
                 let (context, continuation) = loglikelihood_parts(req)?;
                 let (prompt, boundary) = loglikelihood_prompt(context, continuation);
-                let scored = parse_loglikelihood(answer, boundary, prompt.chars().count())
-                    .map_err(|e| match e {
+                let scored =
+                    parse_loglikelihood(answer, boundary, &prompt).map_err(|e| match e {
                         LoglikelihoodError::Straddles(message) => BackendError::Unscorable(message),
                         LoglikelihoodError::Malformed(message) => BackendError::BadResponse {
                             url: url.to_string(),
                             message,
+                        },
+                        LoglikelihoodError::Unsupported(what) => BackendError::Incompatible {
+                            url: url.to_string(),
+                            message: format!(
+                                "endpoint {url} {what}: log-likelihood scoring (multiple_choice) \
+                             reads the log-probabilities of the prompt's own tokens, so it needs \
+                             a /v1/completions route that honours `echo` and `logprobs`, which \
+                             {LOGLIKELIHOOD_SERVERS} provide; serve the model with one of them"
+                            ),
                         },
                     })?;
                 Ok(InferenceOutput {
@@ -132,6 +141,9 @@ enum LoglikelihoodError {
     /// A token spans the context/continuation boundary, so no set of whole
     /// tokens is exactly the continuation.
     Straddles(String),
+    /// The server does not do what scoring needs (it ignored `echo`, or
+    /// returned no `logprobs`), for every request alike; says what it did.
+    Unsupported(String),
 }
 
 impl From<String> for LoglikelihoodError {
@@ -154,13 +166,26 @@ impl From<&str> for LoglikelihoodError {
 fn parse_loglikelihood(
     answer: &Value,
     context_chars: usize,
-    prompt_chars: usize,
+    prompt: &str,
 ) -> Result<LoglikelihoodOutput, LoglikelihoodError> {
+    let prompt_chars = prompt.chars().count();
     let choice = first_choice(answer)?;
+    // With `echo` the text is the prompt and then the generated token.
+    if let Some(text) = choice.get("text").and_then(Value::as_str) {
+        if !text.starts_with(prompt) {
+            return Err(LoglikelihoodError::Unsupported(
+                "ignored `echo`: its answer's text does not repeat the prompt".into(),
+            ));
+        }
+    }
     let logprobs = choice
         .get("logprobs")
         .filter(|v| !v.is_null())
-        .ok_or("choices[0].logprobs is missing; the server must support echo=true with logprobs on /completions")?;
+        .ok_or_else(|| {
+            LoglikelihoodError::Unsupported(
+                "returned no `logprobs` (choices[0].logprobs is missing)".into(),
+            )
+        })?;
     let array = |name: &str| -> Result<&Vec<Value>, String> {
         logprobs
             .get(name)
@@ -171,6 +196,15 @@ fn parse_loglikelihood(
     let tokens = array("tokens")?;
     let token_logprobs = array("token_logprobs")?;
     let top = logprobs.get("top_logprobs").and_then(Value::as_array);
+    let covers_context = offsets
+        .iter()
+        .any(|o| o.as_u64().is_some_and(|o| (o as usize) < context_chars));
+    if context_chars > 0 && !offsets.is_empty() && !covers_context {
+        return Err(LoglikelihoodError::Unsupported(
+            "ignored `echo`: its `logprobs` cover the generated tokens only, none of the prompt's"
+                .into(),
+        ));
+    }
     if offsets.len() != tokens.len() || token_logprobs.len() != tokens.len() {
         return Err(LoglikelihoodError::Malformed(format!(
             "choices[0].logprobs arrays differ in length (text_offset {}, tokens {}, token_logprobs {})",
@@ -250,21 +284,45 @@ mod tests {
             "token_logprobs": [null, -1.0, -0.5, -0.25, -3.0],
             "top_logprobs": [null, {" sky": -1.0}, {" is": -0.5}, {" blue": -0.25, " red": -2.0}, {".": -3.0}]
         }}]});
-        let out = parse_loglikelihood(&answer, 10, 15).unwrap();
+        let out = parse_loglikelihood(&answer, 10, "The sky is blue").unwrap();
         assert_eq!(out.logprob, -0.25);
         assert!(out.is_greedy);
         assert_eq!(out.token_logprobs, vec![-0.25]);
 
-        let out = parse_loglikelihood(&answer, 3, 15).unwrap();
+        let out = parse_loglikelihood(&answer, 3, "The sky is blue").unwrap();
         assert_eq!(out.logprob, -1.75);
 
         let not_greedy = json!({"choices": [{"logprobs": {
             "text_offset": [0, 3], "tokens": ["ab", "c"], "token_logprobs": [null, -2.0],
             "top_logprobs": [null, {"d": -0.1, "c": -2.0}]
         }}]});
-        let out = parse_loglikelihood(&not_greedy, 3, 4).unwrap();
+        let out = parse_loglikelihood(&not_greedy, 3, "abcd").unwrap();
         assert!(!out.is_greedy);
-        assert!(parse_loglikelihood(&json!({"choices": [{}]}), 1, 2).is_err());
+        assert!(parse_loglikelihood(&json!({"choices": []}), 1, "ab").is_err());
+    }
+
+    #[test]
+    fn a_server_without_echo_or_logprobs_is_unsupported() {
+        let unsupported = |answer: Value| match parse_loglikelihood(&answer, 10, "The sky is blue")
+        {
+            Err(LoglikelihoodError::Unsupported(what)) => what,
+            other => panic!("expected unsupported, got {other:?}"),
+        };
+        // No logprobs at all.
+        let what =
+            unsupported(json!({"choices": [{"text": "The sky is blue.", "logprobs": null}]}));
+        assert!(what.contains("no `logprobs`"), "{what}");
+        assert!(unsupported(json!({"choices": [{}]})).contains("no `logprobs`"));
+        // `echo` ignored: the text is the generated token alone ...
+        let what = unsupported(json!({"choices": [{"text": ".", "logprobs": {
+            "text_offset": [0], "tokens": ["."], "token_logprobs": [-3.0]
+        }}]}));
+        assert!(what.contains("ignored `echo`"), "{what}");
+        // ... or, without a text, the offsets start past the prompt.
+        let what = unsupported(json!({"choices": [{"logprobs": {
+            "text_offset": [15], "tokens": ["."], "token_logprobs": [-3.0]
+        }}]}));
+        assert!(what.contains("ignored `echo`"), "{what}");
     }
 
     #[test]
@@ -276,14 +334,14 @@ mod tests {
             "tokens": ["The", " color", " blue", "."],
             "token_logprobs": [null, -1.0, -0.5, -3.0],
         }}]});
-        match parse_loglikelihood(&answer, 8, 14) {
+        match parse_loglikelihood(&answer, 8, "The color blue") {
             Err(LoglikelihoodError::Straddles(message)) => {
                 assert!(message.contains("\" color\""), "{message}")
             }
             _ => panic!("expected a straddle error"),
         }
         // On the token boundary it scores.
-        let out = parse_loglikelihood(&answer, 9, 14).unwrap();
+        let out = parse_loglikelihood(&answer, 9, "The color blue").unwrap();
         assert_eq!(out.token_logprobs, vec![-0.5]);
     }
 

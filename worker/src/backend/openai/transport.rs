@@ -1,33 +1,36 @@
 //! Sending a request body: retries with backoff honouring `Retry-After`,
-//! the rate limits, and the circuit breaker that declares the endpoint
-//! unusable.
+//! the rate limits, the circuit breaker that declares the endpoint
+//! unusable, and the failures no retry can get past (a refused TLS
+//! certificate, a missing route).
 
 use jobs::redact::scrub;
+use jobs::spec::Endpoint;
+use jobs::RequestType;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-use super::{OpenAiBackend, MAX_CONNECT_RETRIES, MAX_RETRY_AFTER};
-use crate::backend::BackendError;
+use super::{OpenAiBackend, LOGLIKELIHOOD_SERVERS, MAX_CONNECT_RETRIES, MAX_RETRY_AFTER};
+use crate::backend::{tls, BackendError};
 use client::retry::parse_retry_after;
 
 impl OpenAiBackend {
-    /// Sends `body` with retries; returns the parsed JSON answer, the
-    /// latency of the successful attempt and the attempts it took.
+    /// Sends `body` (a request of `request_type`) with retries; returns the
+    /// parsed JSON answer, the latency of the successful attempt and the
+    /// attempts it took.
     pub(super) async fn send_with_retries(
         &self,
         url: &str,
         body: &Value,
         token_estimate: f64,
+        request_type: RequestType,
     ) -> Result<(Value, Duration, u32), BackendError> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             // Checked before every attempt so that requests already in their
             // retry loop stop too once the endpoint is known to be unusable.
-            self.breaker
-                .check()
-                .map_err(|message| self.unusable(message))?;
+            self.breaker.check()?;
             if let Some(bucket) = &self.requests_per_minute {
                 bucket.acquire(1.0).await;
             }
@@ -40,11 +43,15 @@ impl OpenAiBackend {
                     self.breaker.record_healthy();
                     return Ok((value, started.elapsed(), attempt));
                 }
-                Attempt::Fatal(error) => return Err(error),
+                Attempt::Fatal(error) => return Err(self.trip_if_incompatible(error)),
+                Attempt::RouteMissing { status, message } => {
+                    let error = self.route_missing(url, status, &message, request_type);
+                    return Err(self.trip_if_incompatible(error));
+                }
                 Attempt::Rejected { status, message } => {
                     if let Some(symptom) = Symptom::of_status(status) {
                         if let Some(open) = self.note_unusable(symptom, &message) {
-                            return Err(self.unusable(open));
+                            return Err(open);
                         }
                     } else {
                         self.breaker.record_healthy();
@@ -64,7 +71,7 @@ impl OpenAiBackend {
                     connect: true,
                 } => {
                     if let Some(open) = self.note_unusable(Symptom::Unreachable, message) {
-                        return Err(self.unusable(open));
+                        return Err(open);
                     }
                     self.max_retries.min(MAX_CONNECT_RETRIES)
                 }
@@ -90,16 +97,47 @@ impl OpenAiBackend {
         }
     }
 
-    /// Counts an endpoint-level failure; `Some(message)` once the breaker is
+    /// Counts an endpoint-level failure; `Some(error)` once the breaker is
     /// open.
-    fn note_unusable(&self, symptom: Symptom, detail: &str) -> Option<String> {
+    fn note_unusable(&self, symptom: Symptom, detail: &str) -> Option<BackendError> {
         self.breaker
-            .record_unusable(|count| self.unusable_message(symptom, count, detail))
+            .record_unusable(|count| BackendError::EndpointUnusable {
+                url: self.base_url.clone(),
+                message: self.unusable_message(symptom, count, detail),
+            })
     }
 
-    pub(super) fn unusable(&self, message: String) -> BackendError {
-        BackendError::EndpointUnusable {
-            url: self.base_url.clone(),
+    /// The server has no route at `url`: every request of the job would get
+    /// the same answer.
+    fn route_missing(
+        &self,
+        url: &str,
+        status: u16,
+        detail: &str,
+        request_type: RequestType,
+    ) -> BackendError {
+        let base = &self.base_url;
+        let what = format!("endpoint {base} has no route for POST {url} (HTTP {status}: {detail})");
+        let message = match (request_type, self.endpoint) {
+            (RequestType::Loglikelihood, _) => format!(
+                "{what}: log-likelihood scoring (multiple_choice) needs an OpenAI-compatible \
+                 /v1/completions route that accepts `echo` and `logprobs`, which \
+                 {LOGLIKELIHOOD_SERVERS} provide; serve the model with one of them, and check \
+                 that model.base_url includes the API prefix (e.g. /v1)"
+            ),
+            (RequestType::Generate, Endpoint::Chat) => format!(
+                "{what}: check that model.base_url includes the API prefix (e.g. /v1), and that \
+                 the server offers the chat API; for one that offers only /completions, set \
+                 endpoint = \"completions\" in [model] with a `prompt` template in [task]"
+            ),
+            (RequestType::Generate, Endpoint::Completions) => format!(
+                "{what}: check that model.base_url includes the API prefix (e.g. /v1), and that \
+                 the server offers the completions API; for one that offers only \
+                 /chat/completions, set endpoint = \"chat\" in [model]"
+            ),
+        };
+        BackendError::Incompatible {
+            url: url.to_string(),
             message,
         }
     }
@@ -142,7 +180,16 @@ impl OpenAiBackend {
         }
         let response = match request.send().await {
             Ok(r) => r,
-            Err(e) => return Attempt::Retryable(RetryableFailure::transport(&e)),
+            Err(e) => {
+                if let Some(problem) = tls::certificate_problem(&e) {
+                    // The same certificate comes back on every retry.
+                    return Attempt::Fatal(BackendError::Incompatible {
+                        url: url.to_string(),
+                        message: tls::untrusted_message(&self.base_url, &problem),
+                    });
+                }
+                return Attempt::Retryable(RetryableFailure::transport(&e));
+            }
         };
         let status = response.status();
         let retry_after = parse_retry_after(response.headers());
@@ -169,6 +216,12 @@ impl OpenAiBackend {
                 retry_after,
             });
         }
+        if is_route_missing(status, &bytes, &self.model) {
+            return Attempt::RouteMissing {
+                status: status.as_u16(),
+                message,
+            };
+        }
         Attempt::Rejected {
             status: status.as_u16(),
             message,
@@ -182,9 +235,12 @@ enum Attempt {
     Answered(Value),
     /// A non-retryable error status (4xx other than 408/429, 501, 505).
     Rejected { status: u16, message: String },
+    /// 404 or 405 for the path itself, not for the model.
+    RouteMissing { status: u16, message: String },
     /// Worth another attempt.
     Retryable(RetryableFailure),
-    /// Cannot succeed on retry (a 2xx that is not JSON).
+    /// Cannot succeed on retry (a 2xx that is not JSON, a refused TLS
+    /// certificate).
     Fatal(BackendError),
 }
 
@@ -195,7 +251,7 @@ enum Symptom {
     Unreachable,
     /// 401 or 403: the key is missing or wrong.
     Unauthorized(u16),
-    /// 404: the model is unknown (or the URL lacks the API prefix).
+    /// 404 about the model: the model is unknown.
     NotFound,
 }
 
@@ -277,6 +333,32 @@ fn describe_transport(e: &reqwest::Error) -> String {
     }
 }
 
+/// Whether a 404 or 405 says the server has no such route, rather than no
+/// such model. OpenAI's documented answer for an unknown model is a 404
+/// with `code: "model_not_found"` (or `param: "model"`); vLLM, Ollama and
+/// others name the model in the message. A 404 saying neither (FastAPI's
+/// `{"detail": "Not Found"}`, OpenAI's `Invalid URL`, an HTML page) is about
+/// the path, and so is a 405: the path exists for other methods only.
+fn is_route_missing(status: StatusCode, body: &[u8], model: &str) -> bool {
+    match status.as_u16() {
+        405 => true,
+        404 => !names_the_model(body, model),
+        _ => false,
+    }
+}
+
+fn names_the_model(body: &[u8], model: &str) -> bool {
+    if let Ok(value) = serde_json::from_slice::<Value>(body) {
+        let error = value.get("error").unwrap_or(&value);
+        if error.get("code").and_then(Value::as_str) == Some("model_not_found")
+            || error.get("param").and_then(Value::as_str) == Some("model")
+        {
+            return true;
+        }
+    }
+    !model.is_empty() && String::from_utf8_lossy(body).contains(model)
+}
+
 /// `error.message` (OpenAI), `error` as a string, `message` or `detail`
 /// (FastAPI), else the start of the raw body.
 fn server_error_message(body: &[u8], status: StatusCode) -> String {
@@ -321,6 +403,29 @@ mod tests {
             let status = StatusCode::from_u16(code).unwrap();
             assert!(!is_retryable_status(status), "{code}");
         }
+    }
+
+    #[test]
+    fn a_missing_route_is_told_from_a_missing_model() {
+        let not_found = StatusCode::NOT_FOUND;
+        let m = "fake-model";
+        // OpenAI's documented unknown-model answer, vLLM's and Ollama's.
+        let openai = br#"{"error":{"message":"The model `x` does not exist","type":"invalid_request_error","param":"model","code":"model_not_found"}}"#;
+        assert!(!is_route_missing(not_found, openai, m));
+        let vllm = br#"{"object":"error","message":"The model `fake-model` does not exist.","type":"NotFoundError","param":null,"code":404}"#;
+        assert!(!is_route_missing(not_found, vllm, m));
+        assert!(!is_route_missing(
+            not_found,
+            br#"{"error":"model \"fake-model\" not found"}"#,
+            m
+        ));
+        // Routes: FastAPI, OpenAI's unknown URL, llama.cpp, a bare page, 405.
+        assert!(is_route_missing(not_found, br#"{"detail":"Not Found"}"#, m));
+        let invalid_url = br#"{"error":{"message":"Invalid URL (POST /v1/completions)","type":"invalid_request_error","param":null,"code":null}}"#;
+        assert!(is_route_missing(not_found, invalid_url, m));
+        assert!(is_route_missing(not_found, b"<html>404</html>", m));
+        assert!(is_route_missing(StatusCode::METHOD_NOT_ALLOWED, b"", m));
+        assert!(!is_route_missing(StatusCode::BAD_REQUEST, b"", m));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::backend::openai::resolve_base_url;
+use crate::backend::{http_client, tls};
 use crate::backend::{BackendError, KeyPolicy};
 use client::retry::{parse_retry_after, Backoff};
 
@@ -48,6 +49,9 @@ pub enum BatchApiError {
     /// A 2xx answer that does not follow the API.
     #[error("unexpected answer from {url}: {message}")]
     BadResponse { url: String, message: String },
+    /// The server's TLS certificate was refused; no retry changes it.
+    #[error("{message}")]
+    Untrusted { url: String, message: String },
 }
 
 impl BatchApiError {
@@ -58,6 +62,8 @@ impl BatchApiError {
             BatchApiError::Transport { connect, .. } => !connect,
             BatchApiError::Http { status, .. } => *status >= 500,
             BatchApiError::BadResponse { .. } => true,
+            // Refused in the handshake, before any request was sent.
+            BatchApiError::Untrusted { .. } => false,
         }
     }
 
@@ -66,7 +72,7 @@ impl BatchApiError {
         match self {
             BatchApiError::Transport { .. } => true,
             BatchApiError::Http { status, .. } => is_retryable_status(*status),
-            BatchApiError::BadResponse { .. } => false,
+            BatchApiError::BadResponse { .. } | BatchApiError::Untrusted { .. } => false,
         }
     }
 }
@@ -92,6 +98,9 @@ impl From<BatchApiError> for BackendError {
             },
             BatchApiError::BadResponse { url, message } => {
                 BackendError::BadResponse { url, message }
+            }
+            BatchApiError::Untrusted { url, message } => {
+                BackendError::Incompatible { url, message }
             }
         }
     }
@@ -259,13 +268,7 @@ impl BatchApi {
             None => None,
             Some(var) => Some(ApiKey(keys.read(var, &base_url)?)),
         };
-        let timeout = Duration::from_secs(model.timeout_secs.max(1));
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .danger_accept_invalid_certs(!model.ssl_verify)
-            .build()
-            .map_err(|e| BackendError::Config(format!("cannot build the HTTP client: {e}")))?;
+        let http = http_client::build(http_client::client_builder(model)?)?;
         Ok(BatchApi {
             http,
             base_url,
@@ -430,7 +433,12 @@ impl BatchApi {
             let outcome = match build(request).send().await {
                 Err(e) => {
                     let error = transport(method.as_str(), &url, &e);
-                    if idempotent || e.is_connect() {
+                    if let Some(problem) = tls::certificate_problem(&e) {
+                        Attempt::Fail(BatchApiError::Untrusted {
+                            url: url.clone(),
+                            message: tls::untrusted_message(&self.base_url, &problem),
+                        })
+                    } else if idempotent || e.is_connect() {
                         Attempt::Retry {
                             error,
                             retry_after: None,

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use jobs::protocol::Lease;
+use jobs::protocol::{FailKind, Lease};
 use jobs::InferenceRequest;
 use jobs::{
     protocol::BatchHolder, protocol::BatchRequestsRequest, protocol::BatchReserveRequest,
@@ -257,6 +257,13 @@ async fn submit_shard(
     }
     if !created && !state.parts.is_empty() {
         if let Some(e) = error {
+            if let BatchApiError::Untrusted { message, .. } = &e {
+                // No attempt gets past a refused certificate: fail the job.
+                tracing::error!(error = %message, "the endpoint's certificate was refused");
+                ctx.fail_lease(lease, message.clone(), FailKind::Configuration, &mut stats)
+                    .await;
+                return stats;
+            }
             fail_lease(
                 ctx,
                 lease,
@@ -323,5 +330,6 @@ async fn submit_shard(
 
 async fn fail_lease(ctx: &ShardContext, lease: &Lease, error: String, stats: &mut WorkerStats) {
     tracing::error!(%error, "failing the shard's attempt");
-    ctx.fail_lease(lease, error, stats).await;
+    ctx.fail_lease(lease, error, FailKind::Transient, stats)
+        .await;
 }
