@@ -19,6 +19,6 @@ pub use s3::{S3Credentials, S3Location, S3Options, S3Store};
 pub use s3_test_server::{S3TestServer, S3TestServerError};
 pub use segment::{
     attempt_segments, decode_segment, encode_segment, is_segment_path, list_segments,
-    parse_segment_path, partial_segment_path, read_segment, segment_path, write_segment,
-    SegmentError, SegmentName, SEGMENT_PREFIX,
+    parse_segment_path, partial_segment_path, read_segment, read_segment_keys, segment_path,
+    write_segment, SegmentError, SegmentName, SEGMENT_PREFIX,
 };

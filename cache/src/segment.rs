@@ -165,6 +165,19 @@ pub async fn read_segment(
     decode_segment(path, &data)
 }
 
+/// The keys of a segment's successful outputs: what indexing it adds.
+pub async fn read_segment_keys(
+    store: &dyn ObjectStore,
+    path: &str,
+) -> Result<Vec<jobs::RequestKey>, SegmentError> {
+    Ok(read_segment(store, path)
+        .await?
+        .into_iter()
+        .filter(|r| r.is_success())
+        .map(|r| r.key)
+        .collect())
+}
+
 /// Paths of every segment in the store, sorted.
 pub async fn list_segments(store: &dyn ObjectStore) -> Result<Vec<String>, SegmentError> {
     Ok(store

@@ -42,19 +42,14 @@ impl Coordinator {
     async fn index_segments(&self, paths: Vec<String>) -> Result<IndexStats, CoordinatorError> {
         let mut stats = IndexStats::default();
         for path in paths {
-            let records = match cache::read_segment(self.objects().as_ref(), &path).await {
-                Ok(r) => r,
+            let keys = match cache::read_segment_keys(self.objects().as_ref(), &path).await {
+                Ok(keys) => keys,
                 Err(e) => {
                     tracing::warn!(segment = %path, error = %e, "skipping unreadable segment");
                     stats.bad_segments.push((path, e.to_string()));
                     continue;
                 }
             };
-            let keys: Vec<RequestKey> = records
-                .into_iter()
-                .filter(|r| r.is_success())
-                .map(|r| r.key)
-                .collect();
             let name = cache::parse_segment_path(&path);
             let (job_id, shard_id, attempt) = (
                 name.map(|n| n.job_id),

@@ -4,7 +4,6 @@
 //! held is returned.
 
 use chrono::Utc;
-use jobs::RequestKey;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -114,19 +113,14 @@ impl Coordinator {
             }
         };
         for path in paths {
-            let records = match cache::read_segment(objects.as_ref(), &path).await {
-                Ok(records) => records,
+            let keys = match cache::read_segment_keys(objects.as_ref(), &path).await {
+                Ok(keys) => keys,
                 Err(e) => {
                     tracing::warn!(segment = %path, error = %e,
                         "cannot read a segment of an expired lease");
                     continue;
                 }
             };
-            let keys: Vec<RequestKey> = records
-                .into_iter()
-                .filter(|r| r.is_success())
-                .map(|r| r.key)
-                .collect();
             self.index_refused(lease.job_id, lease.shard_id, lease.attempt, &path, &keys)
                 .await;
         }
