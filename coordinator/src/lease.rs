@@ -191,17 +191,13 @@ impl Coordinator {
     /// after its last flush: the next attempt's claim drops every indexed
     /// request. Not fenced: the outputs of a lost attempt are as good as
     /// any (their keys say what was asked) and were paid for. Usage counts
-    /// once: a repeated flush adds no key, and adds no usage.
+    /// once: a repeated flush adds no key, and adds no usage. (Indexing and
+    /// usage are two store calls: a crash between them loses that flush's
+    /// token count, never its outputs.)
     pub async fn flush(&self, req: &FlushRequest) -> Result<FlushResponse, CoordinatorError> {
         let partial = &req.partial;
         if partial.written.is_empty() {
             return Ok(FlushResponse { indexed: 0 });
-        }
-        if !cache::is_segment_path(&partial.segment) {
-            return Err(CoordinatorError::BadRequest(format!(
-                "flush names {:?}, which is not a segment path",
-                partial.segment
-            )));
         }
         let Some(known) = self.shard_keys(req.shard_id).await? else {
             return Err(CoordinatorError::BadRequest(format!(
@@ -211,6 +207,17 @@ impl Coordinator {
         };
         check_keys(req.shard_id, &known.1, "written", partial.written.iter())?;
         let job_id = known.0;
+        // Only this attempt's own partial segment may hold these outputs.
+        let own = cache::parse_segment_path(&partial.segment).is_some_and(|n| {
+            (n.job_id, n.shard_id, n.attempt) == (job_id, req.shard_id, req.attempt)
+                && n.part.is_some()
+        });
+        if !own {
+            return Err(CoordinatorError::BadRequest(format!(
+                "flush names {:?}, which is not a partial segment of attempt {} of shard {}",
+                partial.segment, req.attempt, req.shard_id
+            )));
+        }
         let entry = SegmentEntry {
             path: partial.segment.clone(),
             job_id: Some(job_id),

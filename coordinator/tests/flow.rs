@@ -6,8 +6,8 @@ use coordinator::store::{SqliteStore, Store};
 use coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
 use jobs::protocol::{
     ClaimRequest, ClaimResponse, CompleteRequest, ErrorBody, FailKind, FailRequest, FailResponse,
-    FailedRequest, FailureKind, HeartbeatRequest, JobState, JobStatus, Lease, ShardState,
-    SubmitJobRequest, WorkerCapabilities,
+    FailedRequest, FailureKind, FlushRequest, HeartbeatRequest, JobState, JobStatus, Lease,
+    PartialOutputs, ShardState, SubmitJobRequest, WorkerCapabilities,
 };
 use jobs::spec::BackendKind;
 use jobs::{InferenceOutput, InferenceRequest, JobSpec, SegmentRecord, Usage};
@@ -818,6 +818,90 @@ async fn completions_naming_foreign_keys_are_refused() {
         .await
         .unwrap();
     assert!(foreign_indexed.is_empty());
+}
+
+#[tokio::test]
+async fn flushed_outputs_are_indexed_once_and_skipped_by_the_next_attempt() {
+    let env = env().await;
+    let spec = spec(env.dir.path(), "openai", 10);
+    let job = env.coordinator.submit(spec.clone()).await.unwrap();
+    env.coordinator.plan_job(job.id).await.unwrap();
+    let lease = env
+        .coordinator
+        .claim(&claim_req("w1", 1))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let total = lease.requests.len();
+    assert!(total > 2);
+    // The worker flushes its first two outputs while the shard runs.
+    let done = &lease.requests[..2];
+    let path = cache::partial_segment_path(lease.job_id, lease.shard_id, lease.attempt, 1);
+    let records: Vec<_> = done.iter().map(answer).collect();
+    cache::write_segment(env.objects.as_ref(), &path, &records)
+        .await
+        .unwrap();
+    let usage = Usage {
+        prompt_tokens: 10,
+        completion_tokens: 2,
+    };
+    let flush = |segment: &str| FlushRequest {
+        worker_id: "w1".into(),
+        shard_id: lease.shard_id,
+        attempt: lease.attempt,
+        partial: PartialOutputs {
+            segment: segment.to_string(),
+            written: done.iter().map(|r| r.key.clone()).collect(),
+            usage,
+        },
+    };
+    // A segment path of another attempt (or a final one) is refused.
+    let elsewhere = cache::partial_segment_path(lease.job_id, lease.shard_id, lease.attempt + 1, 1);
+    for bad in [
+        elsewhere,
+        cache::segment_path(lease.job_id, lease.shard_id, lease.attempt),
+    ] {
+        assert!(matches!(
+            env.coordinator.flush(&flush(&bad)).await,
+            Err(CoordinatorError::BadRequest(_))
+        ));
+    }
+    assert_eq!(
+        env.coordinator.flush(&flush(&path)).await.unwrap().indexed,
+        2
+    );
+    // A repeated flush (its answer was lost) adds nothing, usage included.
+    assert_eq!(
+        env.coordinator.flush(&flush(&path)).await.unwrap().indexed,
+        0
+    );
+    let status = env.coordinator.job_status(job.id).await.unwrap();
+    assert_eq!(status.counts.usage, usage);
+    // The worker hands the shard back with nothing more (as a kill does,
+    // once the lease is reaped); the next attempt gets only what was not
+    // flushed.
+    let released = env
+        .coordinator
+        .release(&jobs::protocol::ReleaseRequest {
+            worker_id: "w1".into(),
+            shard_id: lease.shard_id,
+            attempt: lease.attempt,
+            partial: None,
+        })
+        .await
+        .unwrap();
+    assert!(released.accepted);
+    let next = env
+        .coordinator
+        .claim(&claim_req("w2", 1))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    assert_eq!(next.shard_id, lease.shard_id);
+    assert_eq!(next.requests.len(), total - 2);
+    assert!(next.requests.iter().all(|r| !done.contains(r)));
 }
 
 #[tokio::test]

@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-/// `worker --flush-secs`: a running shard's outputs are flushed at least
-/// this often (when there are new ones).
+/// `worker --flush-ms` is this many seconds by default: a running shard's
+/// outputs are flushed at least this often (when there are new ones).
 pub const DEFAULT_FLUSH_SECS: u64 = 10;
 /// `worker --flush-outputs`: or as soon as this many new outputs wait.
 pub const DEFAULT_FLUSH_OUTPUTS: usize = 500;
@@ -60,9 +60,10 @@ pub(crate) struct FlushTarget {
     pub(crate) worker_id: String,
 }
 
-/// One flush in flight: the records come back when it did not land, so
-/// that they are written again (later, or in the final segment).
-type InFlight = JoinHandle<Result<usize, Vec<SegmentRecord>>>;
+/// One flush in flight, and the records it carries: kept here too, so that
+/// a flush that did not land (or whose task died) loses nothing; they are
+/// written again, later or in the final segment.
+type InFlight = (JoinHandle<bool>, Arc<Vec<SegmentRecord>>);
 
 /// The successful outputs of one running shard attempt that no segment
 /// holds yet, and the flush of those that do, at most one at a time.
@@ -126,33 +127,43 @@ impl Flusher {
         }
         self.parts += 1;
         self.last = Instant::now();
-        let records = std::mem::take(&mut self.pending);
+        let records = Arc::new(std::mem::take(&mut self.pending));
         let path =
             cache::partial_segment_path(self.job_id, self.shard_id, self.attempt, self.parts);
         let target = self.target.clone();
         let (shard_id, attempt) = (self.shard_id, self.attempt);
-        self.in_flight = Some(tokio::spawn(async move {
-            flush(target, shard_id, attempt, path, records).await
-        }));
+        let carried = Arc::clone(&records);
+        let task =
+            tokio::spawn(async move { flush(target, shard_id, attempt, path, &carried).await });
+        self.in_flight = Some((task, records));
     }
 
     /// Waits for the flush in flight to end (forever when there is none,
     /// so that it can sit in a `select!`); records that did not land wait
     /// again.
     pub(crate) async fn landed(&mut self) {
-        let Some(task) = self.in_flight.as_mut() else {
+        let Some((task, _)) = self.in_flight.as_mut() else {
             return std::future::pending().await;
         };
         let joined = task.await;
-        self.in_flight = None;
+        let Some((_, records)) = self.in_flight.take() else {
+            return;
+        };
         match joined {
-            Ok(Ok(n)) => self.flushed += n,
-            Ok(Err(mut records)) => {
-                records.append(&mut self.pending);
-                self.pending = records;
+            Ok(true) => self.flushed += records.len(),
+            Ok(false) => self.take_back(records),
+            Err(e) => {
+                tracing::warn!(error = %e, "a flush task ended abnormally; its outputs wait for the next one");
+                self.take_back(records);
             }
-            Err(e) => tracing::warn!(error = %e, "a flush task ended abnormally"),
         }
+    }
+
+    /// Puts the records of a flush that did not land before those waiting.
+    fn take_back(&mut self, records: Arc<Vec<SegmentRecord>>) {
+        let mut records = Arc::try_unwrap(records).unwrap_or_else(|shared| (*shared).clone());
+        records.append(&mut self.pending);
+        self.pending = records;
     }
 
     /// Ends flushing: waits for the flush in flight and gives back the
@@ -165,23 +176,27 @@ impl Flusher {
     }
 }
 
-/// Writes one partial segment and hands it to the coordinator. On failure
-/// the records come back: a segment written but not indexed is harmless (a
-/// later segment holds the same outputs; the index keeps one).
+/// Writes one partial segment and hands it to the coordinator; whether it
+/// landed. One that did not is written again: a segment written but not
+/// indexed is harmless (a later segment holds the same outputs; the index
+/// keeps one). Usage is counted once unless a flush was indexed but its
+/// answer lost through every retry of the client: then the next segment
+/// that holds its outputs counts their usage again (rare, and only an
+/// over-count of tokens, never a lost output).
 async fn flush(
     target: FlushTarget,
     shard_id: Uuid,
     attempt: u32,
     path: String,
-    records: Vec<SegmentRecord>,
-) -> Result<usize, Vec<SegmentRecord>> {
-    if let Err(e) = cache::write_segment(target.objects.as_ref(), &path, &records).await {
+    records: &[SegmentRecord],
+) -> bool {
+    if let Err(e) = cache::write_segment(target.objects.as_ref(), &path, records).await {
         tracing::warn!(segment = %path, error = %e,
             "cannot write a partial segment; its outputs wait for the next one");
-        return Err(records);
+        return false;
     }
     let mut usage = Usage::default();
-    for record in &records {
+    for record in records {
         if let Some(output) = &record.output {
             usage.add(output.usage);
         }
@@ -200,12 +215,12 @@ async fn flush(
         Ok(answer) => {
             tracing::debug!(segment = %path, outputs = records.len(), indexed = answer.indexed,
                 "partial segment flushed");
-            Ok(records.len())
+            true
         }
         Err(e) => {
             tracing::warn!(segment = %path, error = %e,
                 "cannot hand a partial segment to the coordinator; its outputs wait for the next one");
-            Err(records)
+            false
         }
     }
 }

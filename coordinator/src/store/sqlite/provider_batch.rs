@@ -270,6 +270,7 @@ impl ProviderBatchStore for SqliteStore {
                     .bind(&job_id)
                     .bind(format!("shard {shard_seq} failed: {error}"))
                     .bind(ms(now))
+                    .bind(jobs::protocol::FailureKind::Runtime.as_str())
                     .execute(&mut *tx)
                     .await?;
                 ShardState::Dead
