@@ -123,10 +123,38 @@ fn read_dir(dir: &Path) -> Result<Vec<CertificateDer<'static>>, TrustError> {
     Ok(found)
 }
 
+/// Largest CA bundle read: the system's whole bundle is about 200 KiB.
+const MAX_BUNDLE_BYTES: u64 = 16 << 20;
+
+/// A regular file of at most [`MAX_BUNDLE_BYTES`]: `model.ca_cert` comes
+/// from a job, and a worker must not hang or run out of memory on a device
+/// or a pipe (`/dev/zero`) named there.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read the file ({e})"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read the file ({e})"))?;
+    if !meta.is_file() {
+        return Err("is not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_BUNDLE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the file ({e})"))?;
+    if bytes.len() as u64 > MAX_BUNDLE_BYTES {
+        return Err(format!(
+            "is larger than {} MiB, too large for a CA bundle",
+            MAX_BUNDLE_BYTES >> 20
+        ));
+    }
+    Ok(bytes)
+}
+
 /// The certificates of a PEM file, each checked to be a usable trust
 /// anchor. The error says what is wrong, without the path.
 fn read_bundle(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read the file ({e})"))?;
+    let bytes = read_bounded(path)?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("is not a valid PEM file ({e})"))?;
@@ -210,6 +238,11 @@ mod tests {
         let missing = dir.path().join("missing.pem");
         let e = read_bundle(&missing).unwrap_err();
         assert!(e.contains("cannot read the file"), "{e}");
+        // A device named by a job is refused, not read without end.
+        let e = read_bundle(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = read_bundle(dir.path()).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
 
         let empty = dir.path().join("key.pem");
         std::fs::write(
