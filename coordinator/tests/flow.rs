@@ -137,6 +137,21 @@ async fn write_answers(env: &Env, lease: &Lease, reqs: &[InferenceRequest]) -> S
     path
 }
 
+/// Submits and plans the test spec over `dataset`, which must fail the job
+/// as its input's fault; the job's error.
+async fn planning_fails_for_its_input(env: &Env, dataset: std::path::PathBuf) -> String {
+    let mut spec = spec(env.dir.path(), "openai", 2);
+    spec.dataset.path = dataset;
+    let job = env.coordinator.submit(spec).await.unwrap();
+    assert_eq!(
+        env.coordinator.plan_job(job.id).await.unwrap(),
+        JobState::Failed
+    );
+    let status = env.coordinator.job_status(job.id).await.unwrap();
+    assert_eq!(status.error_kind, Some(FailureKind::Input), "{status:?}");
+    status.error.unwrap_or_default()
+}
+
 fn claim_req(worker: &str, max: u32) -> ClaimRequest {
     ClaimRequest {
         worker_id: worker.into(),
@@ -220,39 +235,23 @@ async fn invalid_spec_and_bad_rows_are_reported() {
         Err(CoordinatorError::Spec(_))
     ));
 
+    let broken = env.dir.path().join("broken.jsonl");
     std::fs::write(
-        env.dir.path().join("broken.jsonl"),
+        &broken,
         "{\"id\": \"a\", \"q\": \"x\", \"a\": \"y\"}\n{not json\n",
     )
     .unwrap();
-    let mut broken = spec(env.dir.path(), "openai", 2);
-    broken.dataset.path = env.dir.path().join("broken.jsonl");
-    let job = env.coordinator.submit(broken).await.unwrap();
-    assert_eq!(
-        env.coordinator.plan_job(job.id).await.unwrap(),
-        JobState::Failed
-    );
-    let status = env.coordinator.job_status(job.id).await.unwrap();
-    assert_eq!(status.error_kind, Some(FailureKind::Input), "{status:?}");
-    let error = status.error.unwrap_or_default();
+    let error = planning_fails_for_its_input(&env, broken).await;
     assert!(error.contains("broken.jsonl:2"), "{error}");
 
     // Two documents with one id: the job's fault too, both lines named.
+    let twice = env.dir.path().join("twice.jsonl");
     std::fs::write(
-        env.dir.path().join("twice.jsonl"),
+        &twice,
         "{\"id\": \"a\", \"q\": \"x\", \"a\": \"y\"}\n{\"id\": \"a\", \"q\": \"z\", \"a\": \"y\"}\n",
     )
     .unwrap();
-    let mut twice = spec(env.dir.path(), "openai", 2);
-    twice.dataset.path = env.dir.path().join("twice.jsonl");
-    let job = env.coordinator.submit(twice).await.unwrap();
-    assert_eq!(
-        env.coordinator.plan_job(job.id).await.unwrap(),
-        JobState::Failed
-    );
-    let status = env.coordinator.job_status(job.id).await.unwrap();
-    assert_eq!(status.error_kind, Some(FailureKind::Input), "{status:?}");
-    let error = status.error.unwrap_or_default();
+    let error = planning_fails_for_its_input(&env, twice).await;
     assert!(
         error.contains("twice.jsonl:2: id \"a\"") && error.contains("line 1"),
         "{error}"
@@ -1127,21 +1126,8 @@ async fn jobs_over_the_operators_limits_are_refused_not_planned() {
         .status()
         .unwrap();
     assert!(made.success());
-    let mut endless = spec(env.dir.path(), "openai", 2);
-    endless.dataset.path = fifo;
-    let job = env.coordinator.submit(endless).await.unwrap();
-    assert_eq!(
-        env.coordinator.plan_job(job.id).await.unwrap(),
-        JobState::Failed
-    );
-    let error = env.coordinator.job_status(job.id).await.unwrap().error;
-    assert!(
-        error
-            .as_deref()
-            .unwrap_or("")
-            .contains("not a regular file"),
-        "{error:?}"
-    );
+    let error = planning_fails_for_its_input(&env, fifo).await;
+    assert!(error.contains("not a regular file"), "{error}");
 }
 
 #[tokio::test]
