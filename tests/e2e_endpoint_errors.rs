@@ -1,8 +1,9 @@
 //! End to end: endpoints that cannot serve a job as it is configured — a
 //! TLS certificate from a private CA, a server without `/v1/completions`, a
-//! server that ignores `echo` or returns no `logprobs`. `shardline run`
-//! stops at the first such error, without paying for the other requests,
-//! exits 2, and says what to change, not "run the same command again".
+//! server that ignores `echo` or returns no `logprobs`, a model the server
+//! does not have. `shardline run` stops at the first such error, without
+//! paying for the other requests, exits 2, and says what to change, not
+//! "run the same command again".
 
 mod support;
 
@@ -198,4 +199,33 @@ async fn a_server_that_ignores_echo_stops_the_job_at_once() {
 async fn a_server_without_logprobs_stops_the_job_at_once() {
     let err = run_mc_against(|c| c.drop_logprobs = true).await;
     assert!(err.contains("no `logprobs`"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_the_server_does_not_have_stops_the_job_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dataset, _) = write_dataset(dir.path(), 24);
+    let fake = FakeOpenAi::start(FakeConfig {
+        api_key: Some("test-key".into()),
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let job = write_job(dir.path(), &dataset, &fake.base_url(), "");
+    // The fake answers 404 `model_not_found` for this name, as OpenAI does
+    // for any model it does not have.
+    edit_file(&job, "model = \"fake-model\"", "model = \"missing-model\"");
+    let out = run_job(&job, &dir.path().join("home"), &[]);
+    let err = assert_configuration_failure(&out);
+    assert!(
+        err.contains("does not serve model \"missing-model\""),
+        "{err}"
+    );
+    assert!(err.contains("/models"), "{err}");
+    let received = fake.stats().total;
+    assert!(
+        (1..=CONCURRENCY).contains(&received),
+        "{received} requests for a model the server said it does not have"
+    );
+    fake.shutdown().await;
 }

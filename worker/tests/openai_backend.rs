@@ -562,7 +562,7 @@ async fn rejected_key_opens_the_breaker_and_names_the_variable() {
 }
 
 #[tokio::test]
-async fn unknown_model_opens_the_breaker_but_bad_prompts_do_not() {
+async fn an_unknown_model_stops_the_backend_at_once_but_bad_prompts_do_not() {
     let server = fake(FakeConfig {
         fail_prompts_containing: vec!["poison".into()],
         ..FakeConfig::default()
@@ -586,19 +586,23 @@ async fn unknown_model_opens_the_breaker_but_bad_prompts_do_not() {
     }
     assert_eq!(server.stats().total, 6);
 
+    // A 404 naming the model is the same for every request: the first one
+    // condemns the job, and the rest never reach the server.
     let missing = model(&server.base_url(), json!({"model": "missing-model"}));
     let b = OpenAiBackend::from_spec(&missing, &keys())
         .unwrap()
         .with_backoff(FAST)
         .with_circuit_breaker(3, Duration::from_secs(30));
-    let mut last = None;
     for i in 0..5 {
-        last = Some(b.run(&prompt_request(&missing, i, "x")).await.unwrap_err());
+        let err = b.run(&prompt_request(&missing, i, "x")).await.unwrap_err();
+        assert_eq!(err.reach(), ErrorReach::Job, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("does not serve model \"missing-model\"") && text.contains("/models"),
+            "{text}"
+        );
     }
-    assert_eq!(server.stats().total, 6 + 3);
-    let err = last.unwrap();
-    assert!(err.is_endpoint_unusable(), "{err}");
-    assert!(err.to_string().contains("missing-model"), "{err}");
+    assert_eq!(server.stats().total, 6 + 1);
 }
 
 #[tokio::test]

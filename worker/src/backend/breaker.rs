@@ -1,5 +1,5 @@
 //! A per-backend circuit breaker for failures that say the endpoint itself is
-//! unusable (unreachable, API key rejected, model unknown), as opposed to one
+//! unusable (unreachable, API key rejected), as opposed to one
 //! request being bad.
 //!
 //! After `threshold` such failures in a row the breaker opens: requests fail

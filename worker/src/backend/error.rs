@@ -36,15 +36,15 @@ pub enum BackendError {
     #[error("{0}")]
     Invalid(String),
     /// The backend's circuit breaker is open: the endpoint failed the same
-    /// way (unreachable, key rejected, model unknown) many times in a row,
-    /// so every request would fail. The worker fails the whole shard with
-    /// this message instead of recording one failure per request.
+    /// way (unreachable, key rejected) many times in a row, so every
+    /// request would fail. The worker fails the whole shard with this
+    /// message instead of recording one failure per request.
     #[error("{message}")]
     EndpointUnusable { url: String, message: String },
     /// The endpoint and the job's model settings cannot work together, for
     /// every request alike: the server's TLS certificate is not trusted, it
-    /// has no route the job needs, or it ignores a parameter the job depends
-    /// on (`echo`, `logprobs`). No retry or later attempt can succeed until
+    /// has no route the job needs or no model of the job's name, or it
+    /// ignores a parameter the job depends on (`echo`, `logprobs`). No retry or later attempt can succeed until
     /// the job or the server changes, so the worker fails the job at once.
     #[error("{message}")]
     Incompatible { url: String, message: String },

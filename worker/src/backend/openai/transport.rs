@@ -1,7 +1,7 @@
 //! Sending a request body: retries with backoff honouring `Retry-After`,
 //! the rate limits, the circuit breaker that declares the endpoint
 //! unusable, and the failures no retry can get past (a refused TLS
-//! certificate, a missing route).
+//! certificate, a missing route, a model the server does not have).
 
 use jobs::redact::scrub;
 use jobs::spec::Endpoint;
@@ -163,13 +163,18 @@ impl OpenAiBackend {
                      holding the key"
                 ),
             },
-            Symptom::NotFound => format!(
-                "endpoint {base} does not serve model {:?} (HTTP 404 on {count} requests in a \
-                 row: {detail}); check model.model against the server's /models list and that \
-                 model.base_url includes the API prefix (e.g. /v1)",
-                self.model
-            ),
         }
+    }
+
+    /// The server answered that it has no model of the job's name.
+    fn model_missing(&self, detail: &str) -> String {
+        let base = &self.base_url;
+        format!(
+            "endpoint {base} does not serve model {:?} (HTTP 404: {detail}); check model.model \
+             against the names GET {base}/models lists, and that model.base_url includes the \
+             API prefix (e.g. /v1)",
+            self.model
+        )
     }
 
     /// One HTTP attempt, classified.
@@ -222,6 +227,14 @@ impl OpenAiBackend {
                 message,
             };
         }
+        if status == StatusCode::NOT_FOUND {
+            // The server named the model in its 404: it has no such model,
+            // and it will say the same to every request of the job.
+            return Attempt::Fatal(BackendError::Incompatible {
+                url: url.to_string(),
+                message: self.model_missing(&message),
+            });
+        }
         Attempt::Rejected {
             status: status.as_u16(),
             message,
@@ -240,7 +253,7 @@ enum Attempt {
     /// Worth another attempt.
     Retryable(RetryableFailure),
     /// Cannot succeed on retry (a 2xx that is not JSON, a refused TLS
-    /// certificate).
+    /// certificate, a model the server says it does not have).
     Fatal(BackendError),
 }
 
@@ -251,15 +264,12 @@ enum Symptom {
     Unreachable,
     /// 401 or 403: the key is missing or wrong.
     Unauthorized(u16),
-    /// 404 about the model: the model is unknown.
-    NotFound,
 }
 
 impl Symptom {
     fn of_status(status: u16) -> Option<Symptom> {
         match status {
             401 | 403 => Some(Symptom::Unauthorized(status)),
-            404 => Some(Symptom::NotFound),
             _ => None,
         }
     }
