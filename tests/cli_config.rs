@@ -322,15 +322,43 @@ fn worker_key_variables_are_layered_and_checked() {
         s["allow_key_env"],
         serde_json::json!(["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "SHARDLINE_KEY_*"])
     );
-    let s = settings(&base, &[("SHARDLINE_ALLOW_KEY_ENV", "VLLM_KEY, TEAM_*")]);
+    let s = settings(
+        &base,
+        &[
+            ("SHARDLINE_ALLOW_KEY_ENV", "VLLM_KEY, TEAM_*"),
+            ("VLLM_KEY", "k"),
+        ],
+    );
     assert_eq!(
         s["allow_key_env"],
         serde_json::json!(["VLLM_KEY", "TEAM_*"])
     );
     let mut flag = base.to_vec();
     flag.extend(["--allow-key-env", "ONLY_THIS"]);
-    let s = settings(&flag, &[("SHARDLINE_ALLOW_KEY_ENV", "VLLM_KEY")]);
+    let s = settings(
+        &flag,
+        &[("SHARDLINE_ALLOW_KEY_ENV", "VLLM_KEY"), ("ONLY_THIS", "k")],
+    );
     assert_eq!(s["allow_key_env"], serde_json::json!(["ONLY_THIS"]));
+
+    // A name the operator gave that this worker lacks: said at start, exit
+    // 2, with where the list came from (the defaults are never required).
+    let out = shardline(&flag, &[("ONLY_THIS", " ")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--allow-key-env")
+            && stderr.contains("ONLY_THIS as their API key, but it is not set"),
+        "{stderr}"
+    );
+    let out = shardline(&base, &[("SHARDLINE_ALLOW_KEY_ENV", "A_KEY,B_KEY,C_*")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("SHARDLINE_ALLOW_KEY_ENV")
+            && stderr.contains("A_KEY, B_KEY as their API key, but they are not set"),
+        "{stderr}"
+    );
 
     let mut bad = base.to_vec();
     bad.extend(["--allow-key-env", "NOT A NAME"]);

@@ -136,6 +136,14 @@ async fn job_survives_killed_worker_restarted_coordinator_and_restarted_postgres
         .find(|s| s.id == victim.id)
         .expect("the killed shard");
     assert_eq!(killed.state, ShardState::Completed);
+    // Each worker said at start which key variables jobs may name there.
+    let log = c.worker("w2").log();
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("API keys jobs may name here:")
+                && l.contains("SHARDLINE_KEY_E2E")),
+        "{log}"
+    );
     assert!(killed.attempt > victim.attempt);
     assert!(
         killed.attempts_used >= 1,

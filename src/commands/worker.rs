@@ -57,6 +57,13 @@ pub async fn worker(args: WorkerArgs) -> CmdResult {
     if let Some(endpoints) = &settings.allow_endpoints {
         keys = keys.with_endpoints(endpoints.clone());
     }
+    if settings
+        .backends
+        .iter()
+        .any(|b| *b != jobs::spec::BackendKind::Engine)
+    {
+        eprintln!("{}", key_report(&keys));
+    }
     let flush = worker::backend::FlushPolicy {
         every: Duration::from_millis(settings.flush_ms),
         outputs: settings.flush_outputs,
@@ -87,6 +94,24 @@ pub async fn worker(args: WorkerArgs) -> CmdResult {
     } else {
         exit::OK
     })
+}
+
+/// Which API key variables jobs may name on this worker, said at start so
+/// that an operator sees a missing key before a job fails on it.
+fn key_report(keys: &worker::backend::KeyPolicy) -> String {
+    let available = keys.available();
+    let allowed = keys.allowed().map(|a| a.join(", ")).unwrap_or_default();
+    if available.is_empty() {
+        format!(
+            "no API key variable is set on this worker (allowed: {allowed}): jobs that name one \
+             in model.api_key_env fail here; export the key before starting the worker"
+        )
+    } else {
+        format!(
+            "API keys jobs may name here: {} (allowed: {allowed})",
+            available.join(", ")
+        )
+    }
 }
 
 /// `host-pid`: readable in the shards table, unique per process.

@@ -38,10 +38,31 @@ pub enum ConfigError {
         source_name: String,
         error: jobs::dataset::RootError,
     },
+    /// Key variables the operator allowed by name that this worker's
+    /// environment lacks: every job naming one would fail here.
+    #[error(
+        "{source_name}: jobs may name {} as their API key, but {} not set on this worker; set \
+         {} in its environment, or leave {} out of the list",
+        names.join(", "), pick(names, "it is", "they are"), pick(names, "it", "them"),
+        pick(names, "it", "them")
+    )]
+    UnsetKeyEnv {
+        source_name: String,
+        names: Vec<String>,
+    },
     #[error("{source_name}: {value:?} is not valid: expected {expected}")]
     Invalid {
         source_name: String,
         value: String,
         expected: &'static str,
     },
+}
+
+/// `one` for one name, `many` for several.
+fn pick(names: &[String], one: &'static str, many: &'static str) -> &'static str {
+    if names.len() == 1 {
+        one
+    } else {
+        many
+    }
 }

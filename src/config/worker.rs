@@ -138,12 +138,14 @@ pub fn resolve_worker(
         file.origin("worker.models"),
     )
     .unwrap_or_else(|| (Vec::new(), file.origin("worker.models")));
-    let (allow_key_env, allow_source) = layered_list(
+    let named_keys = layered_list(
         &flags.allow_key_env,
         f.allow_key_env.as_ref(),
         file.origin("worker.allow_key_env"),
-    )
-    .unwrap_or_else(|| (defaults::allowed_key_envs(), "the default".to_string()));
+    );
+    let keys_named = named_keys.is_some();
+    let (allow_key_env, allow_source) =
+        named_keys.unwrap_or_else(|| (defaults::allowed_key_envs(), "the default".to_string()));
     if let Some(bad) = allow_key_env.iter().find(|p| !is_key_env_pattern(p)) {
         return Err(ConfigError::Invalid {
             source_name: allow_source,
@@ -151,6 +153,23 @@ pub fn resolve_worker(
             expected: "an environment variable name (letters, digits, `_`), or a prefix of one \
                        ending in `*`",
         });
+    }
+    // Names the operator gave (not the defaults, which a worker without
+    // HTTP backends never needs) must be set here: a job naming one would
+    // otherwise fail on this worker, shard after shard.
+    if keys_named {
+        let unset: Vec<String> = allow_key_env
+            .iter()
+            .filter(|p| !p.ends_with('*'))
+            .filter(|name| env(name).is_none_or(|v| v.trim().is_empty()))
+            .cloned()
+            .collect();
+        if !unset.is_empty() {
+            return Err(ConfigError::UnsetKeyEnv {
+                source_name: allow_source,
+                names: unset,
+            });
+        }
     }
     let allow_endpoints = match layered_list(
         &flags.allow_endpoints,

@@ -116,6 +116,25 @@ impl KeyPolicy {
         }
     }
 
+    /// The variables of this process a job may name as its key and that
+    /// hold one (set, not blank), sorted: what a worker reports at start.
+    pub fn available(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, value)| {
+                let name = name.into_string().ok()?;
+                let set = !value.to_string_lossy().trim().is_empty();
+                (set && self.check(&name).is_ok()).then_some(name)
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The patterns allowed, for messages; `None`: any variable.
+    pub fn allowed(&self) -> Option<&[String]> {
+        self.allowed.as_deref()
+    }
+
     /// The key in `var`, trimmed, if a job may name it and it is set.
     pub fn read(&self, var: &str, base_url: &str) -> Result<String, BackendError> {
         self.check(var)?;
