@@ -12,7 +12,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shardline/target}"
 if [ ! -x "$CARGO_TARGET_DIR/debug/shardline" ]; then
   cat >&2 <<MSG
 build: the first build of Shardline compiles nearly 400 crates into
-       $CARGO_TARGET_DIR: about 30 minutes on 2 cores.
+       $CARGO_TARGET_DIR: about 9 minutes on an idle 2-core machine,
+       two to three times as long on a busy one.
        Later runs (and scripts/test.sh) rebuild only what changed.
 MSG
 else

@@ -36,7 +36,8 @@ machine's CPU with Shardline's own engine: jobs/examples/quickstart-local/
 qa.toml (100 questions) and mc.toml (40 multiple-choice completions). The
 model (94 MB) is fetched once into ~/.cache/shardline/models.
 
-The first build compiles the whole workspace: about 30 minutes on 2 cores;
+The first build compiles the whole workspace: about 9 minutes on an idle
+2-core machine, two to three times as long on a busy one;
 later runs rebuild only what changed. scripts/test.sh uses the same build.
 
 RUN-ARGS go to both `shardline run` calls, e.g. `--limit 10` (see

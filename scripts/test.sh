@@ -22,9 +22,10 @@ fi
 cat >&2 <<'MSG'
 test: the layout check, the services the tests use (installed once), the
       build (shared with scripts/quickstart.sh; the first one takes about
-      30 minutes on 2 cores), fuzzing (about 6 minutes; SHARDLINE_SKIP_FUZZ=1
-      skips it), then the tests: compiling them takes a few more minutes
-      the first time (they reuse the build), running them about 5.
+      9 minutes on an idle 2-core machine), fuzzing (about 8 minutes;
+      SHARDLINE_SKIP_FUZZ=1 skips it), then the tests: compiling them takes
+      2 to 3 minutes the first time (they reuse the build), running them
+      about 4.
 MSG
 
 # The layout rules of docs/architecture.md (file sizes, no import loops, a
