@@ -127,6 +127,14 @@ pub struct FakeStats {
     /// TCP connections accepted, over TLS or not; one whose TLS handshake failed counts too,
     /// though none of its requests reaches a route.
     pub connections: u64,
+    /// Microseconds from the server's start to the first inference request it received, and
+    /// to the last inference answer it sent (any status): a benchmark's inference window.
+    pub first_inference_us: Option<u64>,
+    pub last_answer_us: Option<u64>,
+    /// Microseconds spent answering inference requests (received to answer built), summed:
+    /// divided by `chat + completions`, the latency a client without overhead would see, which
+    /// exceeds `latency` by the timer's millisecond granularity.
+    pub inference_us: u64,
 }
 
 /// One request as the server saw it. The `Authorization` header is never recorded.

@@ -34,6 +34,17 @@ pub(crate) struct Shared {
     completions: AtomicU64,
     /// Counted by the listener (`tls::CountingListener`).
     pub connections: AtomicU64,
+    /// When the server started: the clock of the two times below.
+    born: Instant,
+    /// Microseconds from `born` to the first inference request received
+    /// (`u64::MAX`: none yet) and to the latest inference answer sent, so
+    /// that a benchmark reads the inference window from the server's own
+    /// clock instead of polling for it.
+    first_inference_us: AtomicU64,
+    last_answer_us: AtomicU64,
+    /// Microseconds spent answering inference requests, summed: their mean
+    /// is the latency a client with no overhead of its own would see.
+    inference_us: AtomicU64,
 }
 
 impl Shared {
@@ -52,7 +63,15 @@ impl Shared {
             chat: AtomicU64::new(0),
             completions: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            born: Instant::now(),
+            first_inference_us: AtomicU64::new(u64::MAX),
+            last_answer_us: AtomicU64::new(0),
+            inference_us: AtomicU64::new(0),
         }
+    }
+
+    fn micros_since_born(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_micros()).unwrap_or(u64::MAX - 1)
     }
 
     pub fn stats(&self) -> FakeStats {
@@ -66,6 +85,10 @@ impl Shared {
             chat: self.chat.load(Ordering::SeqCst),
             completions: self.completions.load(Ordering::SeqCst),
             connections: self.connections.load(Ordering::SeqCst),
+            first_inference_us: Some(self.first_inference_us.load(Ordering::SeqCst))
+                .filter(|&t| t != u64::MAX),
+            last_answer_us: Some(self.last_answer_us.load(Ordering::SeqCst)).filter(|&t| t != 0),
+            inference_us: self.inference_us.load(Ordering::SeqCst),
         }
     }
 
@@ -252,6 +275,9 @@ async fn inference(
     let received_at = SystemTime::now();
     let started = Instant::now();
     let _in_flight = InFlight::enter(shared);
+    shared
+        .first_inference_us
+        .fetch_min(shared.micros_since_born(), Ordering::SeqCst);
     shared.total.fetch_add(1, Ordering::SeqCst);
     match endpoint {
         Endpoint::Chat => shared.chat.fetch_add(1, Ordering::SeqCst),
@@ -290,6 +316,11 @@ async fn inference(
         }
     }
     shared.count_status(response.status());
+    shared
+        .last_answer_us
+        .fetch_max(shared.micros_since_born(), Ordering::SeqCst);
+    let spent = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    shared.inference_us.fetch_add(spent, Ordering::SeqCst);
     let path = if is_chat {
         "/v1/chat/completions"
     } else {
