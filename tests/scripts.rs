@@ -66,7 +66,7 @@ fn quickstart_help_is_its_own_and_builds_nothing() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", support::describe(&out));
     assert!(text.starts_with("Usage: scripts/quickstart.sh"), "{text}");
-    for needle in ["--openai", "--limit 10", "30 minutes", "latest"] {
+    for needle in ["--openai", "--limit 10", "9 minutes", "latest"] {
         assert!(text.contains(needle), "no {needle:?} in\n{text}");
     }
     assert!(
@@ -96,7 +96,7 @@ fn quickstart_announces_the_build_shares_it_and_says_what_next() {
         notice < build,
         "the wait was announced after it began:\n{err}"
     );
-    assert!(err.contains("30 minutes"), "{err}");
+    assert!(err.contains("9 minutes"), "{err}");
 
     // The one build command, which scripts/test.sh runs too (scripts/build.sh).
     let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
