@@ -158,6 +158,31 @@ async fn status_results_and_cancel_read_the_local_home() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(read_lines(&saved.join("samples.jsonl")).len(), 10);
 
+    // The per-sample table for pandas: one row per document, one column
+    // per metric; it needs a folder to go to.
+    let table = dir.path().join("table");
+    let args = ["results", &id, "--home", home_s, "--format", "csv"];
+    let out = in_dir(dir.path(), &args);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr(&out).contains("--output"), "{}", describe(&out));
+    let mut with_output = args.to_vec();
+    with_output.extend(["--output", table.to_str().unwrap()]);
+    let out = in_dir(dir.path(), &with_output);
+    assert!(out.status.success(), "{}", describe(&out));
+    let csv = std::fs::read_to_string(table.join("samples.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(
+        lines[0].starts_with("doc_id,doc_index,subset,prompt,output,target,")
+            && lines[0].contains(",exact_match,"),
+        "{csv}"
+    );
+    assert_eq!(lines.len(), 11, "{csv}");
+    // The prompt, JSON messages, is one quoted cell.
+    assert!(
+        lines[1].starts_with("q0,0,even,\"[{\"\"role\"\":\"\"user\"\""),
+        "{csv}"
+    );
+
     // Cancelling a finished job leaves it finished; an unknown id is
     // refused naming the home.
     let out = in_dir(dir.path(), &["cancel", &id, "--home", home_s]);

@@ -15,7 +15,9 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 pub use cluster::{ServeArgs, WorkerArgs};
 pub use local::{CacheCommand, HomeArgs, RescoreArgs, RunArgs};
 pub use provenance::Provenance;
-pub use remote::{CancelArgs, LocalHomeArgs, RemoteArgs, ResultsArgs, StatusArgs, SubmitArgs};
+pub use remote::{
+    CancelArgs, LocalHomeArgs, RemoteArgs, ResultsArgs, SamplesFormat, StatusArgs, SubmitArgs,
+};
 pub use settings::ConfigArg;
 
 #[derive(Parser, Debug)]

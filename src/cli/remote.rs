@@ -91,6 +91,20 @@ pub struct ResultsArgs {
     /// Folder to write metrics.json and samples.jsonl into.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Also write the per-sample table in this format beside
+    /// samples.jsonl: `csv` writes samples.csv, one row per document and
+    /// one column per metric (pandas: `pd.read_csv`). Needs --output.
+    #[arg(long, value_enum, default_value_t = SamplesFormat::Jsonl)]
+    pub format: SamplesFormat,
+}
+
+/// The forms of the per-sample results.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SamplesFormat {
+    /// samples.jsonl only.
+    Jsonl,
+    /// samples.jsonl and samples.csv.
+    Csv,
 }
 
 #[derive(Args, Debug)]

@@ -19,8 +19,8 @@ use super::job_source::{local_home, JobSource};
 use super::local_results::local_report;
 use super::signal::interrupted;
 use crate::cli::{
-    CancelArgs, ConfigArg, LocalHomeArgs, RemoteArgs, RescoreArgs, ResultsArgs, StatusArgs,
-    SubmitArgs,
+    CancelArgs, ConfigArg, LocalHomeArgs, RemoteArgs, RescoreArgs, ResultsArgs, SamplesFormat,
+    StatusArgs, SubmitArgs,
 };
 use crate::config::{self, ClientFlags, ConfigFile};
 use crate::exit;
@@ -215,6 +215,14 @@ fn print_table(jobs: &[JobStatus]) {
 
 pub async fn results(args: ResultsArgs) -> CmdResult {
     let id = parse_id(&args.job_id)?;
+    if args.format != SamplesFormat::Jsonl && args.output.is_none() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--format {} writes a file: add --output DIR",
+            clap::ValueEnum::to_possible_value(&args.format)
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default()
+        )));
+    }
     let report = match source(&args.remote, &args.local).await? {
         JobSource::Home { home, coordinator } => {
             local_report(&coordinator, &home.root, id, args.output.as_deref()).await?
@@ -234,6 +242,11 @@ pub async fn results(args: ResultsArgs) -> CmdResult {
             report
         }
     };
+    if let (Some(dir), SamplesFormat::Csv) = (&args.output, args.format) {
+        let (samples, table) = (dir.join("samples.jsonl"), dir.join(jobs::results::CSV_FILE));
+        let rows = jobs::results::write_csv(&samples, &table).map_err(anyhow::Error::from)?;
+        eprintln!("wrote {} ({rows} rows)", table.display());
+    }
     if args.output.is_some() {
         if let Some(usage) = report
             .get("usage")
