@@ -1,6 +1,6 @@
 //! A per-backend circuit breaker for failures that say the endpoint itself is
-//! unusable (unreachable, API key rejected), as opposed to one
-//! request being bad.
+//! unusable (unreachable, API key rejected), as opposed to one request being
+//! bad.
 //!
 //! After `threshold` such failures in a row the breaker opens: requests fail
 //! at once with one message naming the endpoint and the likely cause, so a

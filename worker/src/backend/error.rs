@@ -44,8 +44,9 @@ pub enum BackendError {
     /// The endpoint and the job's model settings cannot work together, for
     /// every request alike: the server's TLS certificate is not trusted, it
     /// has no route the job needs or no model of the job's name, or it
-    /// ignores a parameter the job depends on (`echo`, `logprobs`). No retry or later attempt can succeed until
-    /// the job or the server changes, so the worker fails the job at once.
+    /// ignores a parameter the job depends on (`echo`, `logprobs`). No retry
+    /// or later attempt can succeed until the job or the server changes, so
+    /// the worker fails the job at once.
     #[error("{message}")]
     Incompatible { url: String, message: String },
 }
