@@ -25,7 +25,7 @@ pub enum DatasetError {
     #[error("{}: not a regular file; point dataset.path at a data file, a folder of them or a glob", .path.display())]
     NotAFile { path: PathBuf },
     /// A file whose name says no known format, and no `format` in the spec.
-    #[error("{}: cannot tell the dataset format from the file name; known formats: {}; rename the file, or set `format` in [dataset] (\"jsonl\", \"json\", \"csv\" or \"tsv\")", .path.display(), crate::spec::DatasetFormat::known())]
+    #[error("{}: cannot tell the dataset format from the file name; known formats: {}; rename the file, or set `format` in [dataset] (\"jsonl\", \"json\", \"csv\", \"tsv\" or \"parquet\")", .path.display(), crate::spec::DatasetFormat::known())]
     UnknownFormat { path: PathBuf },
     /// A folder or glob that names no data file.
     #[error("{}: {what}; point dataset.path at a data file, a folder of them or a glob such as data/test-*.jsonl", .path.display())]

@@ -82,7 +82,11 @@ pub(super) struct DataFile {
 impl DataFile {
     /// Opens `path` if the policy allows it and it is a regular file.
     pub(super) fn open(path: &Path, policy: &ReadPolicy) -> Result<Self, DatasetError> {
-        let file = open_checked(path, policy)?;
+        Self::from_file(path, open_checked(path, policy)?)
+    }
+
+    /// Reads `file`, opened from `path` by [`open_checked`].
+    pub(super) fn from_file(path: &Path, file: File) -> Result<Self, DatasetError> {
         let file_failed = Arc::new(AtomicBool::new(false));
         let mut raw = BufReader::new(Watched {
             file,

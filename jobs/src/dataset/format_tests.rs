@@ -376,7 +376,8 @@ fn the_format_comes_from_the_name_or_the_spec() {
         ("a.txt", None),
         ("a.gz", None),
         ("jsonl", None),
-        ("a.parquet", None),
+        ("a.parquet", Some(DatasetFormat::Parquet)),
+        ("a.xlsx", None),
     ] {
         assert_eq!(DatasetFormat::from_path(Path::new(name)), format, "{name}");
     }
@@ -634,4 +635,144 @@ fn arbitrary_bytes_in_any_format_are_rows_or_errors_never_a_panic() {
             assert!(read.len() <= 9, "{bytes:?}: past the document cap");
         }
     }
+}
+
+/// Writes a Parquet file (snappy pages) of rows `(id, n, choices)`: `n`
+/// optional, `choices` a list of strings.
+fn write_parquet(path: &Path, rows: &[(&str, Option<i64>, &[&str])]) {
+    use parquet::basic::Compression;
+    use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+    use std::sync::Arc;
+
+    let schema = parse_message_type(
+        "message row {
+            required binary id (UTF8);
+            optional int64 n;
+            optional group choices (LIST) {
+                repeated group list { required binary element (UTF8); }
+            }
+        }",
+    )
+    .unwrap();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = SerializedFileWriter::new(file, Arc::new(schema), Arc::new(props)).unwrap();
+    let mut group = writer.next_row_group().unwrap();
+    let mut column = 0;
+    while let Some(mut col) = group.next_column().unwrap() {
+        match column {
+            0 => {
+                let ids: Vec<ByteArray> = rows.iter().map(|r| ByteArray::from(r.0)).collect();
+                col.typed::<ByteArrayType>()
+                    .write_batch(&ids, None, None)
+                    .unwrap();
+            }
+            1 => {
+                let values: Vec<i64> = rows.iter().filter_map(|r| r.1).collect();
+                let defs: Vec<i16> = rows.iter().map(|r| i16::from(r.1.is_some())).collect();
+                col.typed::<Int64Type>()
+                    .write_batch(&values, Some(&defs), None)
+                    .unwrap();
+            }
+            _ => {
+                let (mut values, mut defs, mut reps) = (Vec::new(), Vec::new(), Vec::new());
+                for row in rows {
+                    for (i, choice) in row.2.iter().enumerate() {
+                        values.push(ByteArray::from(*choice));
+                        defs.push(2);
+                        reps.push(i16::from(i > 0));
+                    }
+                    if row.2.is_empty() {
+                        defs.push(1);
+                        reps.push(0);
+                    }
+                }
+                col.typed::<ByteArrayType>()
+                    .write_batch(&values, Some(&defs), Some(&reps))
+                    .unwrap();
+            }
+        }
+        col.close().unwrap();
+        column += 1;
+    }
+    group.close().unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn parquet_rows_are_documents_with_lists_as_arrays() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.parquet");
+    write_parquet(
+        &path,
+        &[
+            ("a", Some(1), &["yes", "no"]),
+            ("b", None, &["x"]),
+            ("c", Some(3), &[]),
+        ],
+    );
+    let mut s = spec(&path);
+    s.subset_field = None;
+    let read = docs(&s);
+    assert_eq!(ids(&read), ["a", "b", "c"]);
+    assert_eq!(
+        read.iter().map(|d| d.line).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "a Parquet row's line is its row number"
+    );
+    assert_eq!(read[0].fields["choices"], json!(["yes", "no"]));
+    assert_eq!(read[0].fields["n"], json!(1));
+    assert_eq!(read[1].fields["n"], Value::Null);
+    assert_eq!(read[2].fields["choices"], json!([]));
+
+    // A duplicate id names both rows; `limit` stops early.
+    let dup = dir.path().join("dup.parquet");
+    write_parquet(
+        &dup,
+        &[("a", None, &[]), ("z", None, &[]), ("a", None, &[])],
+    );
+    let err = last_error(&spec(&dup), &any());
+    assert!(
+        matches!(
+            err,
+            DatasetError::DuplicateId {
+                first_line: 1,
+                line: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let mut s = spec(&dup);
+    s.limit = Some(2);
+    assert_eq!(ids(&docs(&s)), ["a", "z"]);
+
+    // The byte limit is judged on the footer's uncompressed size.
+    let tiny = ReadPolicy::new(
+        DatasetRoots::Any,
+        ReadLimits {
+            max_bytes: 10,
+            ..ReadLimits::default()
+        },
+    );
+    let err = DatasetReader::open(&spec(&path), &tiny).err().unwrap();
+    assert!(matches!(err, DatasetError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("after decompression"), "{err}");
+
+    // Not a Parquet file: said so, naming the file.
+    std::fs::write(&path, "{\"id\": 1}\n").unwrap();
+    let err = DatasetReader::open(&spec(&path), &any()).err().unwrap();
+    assert!(matches!(err, DatasetError::BadFile { .. }), "{err}");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "{}:1: cannot read the file as Parquet",
+            path.display()
+        )),
+        "{err}"
+    );
 }

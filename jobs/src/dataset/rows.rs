@@ -1,14 +1,16 @@
 //! A data file's rows in any format, before they are documents: each a
-//! JSON object with the line it starts on, or the reason it is not one. Errors that stop the file (it
-//! cannot be read, it is past a limit, its shape is wrong) are
-//! `DatasetError`s; a bad row is the caller's to fail or skip.
+//! JSON object with the line it starts on, or the reason it is not one.
+//! Errors that stop the file (it cannot be read, it is past a limit, its
+//! shape is wrong) are `DatasetError`s; a bad row is the caller's to fail
+//! or skip.
 
 use std::path::Path;
 
 use super::delimited::DelimitedRows;
 use super::error::DatasetError;
-use super::file::{BoundedLines, DataFile};
+use super::file::{open_checked, BoundedLines, DataFile};
 use super::json_array::ArrayRows;
+use super::parquet_rows::ParquetRows;
 use super::policy::ReadPolicy;
 use super::row::{is_blank, parse_object, RawRow};
 use crate::spec::DatasetFormat;
@@ -19,6 +21,7 @@ pub(super) enum Rows {
     Array(ArrayRows),
     /// Boxed: the csv reader's state is large.
     Delimited(Box<DelimitedRows>),
+    Parquet(Box<ParquetRows>),
 }
 
 impl Rows {
@@ -33,28 +36,35 @@ impl Rows {
     ) -> Result<Rows, DatasetError> {
         // Opened first: a file outside the roots or not a regular file is
         // refused as such, whatever its name.
-        let file = DataFile::open(path, policy)?;
+        let file = open_checked(path, policy)?;
         let format = format
             .or_else(|| DatasetFormat::from_path(path))
             .ok_or_else(|| DatasetError::UnknownFormat {
                 path: path.to_path_buf(),
             })?;
         let limits = policy.limits;
+        let text = |file| DataFile::from_file(path, file);
         Ok(match format {
             DatasetFormat::Jsonl => Rows::Lines(LineRows {
-                lines: BoundedLines::new(file, limits, bytes_before),
+                lines: BoundedLines::new(text(file)?, limits, bytes_before),
                 buf: Vec::new(),
             }),
-            DatasetFormat::Json => Rows::Array(ArrayRows::new(file, limits, bytes_before)),
+            DatasetFormat::Json => Rows::Array(ArrayRows::new(text(file)?, limits, bytes_before)),
             DatasetFormat::Csv => Rows::Delimited(Box::new(DelimitedRows::open(
-                file,
+                text(file)?,
                 b',',
                 limits,
                 bytes_before,
             )?)),
             DatasetFormat::Tsv => Rows::Delimited(Box::new(DelimitedRows::open(
-                file,
+                text(file)?,
                 b'\t',
+                limits,
+                bytes_before,
+            )?)),
+            DatasetFormat::Parquet => Rows::Parquet(Box::new(ParquetRows::open(
+                path,
+                file,
                 limits,
                 bytes_before,
             )?)),
@@ -67,6 +77,7 @@ impl Rows {
             Rows::Lines(rows) => rows.next_row(),
             Rows::Array(rows) => rows.next_row(),
             Rows::Delimited(rows) => rows.next_row(),
+            Rows::Parquet(rows) => rows.next_row(),
         }
     }
 
@@ -76,6 +87,7 @@ impl Rows {
             Rows::Lines(rows) => rows.lines.bytes(),
             Rows::Array(rows) => rows.bytes(),
             Rows::Delimited(rows) => rows.bytes(),
+            Rows::Parquet(rows) => rows.bytes(),
         }
     }
 }

@@ -18,15 +18,18 @@ pub enum DatasetFormat {
     Csv,
     /// Tab-separated values with a header row.
     Tsv,
+    /// Apache Parquet (never compressed as a whole file).
+    Parquet,
 }
 
 /// The extensions each format is known by, for inference and messages.
-const EXTENSIONS: [(&str, DatasetFormat); 5] = [
+const EXTENSIONS: [(&str, DatasetFormat); 6] = [
     ("jsonl", DatasetFormat::Jsonl),
     ("ndjson", DatasetFormat::Jsonl),
     ("json", DatasetFormat::Json),
     ("csv", DatasetFormat::Csv),
     ("tsv", DatasetFormat::Tsv),
+    ("parquet", DatasetFormat::Parquet),
 ];
 
 /// Extensions of a compressed file, looked past to find its format.
@@ -54,8 +57,8 @@ impl DatasetFormat {
 
     /// The formats and their extensions, for messages.
     pub fn known() -> &'static str {
-        "jsonl (.jsonl, .ndjson), json (.json: an array of objects), csv (.csv), tsv (.tsv); \
-         each optionally compressed (.gz, .zst)"
+        "jsonl (.jsonl, .ndjson), json (.json: an array of objects), csv (.csv), tsv (.tsv), \
+         each optionally compressed (.gz, .zst); parquet (.parquet)"
     }
 
     /// The name `format` takes in a job file.
@@ -65,6 +68,7 @@ impl DatasetFormat {
             DatasetFormat::Json => "json",
             DatasetFormat::Csv => "csv",
             DatasetFormat::Tsv => "tsv",
+            DatasetFormat::Parquet => "parquet",
         }
     }
 }
