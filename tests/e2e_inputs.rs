@@ -250,3 +250,83 @@ async fn models_and_temperatures_never_share_cache_entries() {
     assert_eq!(fake.stats().ok, 45);
     fake.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_files_and_folders_of_jsonl_shards_run_like_one_jsonl_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeOpenAi::start(FakeConfig::default()).await.unwrap();
+    let doc_ids = |home: &std::path::Path| -> Vec<String> {
+        read_lines(&home.join("results/e2e/samples.jsonl"))
+            .iter()
+            .map(|s| s["doc_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // CSV: the header names the fields; a quoted cell keeps its comma.
+    let csv = dir.path().join("qa.csv");
+    std::fs::write(
+        &csv,
+        "id,question,answer,subset\nc1,\"Two, words?\",2,even\nc2,Three?,3,odd\n",
+    )
+    .unwrap();
+    let job = write_job(dir.path(), &csv, &fake.base_url(), "");
+    let home = dir.path().join("home-csv");
+    let out = run_job(&job, &home, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(doc_ids(&home), ["c1", "c2"]);
+    let prompts: Vec<String> = fake.requests().into_iter().map(|r| r.prompt).collect();
+    assert!(prompts.iter().any(|p| p == "Two, words?"), "{prompts:?}");
+    assert_eq!(fake.stats().ok, 2);
+
+    // A bad CSV record: exit 2, naming the file and line, nothing sent.
+    std::fs::write(&csv, "id,question,answer,subset\nc1,Four?,4,even,extra\n").unwrap();
+    let out = run_job(&job, &home, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert_clean_failure(&out, &["qa.csv:2: expected 4 fields", "on_bad_row"]);
+    assert_eq!(fake.stats().total, 2);
+
+    // A folder of JSONL shards with the same ids in each: the ids name
+    // their shard, every document runs once.
+    let shards = dir.path().join("shards");
+    std::fs::create_dir_all(&shards).unwrap();
+    for (n, name) in ["test-00001.jsonl", "test-00000.jsonl.gz"]
+        .iter()
+        .enumerate()
+    {
+        let text = format!(
+            "{}\n{}\n",
+            serde_json::json!({"id": "a", "question": format!("shard {n} a"), "answer": "x", "subset": "s"}),
+            serde_json::json!({"id": "b", "question": format!("shard {n} b"), "answer": "x", "subset": "s"}),
+        );
+        let bytes = if name.ends_with(".gz") {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut gz, text.as_bytes()).unwrap();
+            gz.finish().unwrap()
+        } else {
+            text.into_bytes()
+        };
+        std::fs::write(shards.join(name), bytes).unwrap();
+    }
+    let job = write_job(dir.path(), &shards, &fake.base_url(), "");
+    let home = dir.path().join("home-shards");
+    let out = run_job(&job, &home, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        doc_ids(&home),
+        [
+            "test-00000.jsonl.gz/a",
+            "test-00000.jsonl.gz/b",
+            "test-00001.jsonl/a",
+            "test-00001.jsonl/b"
+        ]
+    );
+    assert_eq!(fake.stats().ok, 6);
+
+    // A glob of the same shards: the same documents, all cached now.
+    let job = write_job(dir.path(), &shards.join("test-*"), &fake.base_url(), "");
+    let out = run_job(&job, &home, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(doc_ids(&home).len(), 4);
+    assert_eq!(fake.stats().ok, 6, "the glob's documents were cached");
+    fake.shutdown().await;
+}

@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     std::fs::write(path, contents).unwrap();
     let spec = DatasetSpec {
         path: path.clone(),
-        format: DatasetFormat::Jsonl,
+        format: Some(DatasetFormat::Jsonl),
         limit: (options & 1 != 0).then_some(u64::from(options >> 4)),
         id_field: (options & 2 != 0).then(|| "id".to_string()),
         subset_field: (options & 4 != 0).then(|| "subject".to_string()),

@@ -75,11 +75,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "SHARDLINE_MAX_DOCS_PER_JOB",
           default_value_t = defaults::MAX_DOCS_PER_JOB, value_parser = value::big_limit())]
     pub max_docs_per_job: u64,
-    /// Most bytes read from one dataset or few-shot file.
+    /// Most bytes read from one dataset (all its files, decompressed) or
+    /// few-shot file.
     #[arg(long, value_name = "BYTES", env = "SHARDLINE_MAX_DATASET_BYTES",
           default_value_t = defaults::MAX_DATASET_BYTES, value_parser = value::big_limit())]
     pub max_dataset_bytes: u64,
-    /// Longest line (one document) of a dataset or few-shot file.
+    /// Longest line (one document; a CSV record, a JSON array's element) of
+    /// a dataset or few-shot file.
     #[arg(long, value_name = "BYTES", env = "SHARDLINE_MAX_LINE_BYTES",
           default_value_t = defaults::MAX_LINE_BYTES, value_parser = value::big_limit())]
     pub max_line_bytes: u64,

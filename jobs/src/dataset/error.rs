@@ -22,25 +22,50 @@ pub enum DatasetError {
     },
     /// Not a regular file: a device (`/dev/zero`), a pipe or a directory
     /// could be read forever or not at all.
-    #[error("{}: not a regular file; point it at a JSONL file", .path.display())]
+    #[error("{}: not a regular file; point dataset.path at a data file, a folder of them or a glob", .path.display())]
     NotAFile { path: PathBuf },
+    /// A file whose name says no known format, and no `format` in the spec.
+    #[error("{}: cannot tell the dataset format from the file name; known formats: {}; rename the file, or set `format` in [dataset] (\"jsonl\", \"json\", \"csv\", \"tsv\" or \"parquet\")", .path.display(), crate::spec::DatasetFormat::known())]
+    UnknownFormat { path: PathBuf },
+    /// A folder or glob that names no data file.
+    #[error("{}: {what}; point dataset.path at a data file, a folder of them or a glob such as data/test-*.jsonl", .path.display())]
+    NoFiles { path: PathBuf, what: String },
+    /// A folder or glob naming more files than one dataset may have.
+    #[error("{}: names more than {limit} files, the most one dataset may have; merge the files, or split the dataset into several jobs", .path.display())]
+    TooManyFiles { path: PathBuf, limit: usize },
+    /// A file whose whole shape is wrong (not a JSON array, a CSV without
+    /// a usable header, a corrupt compressed stream): no row can be read
+    /// past it.
+    #[error("{}:{line}: {reason}", .path.display())]
+    BadFile {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
     /// Outside the folders the reader may read from.
     #[error(transparent)]
     Outside(#[from] OutsideRoots),
-    /// A line longer than the limit: not a document, and reading it whole
-    /// would take unbounded memory.
-    #[error("{}:{line}: line longer than {limit} bytes; a document must fit in one line of at most that size (`--max-line-bytes`)", .path.display())]
+    /// A line (or a JSON array's element, or a CSV record) longer than the
+    /// limit: not a document, and reading it whole would take unbounded
+    /// memory.
+    #[error("{}:{line}: {} longer than {limit} bytes; a document must fit in at most that size (`--max-line-bytes`)", .path.display(), .unit)]
     LineTooLong {
         path: PathBuf,
         line: u64,
         limit: u64,
+        /// What was too long: "line", "array element", "record".
+        unit: &'static str,
     },
-    /// More bytes than one file may have read from it.
-    #[error("{}:{line}: more than {limit} bytes read from this file, the most one job may read (`--max-dataset-bytes`); set dataset.limit, or split the dataset into several jobs", .path.display())]
+    /// More bytes than one dataset may have read from it (decompressed
+    /// bytes, for a compressed file: a small file that inflates without
+    /// end is stopped here).
+    #[error("{}:{line}: more than {limit} bytes read from this dataset{}, the most one job may read (`--max-dataset-bytes`); set dataset.limit, or split the dataset into several jobs", .path.display(), if *.decompressed { " (counted after decompression)" } else { "" })]
     TooLarge {
         path: PathBuf,
         line: u64,
         limit: u64,
+        /// Whether the file is compressed.
+        decompressed: bool,
     },
     /// More documents than one job may plan.
     #[error("{}:{line}: more than {limit} documents, the most one job may have (`--max-docs-per-job`); set dataset.limit, or split the dataset into several jobs", .path.display())]
@@ -61,7 +86,7 @@ pub enum DatasetError {
     },
     /// A dataset without a single document: nothing to evaluate, and a
     /// metric over nothing is no score.
-    #[error("{}: no documents to evaluate{}; point dataset.path at a JSONL file with one JSON object per line", .path.display(), empty_detail(*.skipped, .first_skipped.as_deref()))]
+    #[error("{}: no documents to evaluate{}; point dataset.path at a file with at least one row", .path.display(), empty_detail(*.skipped, .first_skipped.as_deref()))]
     Empty {
         path: PathBuf,
         /// Rows skipped as bad (`on_bad_row = "skip"`).
@@ -90,7 +115,9 @@ impl DatasetError {
 
 fn empty_detail(skipped: u64, first: Option<&str>) -> String {
     match (skipped, first) {
-        (0, _) => " (the file is empty or holds only blank lines)".to_string(),
+        (0, _) => {
+            " (the file is empty or holds only blank lines, or a header and no row)".to_string()
+        }
         (n, Some(first)) => format!(
             " (all {n} rows were bad and skipped under `on_bad_row = \"skip\"`; the first: {first})"
         ),

@@ -1,7 +1,8 @@
 //! Refusing a dataset's duplicate document ids while it streams, in bounded
 //! memory: a set of 64-bit hashes of the ids seen so far and, when a hash
 //! comes round again, a re-read of the file for the line that first held
-//! that id.
+//! that id. (Documents of a dataset of several files have ids that name
+//! their file, so a duplicate is always within one file.)
 //!
 //! What it costs: 8 bytes per document, 10 to 21 with the hash table's
 //! slack (buckets of 8 bytes and a control byte, at most 7/8 full, doubling
@@ -19,9 +20,10 @@ use std::hash::BuildHasher;
 use std::path::Path;
 
 use super::error::DatasetError;
-use super::file::BoundedLines;
 use super::policy::ReadPolicy;
-use super::row::{is_blank, RowFields};
+use super::row::RowFields;
+use super::rows::Rows;
+use crate::spec::DatasetFormat;
 
 /// The ids of the documents read so far, as 64-bit hashes.
 pub(super) struct SeenIds {
@@ -46,26 +48,31 @@ impl SeenIds {
     }
 }
 
-/// The line of the first document of `path` before line `before` whose id
-/// is `id`, read again under `policy`; `None` when there is none (the two
-/// hashes collided, or the file changed while it was read).
+/// The line of the first document among the first `before` rows of `path`
+/// (read as `format`) whose id is `id`, read again under `policy`; `None` when
+/// there is none (the two hashes collided, or the file changed while it was
+/// read).
 pub(super) fn first_line_with_id(
     path: &Path,
+    format: Option<DatasetFormat>,
     policy: &ReadPolicy,
     fields: &RowFields,
     id: &str,
     before: u64,
 ) -> Result<Option<u64>, DatasetError> {
-    let mut lines = BoundedLines::open(path, policy)?;
-    let mut buf = Vec::new();
-    while lines.next_into(&mut buf)? && lines.line() < before {
-        if is_blank(&buf) {
-            continue;
-        }
+    let mut rows = Rows::open(path, format, policy, 0)?;
+    // Rows, not lines: a JSON array's elements may share one line.
+    let mut read = 0u64;
+    while read < before {
+        let Some(row) = rows.next_row() else { break };
+        let row = row?;
+        read += 1;
         // A bad row was skipped, not a document: its id does not count.
-        if let Ok(row) = fields.parse(&buf) {
-            if row.id.as_deref() == Some(id) {
-                return Ok(Some(lines.line()));
+        if let Ok(row_fields) = row.fields {
+            if let Ok(parsed) = fields.take(row_fields) {
+                if parsed.id.as_deref() == Some(id) {
+                    return Ok(Some(row.line));
+                }
             }
         }
     }

@@ -1,17 +1,26 @@
-//! A job's data files: the streaming JSONL dataset reader, the few-shot
-//! examples reader, and the policy that says where they may read (`roots`)
-//! and how much (`limits`). A job is untrusted input on a shared
+//! A job's data files: the streaming dataset reader (JSONL, JSON arrays,
+//! CSV and TSV, compressed or not, Parquet; one file or a folder or glob of them),
+//! the few-shot examples reader, and the policy that says where they may
+//! read (`roots`) and how much (`limits`). A job is untrusted input on a shared
 //! coordinator, so every file a job names is opened through that policy.
 
+mod delimited;
 mod error;
 mod examples;
 mod file;
+#[cfg(test)]
+mod format_tests;
+mod glob;
 mod ids;
+mod json_array;
 mod limits;
+mod parquet_rows;
 mod policy;
 mod reader;
 mod roots;
 mod row;
+mod rows;
+mod sources;
 #[cfg(test)]
 mod tests;
 

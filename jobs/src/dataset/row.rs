@@ -1,4 +1,4 @@
-//! One dataset line as a document: a JSON object whose id and subset are
+//! One dataset row as a document: a JSON object whose id and subset are
 //! read from the fields the spec names. Shared by the streaming reader and
 //! the re-scan that names the first line of a duplicate id.
 
@@ -11,6 +11,14 @@ pub(super) struct RowFields {
     pub subset_field: Option<String>,
 }
 
+/// One row of a data file, in any format.
+pub(super) struct RawRow {
+    /// 1-based line where the row starts.
+    pub line: u64,
+    /// The row's fields, or why it is a bad row.
+    pub fields: Result<Map<String, Value>, String>,
+}
+
 /// A row's parts, before it is numbered as a document.
 pub(super) struct Row {
     /// The `id_field` value as text; `None` when the spec names no field.
@@ -19,19 +27,25 @@ pub(super) struct Row {
     pub fields: Map<String, Value>,
 }
 
+/// Parses one JSON line (without judging blank lines: the caller skips
+/// them) as an object; the error is the reason the row is bad.
+pub(super) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not valid UTF-8: {e}"))?;
+    let value: Value =
+        serde_json::from_str(text.trim()).map_err(|e| format!("invalid JSON: {e}"))?;
+    match value {
+        Value::Object(fields) => Ok(fields),
+        other => Err(format!(
+            "expected a JSON object, found {}",
+            json_kind(&other)
+        )),
+    }
+}
+
 impl RowFields {
-    /// Parses one line (without judging blank lines: the caller skips
-    /// them); the error is the reason the row is bad.
-    pub(super) fn parse(&self, bytes: &[u8]) -> Result<Row, String> {
-        let text = std::str::from_utf8(bytes).map_err(|e| format!("not valid UTF-8: {e}"))?;
-        let value: Value =
-            serde_json::from_str(text.trim()).map_err(|e| format!("invalid JSON: {e}"))?;
-        let Value::Object(fields) = value else {
-            return Err(format!(
-                "expected a JSON object, found {}",
-                json_kind(&value)
-            ));
-        };
+    /// Reads a row's id and subset from its fields; the error is the reason
+    /// the row is bad.
+    pub(super) fn take(&self, fields: Map<String, Value>) -> Result<Row, String> {
         let id = match &self.id_field {
             Some(field) => Some(field_as_text(&fields, field, "id_field")?),
             None => None,

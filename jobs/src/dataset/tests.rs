@@ -48,7 +48,7 @@ fn devices_and_endless_lines_are_refused_not_read() {
 fn spec(path: &Path) -> DatasetSpec {
     DatasetSpec {
         path: path.to_path_buf(),
-        format: DatasetFormat::Jsonl,
+        format: Some(DatasetFormat::Jsonl),
         limit: None,
         id_field: Some("id".into()),
         subset_field: None,
@@ -159,12 +159,13 @@ fn a_hash_seen_twice_without_the_same_id_before_is_no_duplicate() {
         id_field: Some("id".into()),
         subset_field: None,
     };
-    let first = |id: &str, before: u64| {
-        super::ids::first_line_with_id(f.path(), &any(), &fields, id, before).unwrap()
+    let jsonl = Some(DatasetFormat::Jsonl);
+    let first = |id: &str, rows_before: u64| {
+        super::ids::first_line_with_id(f.path(), jsonl, &any(), &fields, id, rows_before).unwrap()
     };
-    assert_eq!(first("a", 3), Some(1));
-    assert_eq!(first("b", 2), None, "only lines before the one read count");
-    assert_eq!(first("c", 4), None);
+    assert_eq!(first("a", 2), Some(1));
+    assert_eq!(first("b", 1), None, "only rows before the one read count");
+    assert_eq!(first("c", 3), None);
 }
 
 #[test]

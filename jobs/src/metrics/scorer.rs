@@ -263,6 +263,7 @@ target = "{{{{ a }}}}"
         };
         Doc {
             index: 0,
+            path: std::sync::Arc::from(std::path::Path::new("data.jsonl")),
             line: 1,
             id: "x".into(),
             subset: Some("s".into()),

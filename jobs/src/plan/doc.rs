@@ -16,7 +16,7 @@ impl Planner {
     pub fn plan_doc(&self, doc: &Doc) -> Result<DocPlan, RenderError> {
         let row = Row {
             fields: &doc.fields,
-            location: format!("{}:{}", self.dataset_path.display(), doc.line),
+            location: doc.location(),
             id: doc.id.clone(),
         };
         let choices = self.eval_choices(&row, self.kind == TaskKind::MultipleChoice)?;

@@ -11,7 +11,6 @@ mod fewshot;
 mod templates;
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
 
 use minijinja::Environment;
 use serde_json::{Map, Value};
@@ -80,7 +79,6 @@ pub struct Planner {
     fewshot_turns: Vec<ChatMessage>,
     /// Text put before the prompt (prompt mode): examples and separator.
     fewshot_prefix: String,
-    dataset_path: PathBuf,
     /// Variables each template refers to, to name a missing one in errors.
     variables: HashMap<String, BTreeSet<String>>,
 }
@@ -158,7 +156,6 @@ impl Planner {
             turns,
             fewshot_turns: Vec::new(),
             fewshot_prefix: String::new(),
-            dataset_path: spec.dataset.path.clone(),
             variables,
         };
         if let Some(fewshot) = task.fewshot.as_ref().filter(|f| f.k > 0) {

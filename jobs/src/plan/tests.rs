@@ -14,6 +14,7 @@ fn doc(index: u64, json: &str) -> Doc {
     };
     Doc {
         index,
+        path: std::sync::Arc::from(Path::new("data.jsonl")),
         line: index + 1,
         id: format!("d{index}"),
         subset: None,
