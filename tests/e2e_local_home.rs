@@ -182,6 +182,17 @@ async fn status_results_and_cancel_read_the_local_home() {
         lines[1].starts_with("q0,0,even,\"[{\"\"role\"\":\"\"user\"\""),
         "{csv}"
     );
+    let mut parquet = args.to_vec();
+    parquet[5] = "parquet";
+    parquet.extend(["--output", table.to_str().unwrap()]);
+    let out = in_dir(dir.path(), &parquet);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(stderr(&out).contains("(10 rows)"), "{}", describe(&out));
+    let bytes = std::fs::read(table.join("samples.parquet")).unwrap();
+    assert!(
+        bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"),
+        "not a Parquet file"
+    );
 
     // Cancelling a finished job leaves it finished; an unknown id is
     // refused naming the home.

@@ -92,8 +92,9 @@ pub struct ResultsArgs {
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// Also write the per-sample table in this format beside
-    /// samples.jsonl: `csv` writes samples.csv, one row per document and
-    /// one column per metric (pandas: `pd.read_csv`). Needs --output.
+    /// samples.jsonl, one row per document and one column per metric:
+    /// `csv` writes samples.csv (pandas: `pd.read_csv`), `parquet` writes
+    /// samples.parquet (`pd.read_parquet`). Needs --output.
     #[arg(long, value_enum, default_value_t = SamplesFormat::Jsonl)]
     pub format: SamplesFormat,
 }
@@ -105,6 +106,8 @@ pub enum SamplesFormat {
     Jsonl,
     /// samples.jsonl and samples.csv.
     Csv,
+    /// samples.jsonl and samples.parquet.
+    Parquet,
 }
 
 #[derive(Args, Debug)]

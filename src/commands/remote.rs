@@ -242,10 +242,8 @@ pub async fn results(args: ResultsArgs) -> CmdResult {
             report
         }
     };
-    if let (Some(dir), SamplesFormat::Csv) = (&args.output, args.format) {
-        let (samples, table) = (dir.join("samples.jsonl"), dir.join(jobs::results::CSV_FILE));
-        let rows = jobs::results::write_csv(&samples, &table).map_err(anyhow::Error::from)?;
-        eprintln!("wrote {} ({rows} rows)", table.display());
+    if let Some(dir) = &args.output {
+        write_table(dir, args.format)?;
     }
     if args.output.is_some() {
         if let Some(usage) = report
@@ -307,6 +305,29 @@ pub async fn rescore(args: RescoreArgs) -> CmdResult {
         _ => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(missing_code(&report, &what))
+}
+
+/// The per-sample table `format` asks for, written from the folder's
+/// samples.jsonl.
+fn write_table(dir: &Path, format: SamplesFormat) -> Result<(), Failure> {
+    let samples = dir.join("samples.jsonl");
+    let (table, rows) = match format {
+        SamplesFormat::Jsonl => return Ok(()),
+        SamplesFormat::Csv => {
+            let table = dir.join(jobs::results::CSV_FILE);
+            (table.clone(), jobs::results::write_csv(&samples, &table))
+        }
+        SamplesFormat::Parquet => {
+            let table = dir.join(jobs::results::PARQUET_FILE);
+            (
+                table.clone(),
+                jobs::results::write_parquet(&samples, &table),
+            )
+        }
+    };
+    let rows = rows.map_err(anyhow::Error::from)?;
+    eprintln!("wrote {} ({rows} rows)", table.display());
+    Ok(())
 }
 
 async fn write_outputs<B: AsRef<[u8]>>(

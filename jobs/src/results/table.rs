@@ -1,5 +1,6 @@
-//! The per-sample table for spreadsheets and pandas: `samples.csv`, one row
-//! per document and one column per metric, written from `samples.jsonl`.
+//! The per-sample table for spreadsheets and pandas, one row per document
+//! and one column per metric, written from `samples.jsonl`: `samples.csv`
+//! here, `samples.parquet` in `parquet_table`.
 //!
 //! The table is derived from the JSONL file rather than built beside it, so
 //! it can be written for any results folder, local or downloaded, and
@@ -13,11 +14,11 @@ use std::path::{Path, PathBuf};
 
 use super::record::{SampleOutputs, SamplePrompt, SampleRecord};
 
-/// The table's file name beside `samples.jsonl`.
+/// The CSV table's file name beside `samples.jsonl`.
 pub const CSV_FILE: &str = "samples.csv";
 
 /// The columns before the metrics, in order.
-const LEADING: [&str; 9] = [
+pub(super) const LEADING: [&str; 9] = [
     "doc_id",
     "doc_index",
     "subset",
@@ -30,7 +31,7 @@ const LEADING: [&str; 9] = [
 ];
 
 /// The columns after the metrics, in order.
-const TRAILING: [&str; 3] = ["doc_hash", "prompt_hash", "target_hash"];
+pub(super) const TRAILING: [&str; 3] = ["doc_hash", "prompt_hash", "target_hash"];
 
 /// Why the table could not be written; each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -46,83 +47,148 @@ pub enum TableError {
         line: u64,
         message: String,
     },
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: csv::Error },
+    #[error("cannot write {path}: {message}")]
+    Write { path: PathBuf, message: String },
 }
 
-/// Writes `dest` (CSV, header first) from the `samples.jsonl` at `samples`;
-/// returns the number of rows. Columns: the document's id, index and
-/// subset, the prompt (its text, or the messages as a JSON array), the
-/// output (the text of a single sample; a JSON array for several samples or
-/// for per-choice log-likelihoods), target, choices (JSON), gold index,
-/// missing, one column per metric (empty where the document has no score),
+impl TableError {
+    pub(super) fn write(path: &Path, error: impl std::fmt::Display) -> TableError {
+        TableError::Write {
+            path: path.to_path_buf(),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// One document's cells. Columns: the document's id, index and subset,
+/// the prompt (its text, or the messages as a JSON array), the output (the
+/// text of a single sample; a JSON array for several samples or for
+/// per-choice log-likelihoods), target, choices (JSON), gold index,
+/// missing, one score per metric (none where the document has no score),
 /// then the hashes.
-pub fn write_csv(samples: &Path, dest: &Path) -> Result<u64, TableError> {
+pub(super) struct TableRow {
+    pub doc_id: String,
+    pub doc_index: u64,
+    pub subset: Option<String>,
+    pub prompt: String,
+    pub output: Option<String>,
+    pub target: Option<String>,
+    pub choices: Option<String>,
+    pub gold_index: Option<u64>,
+    pub missing: bool,
+    /// In the order of the metric names.
+    pub scores: Vec<Option<f64>>,
+    pub doc_hash: String,
+    pub prompt_hash: String,
+    pub target_hash: Option<String>,
+}
+
+impl TableRow {
+    fn of(record: SampleRecord, metrics: &BTreeSet<String>) -> TableRow {
+        let prompt = match &record.prompt {
+            SamplePrompt::Text(text) => text.clone(),
+            SamplePrompt::Messages(messages) => json(messages),
+        };
+        let output = match &record.outputs {
+            SampleOutputs::Generated(texts) if texts.len() == 1 => texts[0].clone(),
+            SampleOutputs::Generated(texts) => Some(json(texts)),
+            SampleOutputs::Loglikelihoods(choices) => Some(json(
+                &choices
+                    .iter()
+                    .map(|c| c.as_ref().map(|c| c.logprob))
+                    .collect::<Vec<_>>(),
+            )),
+        };
+        TableRow {
+            scores: metrics
+                .iter()
+                .map(|name| record.scores.get(name).copied())
+                .collect(),
+            choices: record.choices.as_ref().map(json),
+            gold_index: record.gold_index.map(|g| g as u64),
+            doc_id: record.doc_id,
+            doc_index: record.doc_index,
+            subset: record.subset,
+            prompt,
+            output,
+            target: record.target,
+            missing: record.missing,
+            doc_hash: record.doc_hash,
+            prompt_hash: record.prompt_hash,
+            target_hash: record.target_hash,
+        }
+    }
+
+    /// The cells as CSV text, in the header's order (empty for none).
+    fn to_csv(&self) -> Vec<String> {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        let mut cells = vec![
+            self.doc_id.clone(),
+            self.doc_index.to_string(),
+            text(&self.subset),
+            self.prompt.clone(),
+            text(&self.output),
+            text(&self.target),
+            text(&self.choices),
+            self.gold_index.map(|g| g.to_string()).unwrap_or_default(),
+            self.missing.to_string(),
+        ];
+        cells.extend(
+            self.scores
+                .iter()
+                .map(|s| s.map(|s| s.to_string()).unwrap_or_default()),
+        );
+        cells.extend([
+            self.doc_hash.clone(),
+            self.prompt_hash.clone(),
+            text(&self.target_hash),
+        ]);
+        cells
+    }
+}
+
+/// The metric names of the samples at `path`, sorted: the table's metric
+/// columns.
+pub(super) fn metric_names(path: &Path) -> Result<BTreeSet<String>, TableError> {
     let mut metrics = BTreeSet::new();
-    for_each_record(samples, |record| {
+    for_each_record(path, |record| {
         metrics.extend(record.scores.keys().cloned());
         Ok(())
     })?;
-    let write_error = |source| TableError::Write {
-        path: dest.to_path_buf(),
-        source,
-    };
-    let mut out = csv::Writer::from_path(dest).map_err(write_error)?;
+    Ok(metrics)
+}
+
+/// Calls `each` with every row of the samples at `path`, in order, until
+/// it fails.
+pub(super) fn for_each_row(
+    path: &Path,
+    metrics: &BTreeSet<String>,
+    mut each: impl FnMut(TableRow) -> Result<(), TableError>,
+) -> Result<(), TableError> {
+    for_each_record(path, |record| each(TableRow::of(record, metrics)))
+}
+
+/// Writes `dest` (CSV, header first) from the `samples.jsonl` at `samples`;
+/// returns the number of rows.
+pub fn write_csv(samples: &Path, dest: &Path) -> Result<u64, TableError> {
+    let metrics = metric_names(samples)?;
+    let mut out = csv::Writer::from_path(dest).map_err(|e| TableError::write(dest, e))?;
     let header = LEADING
         .iter()
         .copied()
         .chain(metrics.iter().map(String::as_str))
         .chain(TRAILING.iter().copied());
-    out.write_record(header).map_err(write_error)?;
+    out.write_record(header)
+        .map_err(|e| TableError::write(dest, e))?;
     let mut rows = 0;
-    for_each_record(samples, |record| {
-        out.write_record(row(&record, &metrics))
-            .map_err(write_error)?;
+    for_each_row(samples, &metrics, |row| {
+        out.write_record(row.to_csv())
+            .map_err(|e| TableError::write(dest, e))?;
         rows += 1;
         Ok(())
     })?;
-    out.flush().map_err(|e| write_error(csv::Error::from(e)))?;
+    out.flush().map_err(|e| TableError::write(dest, e))?;
     Ok(rows)
-}
-
-/// One document's cells, in the header's order.
-fn row(record: &SampleRecord, metrics: &BTreeSet<String>) -> Vec<String> {
-    let prompt = match &record.prompt {
-        SamplePrompt::Text(text) => text.clone(),
-        SamplePrompt::Messages(messages) => json(messages),
-    };
-    let output = match &record.outputs {
-        SampleOutputs::Generated(texts) if texts.len() == 1 => texts[0].clone().unwrap_or_default(),
-        SampleOutputs::Generated(texts) => json(texts),
-        SampleOutputs::Loglikelihoods(choices) => json(
-            &choices
-                .iter()
-                .map(|c| c.as_ref().map(|c| c.logprob))
-                .collect::<Vec<_>>(),
-        ),
-    };
-    let mut cells = vec![
-        record.doc_id.clone(),
-        record.doc_index.to_string(),
-        record.subset.clone().unwrap_or_default(),
-        prompt,
-        output,
-        record.target.clone().unwrap_or_default(),
-        record.choices.as_ref().map(json).unwrap_or_default(),
-        record.gold_index.map(|g| g.to_string()).unwrap_or_default(),
-        record.missing.to_string(),
-    ];
-    cells.extend(metrics.iter().map(|name| {
-        record
-            .scores
-            .get(name)
-            .map(|score| score.to_string())
-            .unwrap_or_default()
-    }));
-    cells.push(record.doc_hash.clone());
-    cells.push(record.prompt_hash.clone());
-    cells.push(record.target_hash.clone().unwrap_or_default());
-    cells
 }
 
 fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
@@ -157,7 +223,7 @@ fn for_each_record(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::results::ChoiceLoglikelihood;
     use crate::ChatMessage;
@@ -181,20 +247,10 @@ mod tests {
         }
     }
 
-    fn write_samples(dir: &Path, records: &[SampleRecord]) -> PathBuf {
-        let path = dir.join("samples.jsonl");
-        let mut text = String::new();
-        for r in records {
-            text.push_str(&serde_json::to_string(r).unwrap());
-            text.push('\n');
-        }
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    #[test]
-    fn one_row_per_document_and_one_column_per_metric() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A `samples.jsonl` in `dir` with three documents: chat messages with
+    /// commas, quotes and a newline scored by two metrics; two samples, one
+    /// missing, scored by one; a missing multiple-choice document.
+    pub(in crate::results) fn three_samples(dir: &Path) -> PathBuf {
         let mut chat = record(
             "q1",
             SamplePrompt::Messages(vec![ChatMessage {
@@ -211,6 +267,7 @@ mod tests {
             SamplePrompt::Text("2+2=".into()),
             SampleOutputs::Generated(vec![Some("4".into()), None]),
         );
+        sampled.doc_index = 1;
         sampled.scores.insert("exact_match".into(), 1.0);
         let mut missing = record(
             "q3",
@@ -223,10 +280,24 @@ mod tests {
                 None,
             ]),
         );
+        missing.doc_index = 2;
         missing.missing = true;
         missing.choices = Some(vec!["a".into(), "b".into()]);
         missing.gold_index = Some(1);
-        let samples = write_samples(dir.path(), &[chat, sampled, missing]);
+        let path = dir.join("samples.jsonl");
+        let mut text = String::new();
+        for r in [chat, sampled, missing] {
+            text.push_str(&serde_json::to_string(&r).unwrap());
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn one_row_per_document_and_one_column_per_metric() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples = three_samples(dir.path());
         let dest = dir.path().join(CSV_FILE);
         assert_eq!(write_csv(&samples, &dest).unwrap(), 3);
 
