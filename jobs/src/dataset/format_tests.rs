@@ -776,3 +776,33 @@ fn parquet_rows_are_documents_with_lists_as_arrays() {
         "{err}"
     );
 }
+
+#[test]
+fn a_damaged_parquet_file_is_an_error_never_a_panic() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.parquet");
+    let rows: Vec<(String, Option<i64>)> = (0..50).map(|i| (format!("id{i}"), Some(i))).collect();
+    let rows: Vec<(&str, Option<i64>, &[&str])> = rows
+        .iter()
+        .map(|(id, n)| (id.as_str(), *n, &["a", "b"][..]))
+        .collect();
+    write_parquet(&good, &rows);
+    let bytes = std::fs::read(&good).unwrap();
+    let path = dir.path().join("bad.parquet");
+    let mut rng = StdRng::seed_from_u64(58);
+    for _ in 0..300 {
+        let mut damaged = bytes.clone();
+        for _ in 0..rng.random_range(1..4) {
+            let at = rng.random_range(4..damaged.len() - 8);
+            damaged[at] = rng.random();
+        }
+        std::fs::write(&path, &damaged).unwrap();
+        let mut s = spec(&path);
+        s.on_bad_row = OnBadRow::Skip;
+        if let Ok(reader) = DatasetReader::open(&s, &any()) {
+            assert!(reader.count() <= 51);
+        }
+    }
+}

@@ -4,6 +4,10 @@
 //! as objects, dates, times and decimals as text. A row's "line" is its
 //! 1-based row number.
 //!
+//! The parquet crate is not known never to panic on a malformed file, so
+//! its calls run under `catch_unwind`: a panic there is this file's
+//! error, not the planner's crash.
+//!
 //! Memory: the reader holds a page of each column at a time, not the file.
 //! The byte limit is judged before any row is read, on the uncompressed
 //! size the file's footer gives for its row groups; a row longer than
@@ -12,6 +16,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use parquet::errors::ParquetError;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::reader::RowIter;
 use parquet::record::{Field, Row};
@@ -45,7 +50,8 @@ impl ParquetRows {
             line: 1,
             reason,
         };
-        let reader = SerializedFileReader::new(file)
+        let reader = guarded(|| SerializedFileReader::new(file))
+            .and_then(|read| read.map_err(|e| e.to_string()))
             .map_err(|e| bad_file(format!("cannot read the file as Parquet: {e}")))?;
         let size: u64 = reader
             .metadata()
@@ -80,13 +86,16 @@ impl ParquetRows {
         if self.done {
             return None;
         }
-        let Some(row) = self.rows.next() else {
+        let rows = &mut self.rows;
+        let Some(row) =
+            guarded(|| rows.next()).unwrap_or_else(|e| Some(Err(ParquetError::General(e))))
+        else {
             self.done = true;
             return None;
         };
         self.read += 1;
         let line = self.read;
-        let row = match row {
+        let row = match row.map_err(|e| e.to_string()) {
             Ok(row) => row,
             Err(e) => {
                 self.done = true;
@@ -112,6 +121,18 @@ impl ParquetRows {
         }
         Some(Ok(RawRow { line, fields }))
     }
+}
+
+/// Runs a call into the parquet crate; a panic becomes an error.
+fn guarded<T>(call: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).map_err(|panic| {
+        let text = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        format!("the Parquet reader failed on this file ({text}); is it a valid Parquet file?")
+    })
 }
 
 /// A row as a JSON object keyed by its columns.
