@@ -412,6 +412,9 @@ fn shards(dir: &Path) {
     std::fs::write(dir.join("test-00003.csv"), "id,q\nx,4\n").unwrap();
     std::fs::write(dir.join(".hidden.jsonl"), "nope\n").unwrap();
     std::fs::write(dir.join("README.md"), "# not data\n").unwrap();
+    // What `datasets` writes beside the data: not rows.
+    std::fs::write(dir.join("dataset_info.json"), "{\"features\": {}}\n").unwrap();
+    std::fs::write(dir.join("state.json"), "{\"_split\": \"test\"}\n").unwrap();
 }
 
 #[test]

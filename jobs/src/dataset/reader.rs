@@ -34,7 +34,8 @@ pub struct Doc {
     /// 1-based line in the file where the row starts.
     pub line: u64,
     /// The `id_field` value as text, or the document's number; prefixed
-    /// with its file's name (`name/id`) when the dataset has several files.
+    /// with its file's name (`name/id`) when the dataset's path is a folder
+    /// or a glob, however many files it holds.
     pub id: String,
     /// The `subset_field` value as text, when the spec names one.
     pub subset: Option<String>,

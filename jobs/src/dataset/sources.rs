@@ -1,10 +1,10 @@
 //! The files a dataset's `path` names: one file; a folder's data files
 //! (those whose extension names a format, or the spec's `format`), in name
-//! order, hidden files left out; or a glob's matches (`data/test-*.jsonl`,
-//! `shards/*/test.csv`), in path order. A folder or glob is judged against
-//! the dataset roots before it is listed, and a folder below it that leads
-//! outside them is not listed; every file is checked again when it is
-//! opened.
+//! order, hidden files and Hugging Face's metadata files left out; or a
+//! glob's matches (`data/test-*.jsonl`, `shards/*/test.csv`), in path order.
+//! A folder or glob is judged against the dataset roots before it is
+//! listed, and a folder below it that leads outside them is not listed;
+//! every file is checked again when it is opened.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -56,6 +56,16 @@ fn is_hidden(name: &str) -> bool {
     name.starts_with('.')
 }
 
+/// Files `datasets` writes beside the data (`save_to_disk`, the Hub's
+/// repositories): JSON, but about the dataset, not rows of it. A folder
+/// read whole skips them; a glob or a single path still reads them.
+const METADATA_FILES: [&str; 4] = [
+    "dataset_info.json",
+    "dataset_infos.json",
+    "dataset_dict.json",
+    "state.json",
+];
+
 fn list_folder(dir: &Path, format: Option<DatasetFormat>) -> Result<Vec<Source>, DatasetError> {
     let entries = std::fs::read_dir(dir).map_err(|source| DatasetError::Open {
         path: dir.to_path_buf(),
@@ -74,7 +84,11 @@ fn list_folder(dir: &Path, format: Option<DatasetFormat>) -> Result<Vec<Source>,
         let Some(its_format) = DatasetFormat::from_path(&path) else {
             continue;
         };
-        if is_hidden(&name) || format.is_some_and(|f| f != its_format) || !path.is_file() {
+        if is_hidden(&name)
+            || METADATA_FILES.contains(&name.as_str())
+            || format.is_some_and(|f| f != its_format)
+            || !path.is_file()
+        {
             continue;
         }
         if found.len() >= MAX_DATASET_FILES {
@@ -90,11 +104,12 @@ fn list_folder(dir: &Path, format: Option<DatasetFormat>) -> Result<Vec<Source>,
             path: dir.to_path_buf(),
             what: match format {
                 Some(f) => format!(
-                    "a folder without a .{} file (hidden files are left out)",
+                    "a folder without a .{} file (hidden and metadata files are left out)",
                     f.name()
                 ),
                 None => format!(
-                    "a folder without a data file (hidden files are left out; known formats: {})",
+                    "a folder without a data file (hidden and metadata files are left out; \
+                     known formats: {})",
                     DatasetFormat::known()
                 ),
             },
