@@ -217,7 +217,7 @@ fn write_optional_text(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::table::tests::three_samples;
+    use crate::results::table::tests::{three_samples, THREE_SAMPLES_HEADER};
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::record::Field;
 
@@ -236,25 +236,7 @@ mod tests {
             .map(|row| row.unwrap().into_columns())
             .collect();
         let names: Vec<&str> = rows[0].iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "doc_id",
-                "doc_index",
-                "subset",
-                "prompt",
-                "output",
-                "target",
-                "choices",
-                "gold_index",
-                "missing",
-                "exact_match",
-                "f1",
-                "doc_hash",
-                "prompt_hash",
-                "target_hash"
-            ]
-        );
+        assert_eq!(names, THREE_SAMPLES_HEADER);
         let cell = |row: usize, col: usize| rows[row][col].1.clone();
         assert_eq!(cell(0, 0), Field::Str("q1".into()));
         assert_eq!(cell(1, 1), Field::Long(1));

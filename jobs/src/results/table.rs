@@ -247,6 +247,24 @@ pub(super) mod tests {
         }
     }
 
+    /// The table's columns for [`three_samples`], spelled out.
+    pub(in crate::results) const THREE_SAMPLES_HEADER: [&str; 14] = [
+        "doc_id",
+        "doc_index",
+        "subset",
+        "prompt",
+        "output",
+        "target",
+        "choices",
+        "gold_index",
+        "missing",
+        "exact_match",
+        "f1",
+        "doc_hash",
+        "prompt_hash",
+        "target_hash",
+    ];
+
     /// A `samples.jsonl` in `dir` with three documents: chat messages with
     /// commas, quotes and a newline scored by two metrics; two samples, one
     /// missing, scored by one; a missing multiple-choice document.
@@ -303,25 +321,7 @@ pub(super) mod tests {
 
         let mut reader = csv::Reader::from_path(&dest).unwrap();
         let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
-        assert_eq!(
-            header,
-            [
-                "doc_id",
-                "doc_index",
-                "subset",
-                "prompt",
-                "output",
-                "target",
-                "choices",
-                "gold_index",
-                "missing",
-                "exact_match",
-                "f1",
-                "doc_hash",
-                "prompt_hash",
-                "target_hash"
-            ]
-        );
+        assert_eq!(header, THREE_SAMPLES_HEADER);
         let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
         assert_eq!(rows.len(), 3);
         // Commas, quotes and newlines survive the round trip.
