@@ -23,6 +23,11 @@ use super::row::RawRow;
 /// The csv reader's buffer: bytes it may have read past a record's end.
 const CSV_BUFFER: usize = 64 * 1024;
 
+/// Columns a header may name: every record repeats the names in its
+/// document, so a header of millions of columns would make each row a
+/// document of hundreds of MB. Real eval tables have tens.
+const MAX_COLUMNS: usize = 10_000;
+
 /// Which limit a read went past.
 #[derive(Clone, Copy)]
 enum Exceeded {
@@ -119,7 +124,18 @@ impl DelimitedRows {
         let raw = self.reader.byte_headers().cloned();
         let raw = raw.map_err(|e| self.csv_error(e))?;
         self.reader.get_mut().since_record = 0;
+        if raw.len() > MAX_COLUMNS {
+            return Err(self.bad_file(
+                1,
+                format!(
+                    "the header row has {} columns, more than {MAX_COLUMNS}; is the delimiter \
+                     right (`format = \"csv\"` or `\"tsv\"`)?",
+                    raw.len()
+                ),
+            ));
+        }
         let mut names: Vec<String> = Vec::with_capacity(raw.len());
+        let mut seen = std::collections::HashSet::with_capacity(raw.len());
         for (i, name) in raw.iter().enumerate() {
             let name = std::str::from_utf8(name).map_err(|_| {
                 self.bad_file(1, format!("header field {} is not valid UTF-8", i + 1))
@@ -129,7 +145,7 @@ impl DelimitedRows {
             } else {
                 name
             };
-            if names.iter().any(|n| n == name) {
+            if !seen.insert(name) {
                 return Err(self.bad_file(
                     1,
                     format!("the header row names `{name}` twice; every column needs its own name"),

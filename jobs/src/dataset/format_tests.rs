@@ -594,6 +594,24 @@ fn folders_and_globs_stay_inside_the_roots() {
     let err = read.into_iter().find_map(Result::err).unwrap();
     assert!(matches!(err, DatasetError::Outside(_)), "{err}");
     assert!(err.to_string().contains("test-00009.jsonl"), "{err}");
+    // Past a wildcard only names: `*/..` would list one file once per
+    // folder, and hide where it leads.
+    let err = open(root.join("*/../data/test-00001.jsonl")).err().unwrap();
+    assert!(
+        matches!(err, DatasetError::NoFiles { .. })
+            && err.to_string().contains("after its first wildcard"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_csv_header_of_too_many_columns_is_refused_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide.csv");
+    let header: Vec<String> = (0..20_000).map(|i| format!("c{i}")).collect();
+    std::fs::write(&path, format!("{}\n", header.join(","))).unwrap();
+    let err = DatasetReader::open(&spec(&path), &any()).err().unwrap();
+    assert!(err.to_string().contains("more than 10000"), "{err}");
 }
 
 #[test]
@@ -766,6 +784,39 @@ fn parquet_rows_are_documents_with_lists_as_arrays() {
     let err = DatasetReader::open(&spec(&path), &tiny).err().unwrap();
     assert!(matches!(err, DatasetError::TooLarge { .. }), "{err}");
     assert!(err.to_string().contains("after decompression"), "{err}");
+
+    // ... then on every row as its JSON form, since the footer's figure is
+    // the file's own word and run-length pages decode many rows from few
+    // bytes.
+    let long = dir.path().join("long.parquet");
+    let names: Vec<String> = (0..200).map(|i| format!("row-{i:04}")).collect();
+    let rows: Vec<(&str, Option<i64>, &[&str])> = names
+        .iter()
+        .map(|n| (n.as_str(), Some(7), &["same", "choices"][..]))
+        .collect();
+    write_parquet(&long, &rows);
+    let declared: u64 = {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let reader = SerializedFileReader::new(std::fs::File::open(&long).unwrap()).unwrap();
+        reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.total_byte_size() as u64)
+            .sum()
+    };
+    let rows_count = ReadPolicy::new(
+        DatasetRoots::Any,
+        ReadLimits {
+            max_bytes: declared + 500,
+            ..ReadLimits::default()
+        },
+    );
+    let err = last_error(&spec(&long), &rows_count);
+    assert!(
+        matches!(err, DatasetError::TooLarge { line, .. } if line > 1 && line < 200),
+        "{err}"
+    );
 
     // Not a Parquet file: said so, naming the file.
     std::fs::write(&path, "{\"id\": 1}\n").unwrap();

@@ -8,9 +8,11 @@
 //! its calls run under `catch_unwind`: a panic there is this file's
 //! error, not the planner's crash.
 //!
-//! Memory: the reader holds a page of each column at a time, not the file.
-//! The byte limit is judged before any row is read, on the uncompressed
-//! size the file's footer gives for its row groups; a row longer than
+//! Memory: the reader holds a page of each column at a time, not the file,
+//! but page sizes are what the file declares: a crafted file can make the
+//! crate allocate large buffers (docs/security.md). The byte limit is
+//! judged before any row is read on the uncompressed size the footer
+//! declares, then on every row as its JSON form; a row longer than
 //! `max_line_bytes` (as JSON) stops the file.
 
 use std::fs::File;
@@ -106,18 +108,35 @@ impl ParquetRows {
                 }));
             }
         };
-        let fields = row_fields(&row);
-        if let Ok(fields) = &fields {
-            let size = serde_json::to_vec(fields).map_or(0, |json| json.len()) as u64;
-            if size > self.limits.max_line_bytes {
-                self.done = true;
-                return Some(Err(DatasetError::LineTooLong {
-                    path: self.path.clone(),
-                    line,
-                    limit: self.limits.max_line_bytes,
-                    unit: "row",
-                }));
-            }
+        // The crate's text for some values panics (dates and timestamps out
+        // of chrono's range, a decimal whose scale equals its precision):
+        // such a row is a bad row, not the planner's crash.
+        let fields = guarded(|| row_fields(&row)).unwrap_or_else(Err);
+        // Each row counts in the byte limit as its JSON form, so rows that
+        // decode from a few bytes on disk (run-length pages) still meet the
+        // limit, as lines of a text file do; a bad row counts one byte.
+        let size = match &fields {
+            Ok(fields) => serde_json::to_vec(fields).map_or(0, |json| json.len()) as u64,
+            Err(_) => 1,
+        };
+        if size > self.limits.max_line_bytes {
+            self.done = true;
+            return Some(Err(DatasetError::LineTooLong {
+                path: self.path.clone(),
+                line,
+                limit: self.limits.max_line_bytes,
+                unit: "row",
+            }));
+        }
+        self.bytes = self.bytes.saturating_add(size);
+        if self.bytes > self.limits.max_bytes {
+            self.done = true;
+            return Some(Err(DatasetError::TooLarge {
+                path: self.path.clone(),
+                line,
+                limit: self.limits.max_bytes,
+                decompressed: true,
+            }));
         }
         Some(Ok(RawRow { line, fields }))
     }

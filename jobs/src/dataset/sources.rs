@@ -126,6 +126,20 @@ fn list_glob(pattern: &Path, policy: &ReadPolicy) -> Result<Vec<Source>, Dataset
         .iter()
         .position(|c| glob::is_pattern(&c.as_os_str().to_string_lossy()))
         .unwrap_or(parts.len());
+    // `data/*/../x` would list `x` once per folder, and past a wildcard the
+    // roots check cannot see where `..` leads: only names there (`.` never
+    // reaches here: `components` drops it). Before the wildcard, the fixed
+    // part is resolved and checked as a whole.
+    if parts[fixed_len..]
+        .iter()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err(DatasetError::NoFiles {
+            path: pattern.to_path_buf(),
+            what: "a glob with `..` after its first wildcard; write that part without it"
+                .to_string(),
+        });
+    }
     let base: PathBuf = parts[..fixed_len].iter().collect();
     let base = if base.as_os_str().is_empty() {
         PathBuf::from(".")

@@ -18,7 +18,9 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::{SerializedColumnWriter, SerializedFileWriter};
 use parquet::schema::types::Type;
 
-use super::table::{for_each_row, metric_names, TableError, TableRow, LEADING, TRAILING};
+use super::table::{
+    for_each_row, metric_column, metric_names, TableError, TableRow, LEADING, TRAILING,
+};
 
 /// The Parquet table's file name beside `samples.jsonl`.
 pub const PARQUET_FILE: &str = "samples.parquet";
@@ -85,7 +87,7 @@ fn schema(metrics: &BTreeSet<String>) -> parquet::errors::Result<Arc<Type>> {
         of(missing, PhysicalType::BOOLEAN, REQUIRED)?,
     ];
     for metric in metrics {
-        fields.push(of(metric, PhysicalType::DOUBLE, OPTIONAL)?);
+        fields.push(of(&metric_column(metric), PhysicalType::DOUBLE, OPTIONAL)?);
     }
     let [doc_hash, prompt_hash, target_hash] = TRAILING;
     fields.extend([

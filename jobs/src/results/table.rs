@@ -147,6 +147,17 @@ impl TableRow {
     }
 }
 
+/// The column of metric `name`: its name, or `metric:NAME` where a metric
+/// is named like one of the other columns (`target`, `missing`, ...), so
+/// that no two columns share a name.
+pub(super) fn metric_column(name: &str) -> String {
+    if LEADING.contains(&name) || TRAILING.contains(&name) {
+        format!("metric:{name}")
+    } else {
+        name.to_string()
+    }
+}
+
 /// The metric names of the samples at `path`, sorted: the table's metric
 /// columns.
 pub(super) fn metric_names(path: &Path) -> Result<BTreeSet<String>, TableError> {
@@ -175,9 +186,9 @@ pub fn write_csv(samples: &Path, dest: &Path) -> Result<u64, TableError> {
     let mut out = csv::Writer::from_path(dest).map_err(|e| TableError::write(dest, e))?;
     let header = LEADING
         .iter()
-        .copied()
-        .chain(metrics.iter().map(String::as_str))
-        .chain(TRAILING.iter().copied());
+        .map(|c| c.to_string())
+        .chain(metrics.iter().map(|m| metric_column(m)))
+        .chain(TRAILING.iter().map(|c| c.to_string()));
     out.write_record(header)
         .map_err(|e| TableError::write(dest, e))?;
     let mut rows = 0;
@@ -341,6 +352,22 @@ pub(super) mod tests {
         assert_eq!(&rows[2][6], r#"["a","b"]"#);
         assert_eq!((&rows[2][7], &rows[2][8]), ("1", "true"));
         assert_eq!((&rows[2][9], &rows[2][10]), ("", ""));
+    }
+
+    #[test]
+    fn a_metric_named_like_a_column_gets_its_own_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples = three_samples(dir.path());
+        let text = std::fs::read_to_string(&samples)
+            .unwrap()
+            .replace("\"f1\"", "\"target\"");
+        std::fs::write(&samples, text).unwrap();
+        let dest = dir.path().join(CSV_FILE);
+        write_csv(&samples, &dest).unwrap();
+        let mut reader = csv::Reader::from_path(&dest).unwrap();
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(header[5], "target");
+        assert_eq!(header[10], "metric:target");
     }
 
     #[test]
