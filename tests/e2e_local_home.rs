@@ -78,10 +78,13 @@ async fn each_run_keeps_its_results_and_a_cached_rerun_says_what_it_reused() {
 
     // Everything cached: the run says so, with what the outputs cost when
     // they were made, not "tokens: 0 prompt" as if nothing was evaluated.
+    // Asked for, the per-sample table lands in the run's folder.
     let sent = fake.stats().total;
-    let out = run_job(&job, &home, &[]);
+    let out = run_job(&job, &home, &["--format", "csv"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(fake.stats().total, sent);
+    let table = std::fs::read_to_string(results.join("latest/samples.csv")).unwrap();
+    assert_eq!(table.lines().count(), 21, "{table}");
     let err = stderr(&out);
     assert!(
         err.contains(

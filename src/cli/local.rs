@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
 use super::provenance::Provenance;
+use super::remote::SamplesFormat;
 use super::settings::ConfigArg;
 use super::value;
 use crate::config::{defaults, ClientFlags, Given};
@@ -43,6 +44,11 @@ pub struct RunArgs {
     /// `<home>/results/<job name>`.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Also write the per-sample table beside samples.jsonl, one row per
+    /// document and one column per metric: `csv` (samples.csv) or
+    /// `parquet` (samples.parquet).
+    #[arg(long, value_enum, default_value_t = SamplesFormat::Jsonl)]
+    pub format: SamplesFormat,
     /// No progress bar (also off when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,

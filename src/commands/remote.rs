@@ -17,6 +17,7 @@ use super::home::write_json;
 use super::job_file::load_spec;
 use super::job_source::{local_home, JobSource};
 use super::local_results::local_report;
+use super::results::write_table;
 use super::signal::interrupted;
 use crate::cli::{
     CancelArgs, ConfigArg, LocalHomeArgs, RemoteArgs, RescoreArgs, ResultsArgs, SamplesFormat,
@@ -305,29 +306,6 @@ pub async fn rescore(args: RescoreArgs) -> CmdResult {
         _ => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(missing_code(&report, &what))
-}
-
-/// The per-sample table `format` asks for, written from the folder's
-/// samples.jsonl.
-fn write_table(dir: &Path, format: SamplesFormat) -> Result<(), Failure> {
-    let samples = dir.join("samples.jsonl");
-    let (table, rows) = match format {
-        SamplesFormat::Jsonl => return Ok(()),
-        SamplesFormat::Csv => {
-            let table = dir.join(jobs::results::CSV_FILE);
-            (table.clone(), jobs::results::write_csv(&samples, &table))
-        }
-        SamplesFormat::Parquet => {
-            let table = dir.join(jobs::results::PARQUET_FILE);
-            (
-                table.clone(),
-                jobs::results::write_parquet(&samples, &table),
-            )
-        }
-    };
-    let rows = rows.map_err(anyhow::Error::from)?;
-    eprintln!("wrote {} ({rows} rows)", table.display());
-    Ok(())
 }
 
 async fn write_outputs<B: AsRef<[u8]>>(

@@ -1,6 +1,7 @@
 //! Writing a job's results: scores from the cache, `samples.jsonl`,
 //! `metrics.json` and (when outputs are missing) `missing.jsonl` in the
-//! run's results folder (`run_dir`), the metrics table on stdout.
+//! run's results folder (`run_dir`), the per-sample table when asked for
+//! (`samples.csv`, `samples.parquet`), the metrics table on stdout.
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use jobs::JobSpec;
 use super::failure::{coordinator_failure, CmdResult, Failure};
 use super::home::write_json;
 use super::run_dir::{ResultsDir, MISSING_FILE};
+use crate::cli::SamplesFormat;
 use crate::exit;
 
 /// A job scored into its results folder.
@@ -116,6 +118,29 @@ pub async fn write_results(
 ) -> CmdResult {
     let scored = score(coordinator, spec, dest).await?;
     Ok(report(&scored, spec, retry))
+}
+
+/// The per-sample table `format` asks for, written from the folder's
+/// samples.jsonl.
+pub fn write_table(dir: &Path, format: SamplesFormat) -> Result<(), Failure> {
+    let samples = dir.join("samples.jsonl");
+    let (table, rows) = match format {
+        SamplesFormat::Jsonl => return Ok(()),
+        SamplesFormat::Csv => {
+            let table = dir.join(jobs::results::CSV_FILE);
+            (table.clone(), jobs::results::write_csv(&samples, &table))
+        }
+        SamplesFormat::Parquet => {
+            let table = dir.join(jobs::results::PARQUET_FILE);
+            (
+                table.clone(),
+                jobs::results::write_parquet(&samples, &table),
+            )
+        }
+    };
+    let rows = rows.map_err(anyhow::Error::from)?;
+    eprintln!("wrote {} ({rows} rows)", table.display());
+    Ok(())
 }
 
 fn create(path: &Path) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {

@@ -11,7 +11,7 @@ use jobs::JobSpec;
 use super::failure::{client_failure, job_failed, CmdResult, Failure};
 use super::home::Home;
 use super::job_file::{check_ca_cert, load_spec, read_policy};
-use super::results::{report, score, short_key};
+use super::results::{report, score, short_key, write_table};
 use super::signal::interrupted;
 use super::summary::counts_lines;
 use crate::cli::RunArgs;
@@ -101,6 +101,9 @@ async fn drive(args: &RunArgs, spec: &JobSpec, home: &Home, cluster: &mut Cluste
 
     let dest = home.results_for(&spec.name, args.output.as_deref());
     let scored = score(cluster.coordinator(), spec, &dest).await?;
+    if let Some(dir) = scored.samples.parent() {
+        write_table(dir, args.format)?;
+    }
     for line in counts_lines(spec, &status, &scored.outcome) {
         eprintln!("{line}");
     }
