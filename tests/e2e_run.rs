@@ -105,11 +105,16 @@ async fn sigkill_mid_job_then_resume_sends_nothing_twice() {
 
     // Re-scoring reads the cache only: no request reaches the server.
     let before = fake.stats().total;
-    let out = run_to_end(&["rescore", job_s, "--home", home_s]);
+    let out = run_to_end(&["rescore", job_s, "--home", home_s, "--format", "parquet"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(fake.stats().total, before, "rescore sent requests");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("exact_match"), "{stdout}");
+    let table = std::fs::read(results.join("latest/samples.parquet")).unwrap();
+    assert!(
+        table.starts_with(b"PAR1"),
+        "no Parquet table beside the samples"
+    );
 
     // So does a rerun of the finished job: everything is cached.
     let out = run_to_end(&["run", job_s, "--home", home_s, "--no-progress"]);

@@ -88,6 +88,10 @@ pub struct RescoreArgs {
     pub limit: Option<u64>,
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Also write the per-sample table beside samples.jsonl: `csv` or
+    /// `parquet` (with a coordinator, only together with --output).
+    #[arg(long, value_enum, default_value_t = SamplesFormat::Jsonl)]
+    pub format: SamplesFormat,
     #[arg(skip)]
     pub given: Provenance,
 }

@@ -216,14 +216,7 @@ fn print_table(jobs: &[JobStatus]) {
 
 pub async fn results(args: ResultsArgs) -> CmdResult {
     let id = parse_id(&args.job_id)?;
-    if args.format != SamplesFormat::Jsonl && args.output.is_none() {
-        return Err(Failure::usage(anyhow::anyhow!(
-            "--format {} writes a file: add --output DIR",
-            clap::ValueEnum::to_possible_value(&args.format)
-                .map(|v| v.get_name().to_string())
-                .unwrap_or_default()
-        )));
-    }
+    table_needs_output(args.format, args.output.as_deref())?;
     let report = match source(&args.remote, &args.local).await? {
         JobSource::Home { home, coordinator } => {
             local_report(&coordinator, &home.root, id, args.output.as_deref()).await?
@@ -266,6 +259,7 @@ pub async fn results(args: ResultsArgs) -> CmdResult {
 /// file is scored as given (new metrics over the same outputs), both from
 /// the coordinator's cache with zero inference.
 pub async fn rescore(args: RescoreArgs) -> CmdResult {
+    table_needs_output(args.format, args.output.as_deref())?;
     let c = connect(&args.client_flags(), &args.config)?;
     let text = args.job.to_string_lossy().to_string();
     let (report, samples, what) = match Uuid::parse_str(&text) {
@@ -302,10 +296,27 @@ pub async fn rescore(args: RescoreArgs) -> CmdResult {
         }
     };
     match (&args.output, samples) {
-        (Some(dir), Some(samples)) => write_outputs(dir, &report, samples).await?,
+        (Some(dir), Some(samples)) => {
+            write_outputs(dir, &report, samples).await?;
+            write_table(dir, args.format)?;
+        }
         _ => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(missing_code(&report, &what))
+}
+
+/// From a coordinator, results are printed unless `--output` names a
+/// folder: a table has nowhere to go without one.
+fn table_needs_output(format: SamplesFormat, output: Option<&Path>) -> Result<(), Failure> {
+    if format == SamplesFormat::Jsonl || output.is_some() {
+        return Ok(());
+    }
+    Err(Failure::usage(anyhow::anyhow!(
+        "--format {} writes a file: add --output DIR",
+        clap::ValueEnum::to_possible_value(&format)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    )))
 }
 
 async fn write_outputs<B: AsRef<[u8]>>(

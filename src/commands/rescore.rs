@@ -15,6 +15,7 @@ pub async fn rescore(args: RescoreArgs) -> CmdResult {
         &coordinator,
         &spec,
         &dest,
+        args.format,
         "`shardline run` the job to send only those",
     )
     .await

@@ -109,14 +109,18 @@ pub fn report(scored: &Scored, spec: &JobSpec, retry: &str) -> i32 {
     exit::OK
 }
 
-/// [`score`], then [`report`].
+/// [`score`], the per-sample table `format` asks for, then [`report`].
 pub async fn write_results(
     coordinator: &coordinator::Coordinator,
     spec: &JobSpec,
     dest: &ResultsDir,
+    format: SamplesFormat,
     retry: &str,
 ) -> CmdResult {
     let scored = score(coordinator, spec, dest).await?;
+    if let Some(dir) = scored.samples.parent() {
+        write_table(dir, format)?;
+    }
     Ok(report(&scored, spec, retry))
 }
 
