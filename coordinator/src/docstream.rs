@@ -30,7 +30,7 @@ pub(crate) struct PlanFailure {
 }
 
 impl PlanFailure {
-    fn input(error: impl ToString) -> Self {
+    pub(crate) fn input(error: impl ToString) -> Self {
         PlanFailure {
             message: error.to_string(),
             kind: FailureKind::Input,

@@ -12,6 +12,7 @@ pub mod estimate;
 pub mod http;
 mod index;
 mod job_models;
+mod judge_stage;
 mod leader;
 mod lease;
 mod limits;

@@ -72,6 +72,28 @@ impl JobLimits {
                 "--max-shard-size",
             );
         }
+        // A judge's sampling is held to the same limits as the task's.
+        for (i, metric) in spec.metrics.iter().enumerate() {
+            let Some(g) = &metric.generation else {
+                continue;
+            };
+            if g.n > self.max_samples_per_doc {
+                return over(
+                    &format!("metrics[{i}].generation.n"),
+                    g.n,
+                    self.max_samples_per_doc,
+                    "--max-samples-per-doc",
+                );
+            }
+            if g.max_tokens > self.max_tokens {
+                return over(
+                    &format!("metrics[{i}].generation.max_tokens"),
+                    g.max_tokens,
+                    self.max_tokens,
+                    "--max-tokens",
+                );
+            }
+        }
         Ok(())
     }
 }

@@ -4,13 +4,18 @@
 //! Memory stays flat in the dataset's size: documents come in chunks of
 //! `CHUNK_DOCS`, shards are written as they fill up, and the only state kept
 //! across the whole job is a 16-byte id per distinct request key (for
-//! de-duplication within the job).
+//! de-duplication within the job) with the shard it went to.
+//!
+//! A job with judge metrics also records, per document, what its judges
+//! need and which shards hold its requests (`judge_items`); the judge stage
+//! (`judge_stage.rs`) grades each document once those shards finish.
 
 use chrono::Utc;
+use jobs::judge::{JudgeItem, Judges};
 use jobs::protocol::{FailureKind, JobState};
 use jobs::spec::BackendKind;
 use jobs::{InferenceRequest, JobSpec, RequestKey};
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -18,7 +23,7 @@ use uuid::Uuid;
 use crate::coordinator::Coordinator;
 use crate::docstream::{key_id, spawn_doc_stream, DocMsg, PlanFailure};
 use crate::error::CoordinatorError;
-use crate::store::{NewShard, PlanTotals};
+use crate::store::{NewJudgeItem, NewShard, PlanTotals};
 
 /// Shards written per store transaction.
 const SHARD_BATCH: usize = 50;
@@ -93,6 +98,27 @@ impl ShardBuilder {
     }
 }
 
+/// A document to judge, waiting for the shards its requests went to.
+fn waiting_item(item: JudgeItem, seen: &HashMap<u128, i64>) -> Result<NewJudgeItem, PlanStop> {
+    let wait_seqs: BTreeSet<u64> = item
+        .keys
+        .iter()
+        .filter_map(|k| seen.get(&key_id(k)))
+        .filter_map(|seq| u64::try_from(*seq).ok())
+        .collect();
+    let item_json = serde_json::to_string(&item).map_err(|e| {
+        PlanStop::Store(Box::new(CoordinatorError::Internal(format!(
+            "cannot encode the judge item of doc {:?}: {e}",
+            item.doc_id
+        ))))
+    })?;
+    Ok(NewJudgeItem {
+        doc_index: item.doc_index,
+        wait_seqs: wait_seqs.into_iter().collect(),
+        item_json,
+    })
+}
+
 impl Coordinator {
     /// Plans every job waiting in `planning` (oldest first).
     pub async fn plan_pending(&self) -> Result<(), CoordinatorError> {
@@ -118,6 +144,7 @@ impl Coordinator {
         }
         // Shards from a planning pass cut short by a crash are redone.
         store.reset_planning(id).await?;
+        store.reset_judge_items(id).await?;
         let attempt = store.count_planning_attempt(id).await?;
         if attempt > MAX_PLAN_ATTEMPTS {
             let message = format!(
@@ -204,7 +231,13 @@ impl Coordinator {
     async fn plan_into_shards(&self, id: Uuid, spec: &JobSpec) -> Result<JobState, PlanStop> {
         let store = self.store();
         let no_inference = spec.model.backend == BackendKind::None;
-        let mut seen: HashSet<u128> = HashSet::new();
+        // Distinct keys, with the seq of the shard each went to (-1: cached,
+        // or left missing by `backend = "none"`).
+        let mut seen: HashMap<u128, i64> = HashMap::new();
+        // A job that makes no inference does not judge either: its judges
+        // score the verdicts the cache holds.
+        let judges = Judges::new(spec).map_err(|e| PlanStop::Job(PlanFailure::input(e)))?;
+        let judging = !judges.is_empty() && !no_inference;
         let mut totals = PlanTotals::default();
         // `backend = "none"`: requests not in the cache, which nothing
         // will run; scoring marks their documents missing.
@@ -234,9 +267,20 @@ impl Coordinator {
             };
             // Distinct new requests of this chunk, in document order.
             let mut fresh: Vec<InferenceRequest> = Vec::new();
-            for (_, plan) in chunk {
+            let mut items: Vec<JudgeItem> = Vec::new();
+            for (doc, plan) in chunk {
+                if judging {
+                    let item = JudgeItem::of(&doc, &plan);
+                    judges
+                        .check(&item)
+                        .map_err(|e| PlanStop::Job(PlanFailure::input(e)))?;
+                    items.push(item);
+                }
                 for request in plan.requests {
-                    if seen.insert(key_id(&request.key)) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) =
+                        seen.entry(key_id(&request.key))
+                    {
+                        slot.insert(-1);
                         fresh.push(request);
                     }
                 }
@@ -250,8 +294,16 @@ impl Coordinator {
                 } else if no_inference {
                     missing += 1;
                 } else {
+                    seen.insert(key_id(&request.key), shards.next_seq as i64);
                     shards.push(request)?;
                 }
+            }
+            if !items.is_empty() {
+                let items: Vec<NewJudgeItem> = items
+                    .into_iter()
+                    .map(|item| waiting_item(item, &seen))
+                    .collect::<Result<_, _>>()?;
+                store.insert_judge_items(id, &items).await?;
             }
             if shards.ready.len() >= SHARD_BATCH {
                 store

@@ -6,6 +6,7 @@
 //! current chunk are held, and decoded segments sit in a small LRU.
 
 use bytes::Bytes;
+use jobs::judge::{JudgeItem, JudgeRequest};
 use jobs::results::MissingRecord;
 use jobs::{
     InferenceOutput, JobSpec, MetricsReport, ModelText, ReadPolicy, RequestKey, SampleRecord,
@@ -47,9 +48,13 @@ pub struct RescoreOutcome {
     /// Of the missing ones, those a worker recorded as failed.
     pub failed_requests: u64,
     /// Tokens the outputs scored used when they were made (their recorded
-    /// usage), whichever job made them.
+    /// usage), whichever job made them; judges' verdicts included.
     #[serde(default)]
     pub usage: Usage,
+    /// Judge requests whose verdict is not in the cache (their documents
+    /// have no score from that judge).
+    #[serde(default)]
+    pub missing_verdicts: u64,
 }
 
 /// Where sample lines go.
@@ -117,6 +122,7 @@ pub(crate) async fn rescore_into(
     let mut missing_examples = Vec::new();
     let mut failed_requests = 0u64;
     let mut usage = Usage::default();
+    let mut missing_verdicts = 0u64;
     let mut docs = spawn_doc_stream(spec.clone(), policy.clone());
     let bad_rows = loop {
         let msg = docs
@@ -135,26 +141,7 @@ pub(crate) async fn rescore_into(
             .collect();
         keys.sort();
         keys.dedup();
-        let index = store.lookup_keys(&keys).await?;
-        let mut by_segment: HashMap<&str, Vec<&RequestKey>> = HashMap::new();
-        for (key, segment) in &index {
-            by_segment.entry(segment.as_str()).or_default().push(key);
-        }
-        let mut outputs: HashMap<RequestKey, InferenceOutput> = HashMap::new();
-        for (segment, wanted) in by_segment {
-            match segments.get(objects, segment).await {
-                Ok(decoded) => {
-                    for key in wanted {
-                        if let Some(output) = decoded.get(key) {
-                            outputs.insert(key.clone(), output.clone());
-                        }
-                    }
-                }
-                // The index points at a segment that is gone or corrupt: its
-                // outputs count as missing (`cache reindex` repairs the index).
-                Err(e) => tracing::warn!(segment, error = %e, "cannot read indexed segment"),
-            }
-        }
+        let outputs = segments.read_outputs(store, objects, &keys).await?;
         // Per chunk: an output shared by documents of two chunks is counted
         // in each (rare: identical documents), which keeps memory bounded.
         for output in outputs.values() {
@@ -172,6 +159,8 @@ pub(crate) async fn rescore_into(
         };
         let mut lines = Vec::new();
         let mut missing_lines = Vec::new();
+        let mut records: Vec<SampleRecord> = Vec::with_capacity(chunk.len());
+        let mut items: Vec<JudgeItem> = Vec::with_capacity(chunk.len());
         for (doc, plan) in &chunk {
             let found: Vec<Option<&InferenceOutput>> =
                 plan.requests.iter().map(|r| outputs.get(&r.key)).collect();
@@ -200,10 +189,27 @@ pub(crate) async fn rescore_into(
                     }
                 }
             }
-            let sample: SampleRecord = scorer.score_doc(plan, doc, &found);
-            aggregator.add(&sample);
+            records.push(scorer.score_doc(plan, doc, &found));
+            if !scorer.judges().is_empty() {
+                items.push(JudgeItem::of(doc, plan));
+            }
+        }
+        if !scorer.judges().is_empty() {
+            missing_verdicts += add_verdicts(
+                store,
+                objects,
+                &mut segments,
+                &scorer,
+                &items,
+                &mut records,
+                &mut usage,
+            )
+            .await?;
+        }
+        for sample in &records {
+            aggregator.add(sample);
             if sink.wants_samples() {
-                encode_line(&mut lines, &sample)?;
+                encode_line(&mut lines, sample)?;
             }
         }
         if !lines.is_empty() {
@@ -222,7 +228,52 @@ pub(crate) async fn rescore_into(
         missing_examples,
         failed_requests,
         usage,
+        missing_verdicts,
     })
+}
+
+/// Completes the chunk's `records` with their judges' verdicts from the
+/// cache, adding the verdicts' usage; returns how many judge requests have
+/// no verdict in the cache.
+async fn add_verdicts(
+    store: &dyn Store,
+    objects: &dyn cache::ObjectStore,
+    segments: &mut SegmentCache,
+    scorer: &Scorer,
+    items: &[JudgeItem],
+    records: &mut [SampleRecord],
+    usage: &mut Usage,
+) -> Result<u64, CoordinatorError> {
+    let requests: Vec<Vec<JudgeRequest>> = items
+        .iter()
+        .zip(records.iter())
+        .map(|(item, record)| scorer.judge_requests(item, record))
+        .collect();
+    let mut keys: Vec<RequestKey> = requests
+        .iter()
+        .flatten()
+        .map(|r| r.request.key.clone())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let verdicts = segments.read_outputs(store, objects, &keys).await?;
+    for output in verdicts.values() {
+        usage.add(output.usage);
+    }
+    let mut missing = 0u64;
+    for (record, requests) in records.iter_mut().zip(&requests) {
+        let texts: Vec<Option<String>> = requests
+            .iter()
+            .map(|r| {
+                verdicts
+                    .get(&r.request.key)
+                    .map(|o| o.text.clone().unwrap_or_default())
+            })
+            .collect();
+        missing += texts.iter().filter(|t| t.is_none()).count() as u64;
+        scorer.add_verdicts(record, requests, &texts);
+    }
+    Ok(missing)
 }
 
 /// Appends `value` to `buf` as one JSON line.

@@ -1,11 +1,14 @@
 //! A tiny LRU of decoded segments (successful outputs only), so that
 //! reading the outputs of many keys decodes each segment once while memory
-//! stays bounded: rescoring and dry-run estimates read through it.
+//! stays bounded: rescoring, judging and dry-run estimates read through it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use jobs::{InferenceOutput, RequestKey};
+
+use crate::error::CoordinatorError;
+use crate::store::Store;
 
 /// Decoded segments kept.
 const SEGMENT_LRU: usize = 8;
@@ -43,5 +46,35 @@ impl SegmentCache {
         self.entries.push_front((path.to_string(), decoded.clone()));
         self.entries.truncate(SEGMENT_LRU);
         Ok(decoded)
+    }
+
+    /// The outputs of `keys` that the cache holds, read through the index.
+    pub(crate) async fn read_outputs(
+        &mut self,
+        store: &dyn Store,
+        objects: &dyn cache::ObjectStore,
+        keys: &[RequestKey],
+    ) -> Result<HashMap<RequestKey, InferenceOutput>, CoordinatorError> {
+        let index = store.lookup_keys(keys).await?;
+        let mut by_segment: HashMap<&str, Vec<&RequestKey>> = HashMap::new();
+        for (key, segment) in &index {
+            by_segment.entry(segment.as_str()).or_default().push(key);
+        }
+        let mut outputs: HashMap<RequestKey, InferenceOutput> = HashMap::new();
+        for (segment, wanted) in by_segment {
+            match self.get(objects, segment).await {
+                Ok(decoded) => {
+                    for key in wanted {
+                        if let Some(output) = decoded.get(key) {
+                            outputs.insert(key.clone(), output.clone());
+                        }
+                    }
+                }
+                // The index points at a segment that is gone or corrupt: its
+                // outputs count as missing (`cache reindex` repairs the index).
+                Err(e) => tracing::warn!(segment, error = %e, "cannot read indexed segment"),
+            }
+        }
+        Ok(outputs)
     }
 }

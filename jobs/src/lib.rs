@@ -11,6 +11,7 @@
 pub mod backoff;
 pub mod cost;
 pub mod dataset;
+pub mod judge;
 pub mod metrics;
 pub mod model_text;
 pub mod output;

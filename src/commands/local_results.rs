@@ -57,6 +57,7 @@ pub async fn local_report(
         missing_requests: outcome.missing_requests,
         missing_examples: outcome.missing_examples,
         failed_requests: outcome.failed_requests,
+        missing_verdicts: outcome.missing_verdicts,
         usage: Some(status.counts.usage),
         cost: status.cost,
     };

@@ -17,6 +17,7 @@ use super::home::write_json;
 use super::job_file::load_spec;
 use super::job_source::{local_home, JobSource};
 use super::local_results::local_report;
+use super::results::missing_verdicts_message;
 use super::results::write_table;
 use super::signal::interrupted;
 use crate::cli::{
@@ -357,6 +358,14 @@ fn missing_code(report: &serde_json::Value, what: &str) -> i32 {
             "error: {missing} requests of {what} failed or are missing from the cache; \
              the other docs were scored"
         );
+        return exit::INCOMPLETE;
+    }
+    let verdicts = report
+        .get("missing_verdicts")
+        .and_then(|m| m.as_u64())
+        .unwrap_or(0);
+    if verdicts > 0 {
+        eprintln!("error: {}", missing_verdicts_message(verdicts));
         return exit::INCOMPLETE;
     }
     exit::OK

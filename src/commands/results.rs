@@ -106,7 +106,29 @@ pub fn report(scored: &Scored, spec: &JobSpec, retry: &str) -> i32 {
         );
         return exit::INCOMPLETE;
     }
+    if outcome.missing_verdicts > 0 {
+        eprintln!(
+            "error: {}",
+            missing_verdicts_message(outcome.missing_verdicts)
+        );
+        return exit::INCOMPLETE;
+    }
     exit::OK
+}
+
+/// What to say when judge verdicts are missing from the cache.
+pub fn missing_verdicts_message(n: u64) -> String {
+    format!(
+        "{n} judge {} no verdict in the cache (a judge request failed, or the judge's template, \
+         model or sampling changed since it ran); those docs have no score from that judge in \
+         samples.jsonl and metrics.json. `shardline run` the job file to make only the missing \
+         judge requests: the outputs they grade are cached",
+        if n == 1 {
+            "request has"
+        } else {
+            "requests have"
+        }
+    )
 }
 
 /// [`score`], the per-sample table `format` asks for, then [`report`].

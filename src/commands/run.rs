@@ -142,7 +142,8 @@ async fn cancel_stale_jobs(
         .await
         .context("cannot list the home's jobs")?;
     for job in jobs {
-        if job.id == current || job.state.is_terminal() {
+        // The current job's judges run as its child jobs.
+        if job.id == current || job.parent_id == Some(current) || job.state.is_terminal() {
             continue;
         }
         client

@@ -29,6 +29,9 @@ pub struct ResultsBody {
     pub missing_requests: u64,
     pub missing_examples: Vec<MissingRequest>,
     pub failed_requests: u64,
+    /// Judge requests whose verdict is not in the cache.
+    #[serde(default)]
+    pub missing_verdicts: u64,
     /// Tokens the job's requests used (absent when scoring a spec that is
     /// not a job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,6 +53,7 @@ impl ResultsBody {
             missing_requests: outcome.missing_requests,
             missing_examples: outcome.missing_examples,
             failed_requests: outcome.failed_requests,
+            missing_verdicts: outcome.missing_verdicts,
             usage,
             cost,
         }

@@ -85,9 +85,9 @@ pub fn router(coordinator: Coordinator) -> Router {
         .with_state(coordinator)
 }
 
-/// Serves the API on `listener` and runs the planner and the lease reaper
-/// (only while this replica holds the leader row, so that several replicas
-/// can serve one database) until `shutdown` resolves; then stops accepting,
+/// Serves the API on `listener` and runs the planner, the lease reaper and
+/// the judge stage (only while this replica holds the leader row, so that
+/// several replicas can serve one database) until `shutdown` resolves; then stops accepting,
 /// lets requests in flight finish, and stops the background tasks.
 pub async fn serve(
     listener: TcpListener,
@@ -105,6 +105,11 @@ pub async fn serve(
         let stop = stop.child_token();
         tokio::spawn(async move { c.run_leader_duties(stop).await })
     };
+    let judge_stage = {
+        let c = coordinator.clone();
+        let stop = stop.child_token();
+        tokio::spawn(async move { c.run_judge_stage(stop).await })
+    };
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "coordinator listening");
     }
@@ -118,5 +123,6 @@ pub async fn serve(
     stop.cancel();
     let _ = planner.await;
     let _ = reaper.await;
+    let _ = judge_stage.await;
     served
 }

@@ -29,6 +29,8 @@ pub struct NewJob {
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobRecord {
     pub id: Uuid,
+    /// The judged job, for a judge metric's child job.
+    pub parent_id: Option<Uuid>,
     pub name: String,
     pub spec_hash: String,
     pub backend: String,
@@ -48,6 +50,7 @@ impl JobRecord {
     pub fn status(&self) -> JobStatus {
         JobStatus {
             id: self.id,
+            parent_id: self.parent_id,
             name: self.name.clone(),
             state: self.state,
             counts: self.counts.clone(),

@@ -16,6 +16,7 @@ mod claimant;
 mod error;
 mod failures;
 mod jobs;
+mod judge;
 mod leadership;
 mod leases;
 mod metrics;
@@ -34,6 +35,7 @@ pub use claimant::Claimant;
 pub use error::StoreError;
 pub use failures::{FailureStore, RequestFailure};
 pub use jobs::{JobRecord, JobStore, NewJob, NewShard, PlanTotals, ShardRecord};
+pub use judge::{ChildJob, JudgeStage, JudgeStore, NewJudgeItem, ReadyJudgeItem};
 pub use leadership::{LeadershipStore, LEADER_DUTIES};
 pub use leases::{
     ClaimedShard, Completion, ExpiredLease, HeartbeatOutcome, LeaseFence, LeaseStore, Partial,
@@ -77,6 +79,7 @@ pub async fn open(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
 /// atomic: a crash between two calls never leaves a half-applied one.
 pub trait Store:
     JobStore
+    + JudgeStore
     + LeaseStore
     + CacheIndexStore
     + LeadershipStore
@@ -89,6 +92,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: JobStore
+        + JudgeStore
         + LeaseStore
         + CacheIndexStore
         + LeadershipStore

@@ -4,6 +4,7 @@
 //! document's outputs.
 
 mod choice;
+mod judged;
 mod scorer;
 mod text;
 

@@ -9,6 +9,7 @@ use regex::Regex;
 use super::choice::{acc, acc_norm, extract_choice_letter};
 use super::text::{bool_score, contains, exact_match, regex_match, token_f1};
 use crate::dataset::Doc;
+use crate::judge::Judges;
 use crate::model_text::ModelText;
 use crate::output::InferenceOutput;
 use crate::plan::DocPlan;
@@ -31,6 +32,8 @@ pub struct Scorer {
     /// The model's own rendering of its inputs, when known (engine jobs),
     /// for the samples' `prompt`.
     model_text: Option<Arc<dyn ModelText>>,
+    /// The judge metrics, scored from their verdicts (`judged.rs`).
+    pub(super) judges: Judges,
 }
 
 impl Scorer {
@@ -58,6 +61,7 @@ impl Scorer {
             kind: spec.task.kind,
             metrics,
             model_text: None,
+            judges: Judges::new(spec)?,
         })
     }
 
@@ -154,13 +158,15 @@ impl Scorer {
             ))),
             prompt_hash: sha256_hex(&plan.prompt_display()),
             target_hash: plan.target.as_deref().map(sha256_hex),
+            judges: BTreeMap::new(),
         }
     }
 
     fn scores(&self, plan: &DocPlan, outputs: &SampleOutputs) -> BTreeMap<String, f64> {
         let target = plan.target.as_deref().unwrap_or_default();
         let mut scores = BTreeMap::new();
-        for m in &self.metrics {
+        // Judge metrics are scored from their verdicts, when they exist.
+        for m in self.metrics.iter().filter(|m| m.kind != MetricKind::Judge) {
             let score = match outputs {
                 SampleOutputs::Generated(texts) => {
                     let per_sample: Vec<f64> = texts
@@ -222,8 +228,9 @@ impl Scorer {
                         && extract_choice_letter(output, n) == plan.gold_index,
                 )
             }
-            // Validation keeps log-likelihood metrics off generate tasks.
-            MetricKind::Acc | MetricKind::AccNorm => 0.0,
+            // Validation keeps log-likelihood metrics off generate tasks;
+            // judges are not scored here.
+            MetricKind::Acc | MetricKind::AccNorm | MetricKind::Judge => 0.0,
         }
     }
 }

@@ -10,6 +10,8 @@ mod doc;
 mod fewshot;
 mod templates;
 
+pub(crate) use doc::fold_system_turns;
+
 use std::collections::{BTreeSet, HashMap};
 
 use minijinja::Environment;
@@ -136,14 +138,7 @@ impl Planner {
             endpoint: spec.model.endpoint,
             system_role: spec.model.system_role,
             fingerprint: spec.model.fingerprint(),
-            params: GenerationParams {
-                max_tokens: g.max_tokens,
-                temperature: g.temperature,
-                top_p: g.top_p,
-                stop: g.stop.clone(),
-                seed: g.seed,
-                extra_body: g.extra_body.clone(),
-            },
+            params: g.params(),
             n: g.n,
             target_delimiter: task.target_delimiter.clone(),
             target_kind: task.target_kind,

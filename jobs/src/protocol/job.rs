@@ -58,6 +58,9 @@ pub struct JobCounts {
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct JobStatus {
     pub id: Uuid,
+    /// The judged job, when this job runs one of its judge metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<Uuid>,
     pub name: String,
     pub state: JobState,
     pub counts: JobCounts,

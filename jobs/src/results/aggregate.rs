@@ -213,6 +213,7 @@ type = "f1"
             doc_hash: String::new(),
             prompt_hash: String::new(),
             target_hash: None,
+            judges: BTreeMap::new(),
         }
     }
 

@@ -15,6 +15,6 @@ mod table;
 pub use aggregate::{standard_error, Aggregator, BOOTSTRAP_ITERS, BOOTSTRAP_MAX_DOCS};
 pub use missing::MissingRecord;
 pub use parquet_table::{write_parquet, PARQUET_FILE};
-pub use record::{ChoiceLoglikelihood, SampleOutputs, SamplePrompt, SampleRecord};
+pub use record::{ChoiceLoglikelihood, JudgeVerdict, SampleOutputs, SamplePrompt, SampleRecord};
 pub use report::{MetricSummary, MetricsReport, StderrMethod, SubsetSummary};
 pub use table::{write_csv, TableError, CSV_FILE};

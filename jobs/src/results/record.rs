@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::judge::Grade;
 use crate::request::ChatMessage;
 
 /// Log-likelihood of one choice's continuation.
@@ -62,4 +63,21 @@ pub struct SampleRecord {
     pub prompt_hash: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_hash: Option<String>,
+    /// Judge metric name → its verdicts on this document's outputs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub judges: BTreeMap<String, Vec<JudgeVerdict>>,
+}
+
+/// One verdict of a judge on one output.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct JudgeVerdict {
+    /// The graded output's sample index.
+    pub output: usize,
+    /// The verdict's own sample index (`[metrics.generation] n`).
+    pub sample: u32,
+    /// The judge's raw answer; `null` when it is not in the cache (not
+    /// judged yet, or the judge request failed).
+    pub verdict: Option<String>,
+    /// The grade read from it; `null` when it gives none the metric accepts.
+    pub grade: Option<Grade>,
 }

@@ -255,6 +255,7 @@ pub(super) mod tests {
             doc_hash: "d".into(),
             prompt_hash: "p".into(),
             target_hash: None,
+            judges: BTreeMap::new(),
         }
     }
 

@@ -29,7 +29,7 @@ pub use env::{EnvVar, MissingEnvVar, MissingEnvVars, ENV_FIELDS};
 pub use error::SpecError;
 pub use job::JobSpec;
 pub use locate::Location;
-pub use metrics::{MetricKind, MetricSpec, Normalization};
+pub use metrics::{JudgeAggregate, MetricKind, MetricSpec, Normalization};
 pub use model::{
     is_fingerprint, BackendKind, Endpoint, ModelSpec, SystemRole, ENGINE_EXTRA_BODY_KEYS,
 };

@@ -61,6 +61,21 @@ pub struct GenerationSpec {
     pub extra_body: Map<String, Value>,
 }
 
+impl GenerationSpec {
+    /// The parameters every request of these settings carries (all but
+    /// `n`, which makes one request per sample).
+    pub fn params(&self) -> crate::request::GenerationParams {
+        crate::request::GenerationParams {
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            stop: self.stop.clone(),
+            seed: self.seed,
+            extra_body: self.extra_body.clone(),
+        }
+    }
+}
+
 impl Default for GenerationSpec {
     fn default() -> Self {
         GenerationSpec {

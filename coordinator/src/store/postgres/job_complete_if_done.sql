@@ -5,3 +5,6 @@ UPDATE jobs SET state = 'completed', updated_at = $2
 WHERE id = ANY($1::uuid[]) AND state = 'running'
   AND NOT EXISTS (SELECT 1 FROM shards WHERE job_id = jobs.id
                     AND state <> 'completed')
+  -- A judged job also waits for its documents' judging and its judges.
+  AND NOT EXISTS (SELECT 1 FROM judge_items WHERE job_id = jobs.id AND state = 'waiting')
+  AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent_id = jobs.id AND c.state <> 'completed')

@@ -1,4 +1,4 @@
-SELECT j.id, j.name, j.spec_hash, j.backend, j.priority, j.state, j.error, j.error_kind, j.docs, j.bad_rows,
+SELECT j.id, j.parent_id, j.name, j.spec_hash, j.backend, j.priority, j.state, j.error, j.error_kind, j.docs, j.bad_rows,
        j.requests, j.cached, j.shards_total, j.created_at, j.updated_at,
        COALESCE(SUM(s.prompt_tokens), 0)::bigint AS prompt_tokens,
        COALESCE(SUM(s.completion_tokens), 0)::bigint AS completion_tokens,

@@ -14,6 +14,7 @@ use crate::store::{JobRecord, JobStore, NewJob, NewShard, PlanTotals, ShardRecor
 fn job_from_row(row: &PgRow) -> Result<JobRecord, StoreError> {
     Ok(JobRecord {
         id: row.try_get("id")?,
+        parent_id: row.try_get("parent_id")?,
         name: row.try_get("name")?,
         spec_hash: row.try_get("spec_hash")?,
         backend: row.try_get("backend")?,

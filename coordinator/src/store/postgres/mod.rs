@@ -17,6 +17,7 @@ mod cache_index;
 mod completer;
 mod failures;
 mod jobs;
+mod judge;
 mod leadership;
 mod leases;
 mod metrics;

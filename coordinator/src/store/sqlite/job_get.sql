@@ -1,4 +1,4 @@
-SELECT j.id, j.name, j.spec_hash, j.backend, j.priority, j.state, j.error, j.error_kind, j.docs, j.bad_rows, j.requests,
+SELECT j.id, j.parent_id, j.name, j.spec_hash, j.backend, j.priority, j.state, j.error, j.error_kind, j.docs, j.bad_rows, j.requests,
        j.cached, j.shards_total, j.prompt_tokens, j.completion_tokens, j.created_at, j.updated_at,
        COALESCE(SUM(s.state = 'completed'), 0) AS shards_completed,
        COALESCE(SUM(s.state = 'running'), 0) AS shards_running,

@@ -15,6 +15,10 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
     let id: String = row.try_get("id")?;
     Ok(JobRecord {
         id: parse_uuid("jobs", &id)?,
+        parent_id: row
+            .try_get::<Option<String>, _>("parent_id")?
+            .map(|p| parse_uuid("jobs", &p))
+            .transpose()?,
         name: row.try_get("name")?,
         spec_hash: row.try_get("spec_hash")?,
         backend: row.try_get("backend")?,

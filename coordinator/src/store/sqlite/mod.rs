@@ -10,6 +10,7 @@
 mod cache_index;
 mod failures;
 mod jobs;
+mod judge;
 mod leadership;
 mod leases;
 mod metrics;

@@ -22,11 +22,13 @@ impl JobSpec {
                 | MetricKind::Regex
                 | MetricKind::F1
                 | MetricKind::ChoiceLetter => kind == TaskKind::Generate,
+                // Checked with the judge's other options (validate/judge.rs).
+                MetricKind::Judge => true,
             };
             if !fits {
                 let accepted = match kind {
                     TaskKind::MultipleChoice => "acc, acc_norm",
-                    TaskKind::Generate => "exact_match, contains, regex, choice_letter, f1",
+                    TaskKind::Generate => "exact_match, contains, regex, choice_letter, f1, judge",
                 };
                 let task_kind = match kind {
                     TaskKind::MultipleChoice => "multiple_choice",
@@ -40,7 +42,8 @@ impl JobSpec {
                     ),
                 ));
             }
-            if self.task.target.is_none() {
+            // A judge may grade without a reference.
+            if self.task.target.is_none() && m.kind != MetricKind::Judge {
                 return Err(SpecError::invalid(
                     "task.target",
                     format!(
@@ -68,17 +71,24 @@ impl JobSpec {
                         ));
                     }
                 }
+                // A judge's pattern finds the grade in a verdict.
+                (MetricKind::Judge, _) => {}
                 (_, Some(_)) => {
                     return Err(SpecError::invalid(
                         field("pattern"),
-                        format!("is only used by `type = \"regex\"`, not `{kind_name}`"),
+                        format!(
+                            "is only used by `type = \"regex\"` and `\"judge\"`, not `{kind_name}`"
+                        ),
                     ))
                 }
                 (_, None) => {}
             }
             if matches!(
                 m.kind,
-                MetricKind::Acc | MetricKind::AccNorm | MetricKind::ChoiceLetter
+                MetricKind::Acc
+                    | MetricKind::AccNorm
+                    | MetricKind::ChoiceLetter
+                    | MetricKind::Judge
             ) && !m.normalize.is_empty()
             {
                 return Err(SpecError::invalid(

@@ -5,6 +5,7 @@
 mod dataset;
 mod engine;
 mod generation;
+mod judge;
 mod metrics;
 mod model;
 mod name;
@@ -38,6 +39,7 @@ impl JobSpec {
         self.validate_dataset()?;
         self.validate_task()?;
         self.validate_metrics()?;
+        self.validate_judges(submitted)?;
         self.validate_sharding()
     }
 }

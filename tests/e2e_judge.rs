@@ -1,0 +1,283 @@
+//! End-to-end tests of LLM-as-judge metrics as real `shardline run` and
+//! `rescore` processes against the fake OpenAI-compatible server, which
+//! answers the judged model's questions and the judge's grading prompts by
+//! a rule the test controls: a SIGKILL while judging and a resume that
+//! re-sends nothing written, a new grade extraction that costs nothing, and
+//! a new grading template that sends judge requests only.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::*;
+use testkit::{FakeConfig, FakeOpenAi};
+
+const ROWS: usize = 60;
+const JUDGE_MODEL: &str = "judge-model";
+const TEMPLATE: &str =
+    "Grade this. Question: {{ question }} | Answer: {{ output }} | Reference: {{ target }}";
+const TEMPLATE_2: &str =
+    "Grade it again. Question: {{ question }} | Answer: {{ output }} | Reference: {{ target }}";
+
+/// The judged model answers every third question right.
+fn output(i: usize, answer: &str) -> String {
+    if i.is_multiple_of(3) {
+        answer.to_string()
+    } else {
+        format!("wrong {i}")
+    }
+}
+
+fn judge_prompt(template: &str, question: &str, output: &str, target: &str) -> String {
+    template
+        .replace("{{ question }}", question)
+        .replace("{{ output }}", output)
+        .replace("{{ target }}", target)
+}
+
+/// The fake's answers: each question's output, and the judge's verdict on
+/// it under both templates ("Row i: ..." names the row, so a verdict in
+/// the cache tells which prompt it answered).
+fn answers(rows: &[(String, String)]) -> HashMap<String, String> {
+    let mut answers = HashMap::new();
+    for (i, (q, a)) in rows.iter().enumerate() {
+        let out = output(i, a);
+        let verdict = if out == *a {
+            format!("Row {i}: the answer matches the reference. CORRECT")
+        } else {
+            format!("Row {i}: it differs from the reference. INCORRECT")
+        };
+        for template in [TEMPLATE, TEMPLATE_2] {
+            answers.insert(judge_prompt(template, q, &out, a), verdict.clone());
+        }
+        answers.insert(q.clone(), out);
+    }
+    answers
+}
+
+fn write_judge_job(
+    dir: &Path,
+    dataset: &Path,
+    base_url: &str,
+    template: &str,
+    grading: &str,
+) -> PathBuf {
+    let job = format!(
+        r#"name = "judged"
+
+[model]
+backend = "openai"
+model = "fake-model"
+base_url = "{base_url}"
+api_key_env = "SHARDLINE_KEY_E2E"
+concurrency = 4
+
+[dataset]
+path = "{dataset}"
+id_field = "id"
+
+[task]
+kind = "generate"
+messages = [{{ role = "user", content = "{{{{ question }}}}" }}]
+target = "{{{{ answer }}}}"
+
+[task.generation]
+max_tokens = 16
+
+[[metrics]]
+type = "exact_match"
+
+[[metrics]]
+type = "judge"
+name = "judged_correct"
+template = "{template}"
+labels = ["CORRECT", "INCORRECT"]
+{grading}
+
+[metrics.model]
+backend = "openai"
+model = "{JUDGE_MODEL}"
+base_url = "{base_url}"
+api_key_env = "SHARDLINE_KEY_E2E"
+concurrency = 2
+
+[metrics.generation]
+max_tokens = 32
+
+[sharding]
+shard_size = 5
+"#,
+        dataset = dataset.display()
+    );
+    let path = dir.join("job.toml");
+    std::fs::write(&path, job).expect("write job");
+    path
+}
+
+/// Answered requests of `model` with exactly this prompt.
+fn count(fake: &FakeOpenAi, model: &str, prompt: &str) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.status == 200 && r.body["model"] == model && r.prompt == prompt)
+        .count()
+}
+
+fn judge_score(metrics: &serde_json::Value) -> f64 {
+    metrics["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "judged_correct")
+        .unwrap_or_else(|| panic!("no judge metric in {metrics}"))["mean"]
+        .as_f64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judging_resumes_after_a_kill_and_rescoring_reuses_every_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dataset, rows) = write_dataset(dir.path(), ROWS);
+    let fake = FakeOpenAi::start(FakeConfig {
+        api_key: Some("test-key".into()),
+        answers: answers(&rows),
+        // Grading is slow, so that the kill lands while judging.
+        slow_prompts_containing: vec![("Grade this.".into(), Duration::from_millis(120))],
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let job = write_judge_job(dir.path(), &dataset, &fake.base_url(), TEMPLATE, "");
+    let home = dir.path().join("home");
+    let (home_s, job_s) = (home.to_str().unwrap(), job.to_str().unwrap());
+
+    // First run: killed for real once some verdicts are in the cache.
+    let mut child = command(&["run", job_s, "--home", home_s, "--no-progress"])
+        .spawn()
+        .unwrap();
+    let cache_dir = home.join("cache");
+    let verdict_rows = |outputs: &HashMap<String, jobs::SegmentRecord>| -> HashSet<usize> {
+        outputs
+            .values()
+            .filter_map(|r| r.output.as_ref()?.text.as_deref()?.strip_prefix("Row "))
+            .filter_map(|t| t.split(':').next()?.parse().ok())
+            .collect()
+    };
+    let start = Instant::now();
+    loop {
+        if verdict_rows(&segment_outputs(&cache_dir)).len() >= 10 {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("shardline exited before the kill: {status:?}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no verdict in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let judged_before_kill = verdict_rows(&segment_outputs(&cache_dir));
+    assert!(
+        judged_before_kill.len() < ROWS,
+        "judging finished before the kill"
+    );
+
+    // Second run: resumes, and re-sends no request whose answer was written.
+    let out = run_to_end(&["run", job_s, "--home", home_s, "--no-progress"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    for (i, (q, a)) in rows.iter().enumerate() {
+        assert_eq!(count(&fake, "fake-model", q), 1, "question {i} asked twice");
+        let prompt = judge_prompt(TEMPLATE, q, &output(i, a), a);
+        let n = count(&fake, JUDGE_MODEL, &prompt);
+        if judged_before_kill.contains(&i) {
+            assert_eq!(n, 1, "row {i} was judged before the kill but judged again");
+        } else {
+            assert!(n >= 1, "row {i} was never judged");
+        }
+    }
+
+    // The verdicts and grades are in the samples, the score in the metrics.
+    let results = home.join("results").join("judged");
+    let samples = read_lines(&results.join("samples.jsonl"));
+    assert_eq!(samples.len(), ROWS);
+    for sample in &samples {
+        let i: usize = sample["doc_id"].as_str().unwrap()[1..].parse().unwrap();
+        let verdicts = sample["judges"]["judged_correct"].as_array().unwrap();
+        assert_eq!(verdicts.len(), 1, "{sample}");
+        let expected = if i.is_multiple_of(3) { "CORRECT" } else { "INCORRECT" };
+        assert_eq!(verdicts[0]["grade"], expected, "{sample}");
+        assert!(verdicts[0]["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("Row {i}:")));
+        assert_eq!(
+            sample["scores"]["judged_correct"],
+            f64::from(u8::from(i.is_multiple_of(3)))
+        );
+    }
+    let metrics = read_json(&results.join("metrics.json"));
+    assert!(
+        (judge_score(&metrics) - 20.0 / 60.0).abs() < 1e-9,
+        "{metrics}"
+    );
+
+    // A new grade extraction reads the cached verdicts: nothing is sent.
+    let before = fake.stats().total;
+    let shares_incorrect = write_judge_job(
+        dir.path(),
+        &dataset,
+        &fake.base_url(),
+        TEMPLATE,
+        "share_label = \"INCORRECT\"",
+    );
+    let out = run_to_end(&[
+        "rescore",
+        shares_incorrect.to_str().unwrap(),
+        "--home",
+        home_s,
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(fake.stats().total, before, "rescoring sent requests");
+    let metrics = read_json(&results.join("metrics.json"));
+    assert!(
+        (judge_score(&metrics) - 40.0 / 60.0).abs() < 1e-9,
+        "{metrics}"
+    );
+
+    // A new grading template: the rescore says the verdicts are missing...
+    let regraded = write_judge_job(dir.path(), &dataset, &fake.base_url(), TEMPLATE_2, "");
+    let regraded_s = regraded.to_str().unwrap();
+    let out = run_to_end(&["rescore", regraded_s, "--home", home_s]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("60 judge requests have no verdict"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(fake.stats().total, before, "rescoring sent requests");
+    // ...and running it sends the judge requests only.
+    let seen = fake.requests().len();
+    let out = run_to_end(&["run", regraded_s, "--home", home_s, "--no-progress"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let new: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .skip(seen)
+        .filter(|r| r.path.ends_with("completions"))
+        .collect();
+    assert_eq!(new.len(), ROWS, "one judge request per document");
+    assert!(
+        new.iter()
+            .all(|r| r.body["model"] == JUDGE_MODEL && r.prompt.starts_with("Grade it again.")),
+        "a request other than a new judge request was sent"
+    );
+    let metrics = read_json(&results.join("metrics.json"));
+    assert!(
+        (judge_score(&metrics) - 20.0 / 60.0).abs() < 1e-9,
+        "{metrics}"
+    );
+    fake.shutdown().await;
+}
