@@ -9,6 +9,7 @@ pub mod cache_index;
 pub mod claims;
 pub mod failures;
 pub mod jobs;
+pub mod judge;
 pub mod leadership;
 pub mod leases;
 pub mod provider_batch;
@@ -190,6 +191,10 @@ macro_rules! store_conformance_suite {
             jobs::late_usage_is_counted,
             jobs::planning_attempts_are_counted,
             jobs::a_failure_keeps_whose_fault_it_is,
+            judge::judge_items_wait_for_shards_and_children_for_the_job,
+            judge::a_waiting_document_can_wait_for_another_shard,
+            judge::judges_of_a_failed_job_are_orphaned,
+            judge::a_replanned_job_forgets_its_documents,
             leases::claim_heartbeat_complete,
             leases::late_worker_is_fenced,
             leases::fail_backs_off_then_dies,
