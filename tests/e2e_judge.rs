@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::*;
-use testkit::{FakeConfig, FakeOpenAi};
+use testkit::{FakeBatchApi, FakeBatchConfig, FakeConfig, FakeOpenAi};
 
 const ROWS: usize = 60;
 const JUDGE_MODEL: &str = "judge-model";
@@ -63,6 +63,18 @@ fn write_judge_job(
     template: &str,
     grading: &str,
 ) -> PathBuf {
+    write_job_judged_on(dir, dataset, base_url, template, grading, "openai")
+}
+
+/// The judged job, its judge on `judge_backend`.
+fn write_job_judged_on(
+    dir: &Path,
+    dataset: &Path,
+    base_url: &str,
+    template: &str,
+    grading: &str,
+    judge_backend: &str,
+) -> PathBuf {
     let job = format!(
         r#"name = "judged"
 
@@ -96,7 +108,7 @@ labels = ["CORRECT", "INCORRECT"]
 {grading}
 
 [metrics.model]
-backend = "openai"
+backend = "{judge_backend}"
 model = "{JUDGE_MODEL}"
 base_url = "{base_url}"
 api_key_env = "SHARDLINE_KEY_E2E"
@@ -104,11 +116,17 @@ concurrency = 2
 
 [metrics.generation]
 max_tokens = 32
+{batch}
 
 [sharding]
 shard_size = 5
 "#,
-        dataset = dataset.display()
+        dataset = dataset.display(),
+        batch = if judge_backend == "openai-batch" {
+            "\n[metrics.model.batch]\npoll_interval_secs = 0.2\nmax_poll_interval_secs = 0.5"
+        } else {
+            ""
+        },
     );
     let path = dir.join("job.toml");
     std::fs::write(&path, job).expect("write job");
@@ -207,7 +225,11 @@ async fn judging_resumes_after_a_kill_and_rescoring_reuses_every_verdict() {
         let i: usize = sample["doc_id"].as_str().unwrap()[1..].parse().unwrap();
         let verdicts = sample["judges"]["judged_correct"].as_array().unwrap();
         assert_eq!(verdicts.len(), 1, "{sample}");
-        let expected = if i.is_multiple_of(3) { "CORRECT" } else { "INCORRECT" };
+        let expected = if i.is_multiple_of(3) {
+            "CORRECT"
+        } else {
+            "INCORRECT"
+        };
         assert_eq!(verdicts[0]["grade"], expected, "{sample}");
         assert!(verdicts[0]["verdict"]
             .as_str()
@@ -280,4 +302,51 @@ async fn judging_resumes_after_a_kill_and_rescoring_reuses_every_verdict() {
         "{metrics}"
     );
     fake.shutdown().await;
+}
+
+/// A judge on the Batch API: its requests go out as provider batches, the
+/// judged model's through the synchronous endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_judge_sends_its_requests_as_provider_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dataset, rows) = write_dataset(dir.path(), 20);
+    let api = FakeBatchApi::start(
+        FakeConfig {
+            api_key: Some("test-key".into()),
+            answers: answers(&rows),
+            ..FakeConfig::default()
+        },
+        FakeBatchConfig::default(),
+    )
+    .await
+    .unwrap();
+    let job = write_job_judged_on(
+        dir.path(),
+        &dataset,
+        &api.base_url(),
+        TEMPLATE,
+        "",
+        "openai-batch",
+    );
+    let home = dir.path().join("home");
+    let out = run_job(&job, &home, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        api.sync_stats().ok,
+        20,
+        "the judged model answers synchronously"
+    );
+    let stats = api.batch_stats();
+    assert_eq!(stats.lines_ok, 20, "one batch line per judge request");
+    assert!(stats.creates >= 1);
+    assert_eq!(
+        stats.max_batches_per_request_set(),
+        1,
+        "no batch paid twice"
+    );
+    let metrics = read_json(&home.join("results").join("judged").join("metrics.json"));
+    assert!(
+        (judge_score(&metrics) - 7.0 / 20.0).abs() < 1e-9,
+        "{metrics}"
+    );
 }

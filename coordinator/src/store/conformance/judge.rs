@@ -132,7 +132,10 @@ pub async fn judge_items_wait_for_shards_and_children_for_the_job(store: &dyn St
     );
 
     // The child's shard runs on the judge's backend and completes it.
-    assert_eq!(complete_next(store, BackendKind::OpenaiBatch, 3).await, child.id);
+    assert_eq!(
+        complete_next(store, BackendKind::OpenaiBatch, 3).await,
+        child.id
+    );
     assert_eq!(
         store.get_job(child.id).await.unwrap().state,
         JobState::Completed
@@ -146,7 +149,10 @@ pub async fn judge_items_wait_for_shards_and_children_for_the_job(store: &dyn St
         JobState::Running,
         "document 2 still waits for its judges"
     );
-    assert_eq!(docs(&store.ready_judge_items(id, 10).await.unwrap()), vec![2]);
+    assert_eq!(
+        docs(&store.ready_judge_items(id, 10).await.unwrap()),
+        vec![2]
+    );
     store
         .commit_judging(id, &[stage(0, "jw")], &[2], at(5))
         .await
