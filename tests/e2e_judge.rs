@@ -206,6 +206,11 @@ async fn judging_resumes_after_a_kill_and_rescoring_reuses_every_verdict() {
     // Second run: resumes, and re-sends no request whose answer was written.
     let out = run_to_end(&["run", job_s, "--home", home_s, "--no-progress"]);
     assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("judge judged_correct: 60 requests:"),
+        "{}",
+        describe(&out)
+    );
     for (i, (q, a)) in rows.iter().enumerate() {
         assert_eq!(count(&fake, "fake-model", q), 1, "question {i} asked twice");
         let prompt = judge_prompt(TEMPLATE, q, &output(i, a), a);
@@ -246,14 +251,15 @@ async fn judging_resumes_after_a_kill_and_rescoring_reuses_every_verdict() {
         "{metrics}"
     );
 
-    // A new grade extraction reads the cached verdicts: nothing is sent.
+    // A new grade extraction (a regex, another label counted) reads the
+    // cached verdicts: nothing is sent.
     let before = fake.stats().total;
     let shares_incorrect = write_judge_job(
         dir.path(),
         &dataset,
         &fake.base_url(),
         TEMPLATE,
-        "share_label = \"INCORRECT\"",
+        "share_label = \"INCORRECT\"\npattern = '\\. (\\w+)$'",
     );
     let out = run_to_end(&[
         "rescore",
@@ -284,6 +290,12 @@ async fn judging_resumes_after_a_kill_and_rescoring_reuses_every_verdict() {
     let seen = fake.requests().len();
     let out = run_to_end(&["run", regraded_s, "--home", home_s, "--no-progress"]);
     assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("judge judged_correct: 60 requests: 0 from the cache, 60 run, 0 failed"),
+        "{}",
+        describe(&out)
+    );
     let new: Vec<_> = fake
         .requests()
         .into_iter()

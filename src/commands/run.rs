@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use coordinator::embedded::{Cluster, ClusterConfig};
 use jobs::protocol::{JobState, JobStatus};
+use jobs::spec::MetricKind;
 use jobs::JobSpec;
 
 use super::failure::{client_failure, job_failed, CmdResult, Failure};
@@ -13,7 +14,7 @@ use super::home::Home;
 use super::job_file::{check_ca_cert, load_spec, read_policy};
 use super::results::{report, score, short_key, write_table};
 use super::signal::interrupted;
-use super::summary::counts_lines;
+use super::summary::{counts_lines, judge_lines};
 use crate::cli::RunArgs;
 use crate::exit;
 use crate::progress::Progress;
@@ -106,6 +107,18 @@ async fn drive(args: &RunArgs, spec: &JobSpec, home: &Home, cluster: &mut Cluste
     }
     for line in counts_lines(spec, &status, &scored.outcome) {
         eprintln!("{line}");
+    }
+    if spec.metrics.iter().any(|m| m.kind == MetricKind::Judge) {
+        let judges: Vec<JobStatus> = client
+            .list_jobs()
+            .await
+            .context("cannot list the job's judges")?
+            .into_iter()
+            .filter(|j| j.parent_id == Some(job_id))
+            .collect();
+        for line in judge_lines(&judges) {
+            eprintln!("{line}");
+        }
     }
     if status.counts.failed > 0 {
         // Say why, with the endpoint's own words, before the summary line.

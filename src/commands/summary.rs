@@ -67,6 +67,36 @@ pub fn counts_lines(spec: &JobSpec, status: &JobStatus, scored: &RescoreOutcome)
     lines
 }
 
+/// One line per judge of the job (its child jobs): what its requests
+/// did, its tokens and cost.
+pub fn judge_lines(judges: &[JobStatus]) -> Vec<String> {
+    judges
+        .iter()
+        .map(|j| {
+            let c = &j.counts;
+            let name = j
+                .name
+                .rsplit_once("/judge:")
+                .map_or(j.name.as_str(), |(_, n)| n);
+            let cost = j
+                .cost
+                .as_ref()
+                .map(|cost| format!("; cost: {}", cost.describe()))
+                .unwrap_or_default();
+            format!(
+                "judge {name}: {} requests: {} from the cache, {} run, {} failed; tokens: {} \
+                 prompt, {} completion{cost}",
+                c.requests,
+                c.cached,
+                c.completed,
+                c.failed,
+                c.usage.prompt_tokens,
+                c.usage.completion_tokens
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
