@@ -6,7 +6,7 @@
 
 use anyhow::Context;
 use jobs::spec::ProviderBatchSpec;
-use jobs::spec::{BackendKind, MissingEnvVars};
+use jobs::spec::{BackendKind, MetricKind, MissingEnvVars};
 use jobs::JobSpec;
 use jobs::{cost::money, cost::CHARS_PER_TOKEN, cost::TOKENS_PER_MESSAGE};
 
@@ -78,6 +78,7 @@ fn print(spec: &JobSpec, plan: &Plan) {
             thousands(plan.requests)
         );
         print_cached(spec, plan);
+        print_judges(spec, plan);
         return;
     }
     println!(
@@ -145,6 +146,7 @@ fn print(spec: &JobSpec, plan: &Plan) {
     if plan.cached > 0 {
         print_cached(spec, plan);
     }
+    print_judges(spec, plan);
     let per_file = ProviderBatchSpec::of(model).max_requests_per_file;
     if model.backend == BackendKind::OpenaiBatch
         && plan.batch_files > 1
@@ -153,6 +155,25 @@ fn print(spec: &JobSpec, plan: &Plan) {
         println!(
             "  note:          every shard is its own batch (an upload, a create, its polls and a \
              download each); sharding.shard_size = {per_file} needs fewer"
+        );
+    }
+}
+
+/// What the job's judges would add: their inputs hold the outputs, so only
+/// a bound is known before the run.
+fn print_judges(spec: &JobSpec, plan: &Plan) {
+    for m in spec.metrics.iter().filter(|m| m.kind == MetricKind::Judge) {
+        let (Some(judge), Some(name)) = (&m.model, &m.name) else {
+            continue;
+        };
+        let per_output = m.generation.as_ref().map_or(1, |g| g.n.max(1));
+        let bound = plan.docs * u64::from(spec.task.generation.n.max(1)) * u64::from(per_output);
+        println!(
+            "  judge {name}: up to {} requests to {} (model {}), each made once its document's \
+             outputs exist; those already judged come from the cache",
+            thousands(bound),
+            judge.backend.as_str(),
+            judge.model
         );
     }
 }

@@ -33,6 +33,21 @@ pub async fn run(args: RunArgs) -> CmdResult {
         return super::dry_run::dry_run(&args, &spec, env.err()).await;
     }
     env.map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", args.job.display())))?;
+    for (i, judge) in spec
+        .metrics
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| Some((i, m.model.as_deref()?)))
+    {
+        judge
+            .check_env(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
+            .map_err(|e| {
+                Failure::usage(anyhow::anyhow!(
+                    "{}: the judge of metrics[{i}]: {e}",
+                    args.job.display()
+                ))
+            })?;
+    }
     let home = Home::open(&args.home)?;
     let mut config = ClusterConfig::new(home.store().await?, home.objects()?);
     config.read = read_policy(&args.job, &args.dataset_roots)?;

@@ -7,7 +7,7 @@
 //! so it is cached, sharded, retried and priced like any other.
 
 use minijinja::value::Value as JinjaValue;
-use minijinja::Environment;
+use minijinja::{Environment, ErrorKind};
 use serde_json::Value;
 
 use super::grade::{Grade, Grader};
@@ -203,7 +203,18 @@ impl Judge {
             self.env
                 .get_template(name)
                 .and_then(|t| t.render(&ctx))
-                .map_err(|e| err(describe_error(&e)))
+                .map_err(|e| {
+                    let mut reason = describe_error(&e);
+                    if e.kind() == ErrorKind::UndefinedError {
+                        let fields: Vec<&str> = item.fields.keys().map(String::as_str).collect();
+                        reason.push_str(&format!(
+                            "; a judge template sees the row's fields ({}) and doc, output, \
+                             output_index, prompt, target, choices",
+                            fields.join(", ")
+                        ));
+                    }
+                    err(reason)
+                })
         };
         let user = render(TEMPLATE)?;
         let system = if self.has_system {
