@@ -6,7 +6,8 @@
 //! Layers (arrows point at what a module uses): `protocol` → `spec` and the
 //! domain types its bodies carry (`request`, `output`, `results`,
 //! `provider_batch`), never back; `spec` uses only `request` and
-//! `template`.
+//! `template`; `judge` uses `spec`, `plan`, `dataset` and `request`, and `metrics` and
+//! `results` use `judge`.
 
 pub mod backoff;
 pub mod cost;

@@ -1,7 +1,7 @@
 //! Per-document metrics: exact match, contains, regex, choice letter, token F1
 //! (SQuAD-style) and log-likelihood accuracy (lm-evaluation-harness's `acc`
 //! and `acc_norm`), and the `Scorer` that applies a job's metrics to a
-//! document's outputs.
+//! document's outputs (and its judges' verdicts, `judged`).
 
 mod choice;
 mod judged;
