@@ -46,6 +46,26 @@ fn load_spec_blocking(
         Ok(None) => {}
         Err(e) => return Err(Failure::usage(anyhow::anyhow!("{}: {e}", path.display()))),
     }
+    // An engine judge's verdicts are keyed by its own model's fingerprint.
+    for (i, metric) in spec.metrics.iter_mut().enumerate() {
+        let Some(judge) = metric.model.as_deref_mut() else {
+            continue;
+        };
+        match worker::backend::engine::resolve_model(judge) {
+            Ok(Some(model)) => eprintln!(
+                "judge of metrics[{i}]: model {} (fingerprint {})",
+                model.path.display(),
+                &model.fingerprint[..12]
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "{}: the judge of metrics[{i}]: {e}",
+                    path.display()
+                )))
+            }
+        }
+    }
     spec.validate().map_err(Failure::usage)?;
     Ok(spec)
 }
