@@ -362,3 +362,80 @@ async fn a_batch_judge_sends_its_requests_as_provider_batches() {
         "{metrics}"
     );
 }
+
+/// A judge on the engine backend: SmolLM2 on this machine grades an
+/// endpoint model's outputs, its model fingerprinted like the job's; a
+/// second run finds every verdict in the cache and runs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_judge_grades_on_this_machine() {
+    let Some(gguf) = std::env::var_os("SHARDLINE_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+    else {
+        skip(
+            "e2e_judge::an_engine_judge_grades_on_this_machine",
+            "SHARDLINE_SMOLLM2_GGUF does not name the SmolLM2 GGUF file; run scripts/test.sh, or \
+             export SHARDLINE_SMOLLM2_GGUF=\"$(scripts/fetch-smollm2.sh)\"",
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (dataset, rows) = write_dataset(dir.path(), 4);
+    let fake = FakeOpenAi::start(FakeConfig {
+        api_key: Some("test-key".into()),
+        answers: answers(&rows),
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let job = write_job_judged_on(
+        dir.path(),
+        &dataset,
+        &fake.base_url(),
+        "Question: {{ question }}\\nReference answer: {{ target }}\\nGiven answer: {{ output }}\\nIs the given answer right? Reply yes or no.",
+        "",
+        "engine",
+    );
+    // The engine judge: a model file instead of an endpoint.
+    edit_file(
+        &job,
+        &format!(
+            "backend = \"engine\"\nmodel = \"{JUDGE_MODEL}\"\nbase_url = \"{}\"\napi_key_env = \"SHARDLINE_KEY_E2E\"",
+            fake.base_url()
+        ),
+        &format!(
+            "backend = \"engine\"\nmodel = \"{JUDGE_MODEL}\"\npath = \"{}\"",
+            gguf.display()
+        ),
+    );
+    edit_file(
+        &job,
+        "labels = [\"CORRECT\", \"INCORRECT\"]",
+        "labels = [\"yes\", \"no\"]",
+    );
+    let home = dir.path().join("home");
+    let out = run_job(&job, &home, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("judge of metrics[1]: model "),
+        "the judge's model is fingerprinted: {}",
+        describe(&out)
+    );
+    let samples = read_lines(&home.join("results").join("judged").join("samples.jsonl"));
+    assert_eq!(samples.len(), 4);
+    for sample in &samples {
+        let verdicts = sample["judges"]["judged_correct"].as_array().unwrap();
+        assert_eq!(verdicts.len(), 1, "{sample}");
+        assert!(verdicts[0]["verdict"].is_string(), "{sample}");
+    }
+    let out = run_job(&job, &home, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("judge judged_correct: 4 requests: 4 from the cache, 0 run"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(fake.stats().ok, 4, "each question asked once");
+    fake.shutdown().await;
+}
