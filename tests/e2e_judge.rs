@@ -159,8 +159,12 @@ async fn judging_resumes_after_a_kill_and_rescoring_reuses_every_verdict() {
     let fake = FakeOpenAi::start(FakeConfig {
         api_key: Some("test-key".into()),
         answers: answers(&rows),
-        // Grading is slow, so that the kill lands while judging.
-        slow_prompts_containing: vec![("Grade this.".into(), Duration::from_millis(120))],
+        // Grading is slow, so that the kill lands while judging; answering
+        // too, so that judging starts before the last answer.
+        slow_prompts_containing: vec![
+            ("Grade this.".into(), Duration::from_millis(120)),
+            ("(item ".into(), Duration::from_millis(100)),
+        ],
         ..FakeConfig::default()
     })
     .await
@@ -221,6 +225,25 @@ async fn judging_resumes_after_a_kill_and_rescoring_reuses_every_verdict() {
             assert!(n >= 1, "row {i} was never judged");
         }
     }
+
+    // A document is judged as soon as its shard is done, not after the job.
+    let requests = fake.requests();
+    let first_judged = requests
+        .iter()
+        .filter(|r| r.body["model"] == JUDGE_MODEL)
+        .map(|r| r.received_at)
+        .min()
+        .unwrap();
+    let last_answered = requests
+        .iter()
+        .filter(|r| r.body["model"] == "fake-model")
+        .map(|r| r.received_at)
+        .max()
+        .unwrap();
+    assert!(
+        first_judged < last_answered,
+        "judging waited for the last answer"
+    );
 
     // The verdicts and grades are in the samples, the score in the metrics.
     let results = home.join("results").join("judged");
