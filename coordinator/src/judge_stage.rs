@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::coordinator::{spec_hash, Coordinator};
 use crate::error::CoordinatorError;
 use crate::segment_cache::SegmentCache;
-use crate::store::{JudgeStage, NewShard, ReadyJudgeItem};
+use crate::store::{JudgeStage, NewShard, ReadyJudgeItem, StoreError};
 
 /// Documents judged per pass and transaction.
 const JUDGE_BATCH: u32 = 500;
@@ -54,13 +54,25 @@ impl Coordinator {
             store.cancel_job(child, Utc::now()).await?;
         }
         for job in store.judged_jobs().await? {
-            self.judge_job(job).await?;
+            // One job's trouble (a store hiccup, an unreadable segment) must
+            // not hold up the others: it is tried again next pass.
+            match self.judge_job(job).await {
+                Ok(()) => {}
+                Err(CoordinatorError::Store(StoreError::Conflict(why))) => {
+                    tracing::info!(job_id = %job, %why, "judging left to another replica");
+                }
+                Err(e) => tracing::warn!(job_id = %job, error = %e, "judging paused; retrying"),
+            }
+            if !self.is_leader() {
+                break;
+            }
         }
         Ok(())
     }
 
     async fn judge_job(&self, id: Uuid) -> Result<(), CoordinatorError> {
         let store = self.store();
+        store.reopen_children(id, Utc::now()).await?;
         for child in store.child_jobs(id).await? {
             if matches!(child.state, JobState::Failed | JobState::Cancelled) {
                 let why = child.error.as_deref().unwrap_or("it was cancelled");
@@ -70,16 +82,40 @@ impl Coordinator {
                 return Ok(());
             }
         }
-        let spec = self.job_spec(id).await?;
-        let judges = Judges::new(&spec)?;
+        // Neither gets better by waiting: the job cannot be judged.
+        let judges = match self.job_spec(id).await {
+            Ok(spec) => Judges::new(&spec)
+                .map(|judges| (spec, judges))
+                .map_err(|e| (e.to_string(), FailureKind::Input)),
+            Err(e) => Err((e.to_string(), FailureKind::Runtime)),
+        };
+        let (spec, judges) = match judges {
+            Ok(found) => found,
+            Err((why, kind)) => {
+                let message = format!("cannot judge this job: {why}");
+                store.fail_job(id, &message, kind, Utc::now()).await?;
+                return Ok(());
+            }
+        };
         let mut segments = SegmentCache::default();
-        loop {
+        // Leadership can move during a long pass: stop between batches.
+        while self.is_leader() {
             let ready = store.ready_judge_items(id, JUDGE_BATCH).await?;
             let full = ready.len() as u32 >= JUDGE_BATCH;
             if ready.is_empty() {
                 break;
             }
-            let items = self.settled(id, ready).await?;
+            let items = match self.settled(id, ready).await {
+                Ok(items) => items,
+                Err(e @ CoordinatorError::Internal(_)) => {
+                    let message = format!("cannot judge this job: {e}");
+                    store
+                        .fail_job(id, &message, FailureKind::Runtime, Utc::now())
+                        .await?;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
             if !items.is_empty() {
                 self.judge_items(id, &spec, &judges, &mut segments, items)
                     .await?;
@@ -153,8 +189,10 @@ impl Coordinator {
             .collect();
         keys.sort();
         keys.dedup();
+        // Strict: an output that could not be read now must not count as
+        // missing for good (its document would never be judged).
         let outputs = segments
-            .read_outputs(store.as_ref(), self.objects().as_ref(), &keys)
+            .read_outputs_strict(store.as_ref(), self.objects().as_ref(), &keys)
             .await?;
         let mut requests: Vec<Vec<InferenceRequest>> = vec![Vec::new(); judges.names().len()];
         let mut done = Vec::with_capacity(items.len());
@@ -187,6 +225,8 @@ impl Coordinator {
             }
         }
         store.commit_judging(id, &stages, &done, Utc::now()).await?;
+        // A completion check racing this commit may have closed a child.
+        store.reopen_children(id, Utc::now()).await?;
         Ok(())
     }
 

@@ -270,10 +270,11 @@ impl Coordinator {
             let mut items: Vec<JudgeItem> = Vec::new();
             for (doc, plan) in chunk {
                 if judging {
-                    let item = JudgeItem::of(&doc, &plan);
+                    let mut item = JudgeItem::of(&doc, &plan);
                     judges
                         .check(&item)
                         .map_err(|e| PlanStop::Job(PlanFailure::input(e)))?;
+                    judges.trim(&mut item);
                     items.push(item);
                 }
                 for request in plan.requests {

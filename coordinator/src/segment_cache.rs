@@ -49,11 +49,35 @@ impl SegmentCache {
     }
 
     /// The outputs of `keys` that the cache holds, read through the index.
+    /// A segment that cannot be read counts its outputs as missing (see
+    /// [`SegmentCache::read_outputs_strict`]).
     pub(crate) async fn read_outputs(
         &mut self,
         store: &dyn Store,
         objects: &dyn cache::ObjectStore,
         keys: &[RequestKey],
+    ) -> Result<HashMap<RequestKey, InferenceOutput>, CoordinatorError> {
+        self.read(store, objects, keys, false).await
+    }
+
+    /// [`SegmentCache::read_outputs`], failing when an indexed segment
+    /// cannot be read (the object store is down, the segment is gone): for
+    /// callers that would otherwise act on the outputs' absence for good.
+    pub(crate) async fn read_outputs_strict(
+        &mut self,
+        store: &dyn Store,
+        objects: &dyn cache::ObjectStore,
+        keys: &[RequestKey],
+    ) -> Result<HashMap<RequestKey, InferenceOutput>, CoordinatorError> {
+        self.read(store, objects, keys, true).await
+    }
+
+    async fn read(
+        &mut self,
+        store: &dyn Store,
+        objects: &dyn cache::ObjectStore,
+        keys: &[RequestKey],
+        strict: bool,
     ) -> Result<HashMap<RequestKey, InferenceOutput>, CoordinatorError> {
         let index = store.lookup_keys(keys).await?;
         let mut by_segment: HashMap<&str, Vec<&RequestKey>> = HashMap::new();
@@ -69,6 +93,12 @@ impl SegmentCache {
                             outputs.insert(key.clone(), output.clone());
                         }
                     }
+                }
+                Err(e) if strict => {
+                    return Err(CoordinatorError::Internal(format!(
+                        "cannot read the indexed segment {segment}: {e}; if it is gone, \
+                         `shardline cache reindex` rebuilds the index from the object store"
+                    )))
                 }
                 // The index points at a segment that is gone or corrupt: its
                 // outputs count as missing (`cache reindex` repairs the index).

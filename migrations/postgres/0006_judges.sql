@@ -4,7 +4,8 @@
 -- `judge_items` keeps, per document of a judged job, what grading it needs
 -- until its outputs exist.
 ALTER TABLE jobs ADD COLUMN parent_id uuid REFERENCES jobs (id) ON DELETE CASCADE;
-CREATE INDEX jobs_parent ON jobs (parent_id) WHERE parent_id IS NOT NULL;
+-- One judge job per judge metric of a job, whichever replica makes it.
+CREATE UNIQUE INDEX jobs_parent ON jobs (parent_id, name) WHERE parent_id IS NOT NULL;
 
 CREATE TABLE judge_items (
     job_id     uuid    NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,

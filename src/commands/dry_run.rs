@@ -166,6 +166,13 @@ fn print_judges(spec: &JobSpec, plan: &Plan) {
         let (Some(judge), Some(name)) = (&m.model, &m.name) else {
             continue;
         };
+        if spec.model.backend == BackendKind::None {
+            println!(
+                "  judge {name}: nothing to send: backend \"none\" scores the verdicts the \
+                 cache holds"
+            );
+            continue;
+        }
         let per_output = m.generation.as_ref().map_or(1, |g| g.n.max(1));
         let bound = plan.docs * u64::from(spec.task.generation.n.max(1)) * u64::from(per_output);
         println!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use coordinator::embedded::{Cluster, ClusterConfig};
 use jobs::protocol::{JobState, JobStatus};
-use jobs::spec::MetricKind;
+use jobs::spec::{BackendKind, MetricKind};
 use jobs::JobSpec;
 
 use super::failure::{client_failure, job_failed, CmdResult, Failure};
@@ -33,20 +33,24 @@ pub async fn run(args: RunArgs) -> CmdResult {
         return super::dry_run::dry_run(&args, &spec, env.err()).await;
     }
     env.map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", args.job.display())))?;
-    for (i, judge) in spec
+    // Judges run unless the job makes no inference at all.
+    let judges = spec
         .metrics
         .iter()
         .enumerate()
         .filter_map(|(i, m)| Some((i, m.model.as_deref()?)))
-    {
+        .filter(|_| spec.model.backend != BackendKind::None);
+    for (i, judge) in judges {
+        let in_judge = |e: &dyn std::fmt::Display| {
+            Failure::usage(anyhow::anyhow!(
+                "{}: the judge of metrics[{i}]: {e}",
+                args.job.display()
+            ))
+        };
         judge
             .check_env(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
-            .map_err(|e| {
-                Failure::usage(anyhow::anyhow!(
-                    "{}: the judge of metrics[{i}]: {e}",
-                    args.job.display()
-                ))
-            })?;
+            .map_err(|e| in_judge(&e))?;
+        worker::backend::tls::check_ca_cert(judge).map_err(|e| in_judge(&e))?;
     }
     let home = Home::open(&args.home)?;
     let mut config = ClusterConfig::new(home.store().await?, home.objects()?);

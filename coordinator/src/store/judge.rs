@@ -97,7 +97,9 @@ pub trait JudgeStore: Send + Sync {
     /// In one transaction: creates each stage's child job of `parent` when
     /// it has none (running, at the parent's priority), appends the
     /// stage's shards and counts, puts a completed child back to running
-    /// when it gets shards, and marks the documents `done` as done.
+    /// when it gets shards, and marks the documents `done` as done. Fails
+    /// with [`StoreError::Conflict`], changing nothing, when one of them is
+    /// no longer waiting (another replica's stage judged it).
     async fn commit_judging(
         &self,
         parent: Uuid,
@@ -108,6 +110,10 @@ pub trait JudgeStore: Send + Sync {
 
     /// The child jobs of `parent`.
     async fn child_jobs(&self, parent: Uuid) -> Result<Vec<ChildJob>, StoreError>;
+
+    /// Puts back to running the child jobs of `parent` that completed while
+    /// shards were being added to them. Returns how many.
+    async fn reopen_children(&self, parent: Uuid, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Completes `job_id` if nothing of it is left: shards, documents to
     /// judge, unfinished child jobs. Returns whether it did.

@@ -121,19 +121,23 @@ impl Grader {
 }
 
 /// The label named last in `text`, as a whole word, ignoring case (so that
-/// `INCORRECT` is not read as `CORRECT`).
+/// `INCORRECT` is not read as `CORRECT`): the match that ends last, and of
+/// two ending together the longer (`PARTIALLY CORRECT` over `CORRECT`).
 fn last_label<'a>(text: &str, labels: &'a [String]) -> Option<&'a str> {
     let haystack = text.to_lowercase();
     let is_word_char = |c: char| c.is_alphanumeric() || c == '_';
-    let mut best: Option<(usize, &'a str)> = None;
+    // (end, length) of the best match so far.
+    let mut best: Option<((usize, usize), &'a str)> = None;
     for label in labels {
         let needle = label.to_lowercase();
         for (at, _) in haystack.match_indices(&needle) {
+            let end = at + needle.len();
             let before = haystack[..at].chars().next_back();
-            let after = haystack[at + needle.len()..].chars().next();
+            let after = haystack[end..].chars().next();
             let whole = !before.is_some_and(is_word_char) && !after.is_some_and(is_word_char);
-            if whole && best.is_none_or(|(b, _)| at >= b) {
-                best = Some((at, label.as_str()));
+            let rank = (end, needle.len());
+            if whole && best.is_none_or(|(b, _)| rank > b) {
+                best = Some((rank, label.as_str()));
             }
         }
     }
@@ -168,6 +172,17 @@ mod tests {
             Some(Grade::Label("CORRECT".into()))
         );
         assert_eq!(g.grade("CORRECTED"), None);
+        let nested = grader(|m| {
+            m.labels = vec![
+                "CORRECT".into(),
+                "PARTIALLY CORRECT".into(),
+                "INCORRECT".into(),
+            ]
+        });
+        assert_eq!(
+            nested.grade("Verdict: partially correct"),
+            Some(Grade::Label("PARTIALLY CORRECT".into()))
+        );
         assert_eq!(g.grade("no idea"), None);
     }
 

@@ -9,6 +9,7 @@
 use minijinja::value::Value as JinjaValue;
 use minijinja::{Environment, ErrorKind};
 use serde_json::Value;
+use std::collections::BTreeSet;
 
 use super::grade::{Grade, Grader};
 use super::item::JudgeItem;
@@ -52,12 +53,16 @@ pub struct JudgeRequest {
 /// A job's judge metrics, in spec order.
 pub struct Judges {
     judges: Vec<Judge>,
+    /// The variables the judges' templates read; `None` when one reads
+    /// `doc`, the whole row.
+    reads: Option<BTreeSet<String>>,
 }
 
 impl Judges {
     /// The judges of `spec` (none when it has no judge metric).
     pub fn new(spec: &JobSpec) -> Result<Judges, SpecError> {
         let mut judges = Vec::new();
+        let mut reads = Some(BTreeSet::new());
         for (i, m) in spec.metrics.iter().enumerate() {
             if m.kind != MetricKind::Judge {
                 continue;
@@ -82,6 +87,18 @@ impl Judges {
             if let Some(system) = &m.system {
                 compile(&mut env, SYSTEM, system.clone())?;
             }
+            for name in [TEMPLATE, SYSTEM] {
+                let Ok(t) = env.get_template(name) else {
+                    continue;
+                };
+                let names = t.undeclared_variables(false);
+                if names.contains("doc") {
+                    reads = None;
+                }
+                if let Some(reads) = reads.as_mut() {
+                    reads.extend(names);
+                }
+            }
             let generation = m.generation.clone().unwrap_or_default();
             judges.push(Judge {
                 name: m.display_name(),
@@ -95,7 +112,23 @@ impl Judges {
                 n: generation.n.max(1),
             });
         }
-        Ok(Judges { judges })
+        Ok(Judges { judges, reads })
+    }
+
+    /// Drops from `item` what no judge template reads (row fields, the
+    /// prompt, the choices), so that what is kept until its outputs exist
+    /// stays small; the judge requests rendered from it are the same.
+    pub fn trim(&self, item: &mut JudgeItem) {
+        let Some(reads) = &self.reads else {
+            return;
+        };
+        item.fields.retain(|name, _| reads.contains(name));
+        if !reads.contains("prompt") {
+            item.prompt.clear();
+        }
+        if !reads.contains("choices") {
+            item.choices = None;
+        }
     }
 
     pub fn is_empty(&self) -> bool {

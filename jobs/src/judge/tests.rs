@@ -200,3 +200,54 @@ fn a_judge_item_round_trips_as_json() {
     let back: JudgeItem = serde_json::from_str(&json).unwrap();
     assert_eq!(back, item());
 }
+
+#[test]
+fn trimming_keeps_what_the_templates_read_and_their_requests() {
+    let judges = Judges::new(&spec(JUDGE).unwrap()).unwrap();
+    let mut item = item();
+    item.fields
+        .insert("passage".into(), Value::String("x".repeat(10_000)));
+    let before = judges.requests(&item, &["4".to_string()]).unwrap();
+    judges.trim(&mut item);
+    assert_eq!(item.fields.keys().collect::<Vec<_>>(), vec!["q"]);
+    assert!(
+        item.prompt.is_empty(),
+        "the template does not read the prompt"
+    );
+    assert_eq!(judges.requests(&item, &["4".to_string()]).unwrap(), before);
+
+    let whole_row = JUDGE.replace("{{ q }}", "{{ doc.q }}");
+    let judges = Judges::new(&spec(&whole_row).unwrap()).unwrap();
+    let mut item = self::item();
+    judges.trim(&mut item);
+    assert_eq!(
+        item.fields.len(),
+        2,
+        "a template reading `doc` keeps the row"
+    );
+}
+
+#[test]
+fn a_stored_item_renders_the_keys_of_the_document_it_came_from() {
+    // Floats must come back from the stored JSON as the very same numbers,
+    // or a judge request made from the stored item and the one rescoring
+    // makes from the dataset would differ.
+    let judges = Judges::new(&spec(&JUDGE.replace("{{ q }}", "{{ q }} {{ x }}")).unwrap()).unwrap();
+    for text in [
+        "0.1",
+        "2.2250738585072011e-308",
+        "1.0000000000000002",
+        "8.98846567431158e307",
+    ] {
+        let mut item = item();
+        let x: Value = serde_json::from_str(text).unwrap();
+        item.fields.insert("x".into(), x);
+        let stored: JudgeItem =
+            serde_json::from_str(&serde_json::to_string(&item).unwrap()).unwrap();
+        assert_eq!(
+            judges.requests(&stored, &["4".to_string()]).unwrap(),
+            judges.requests(&item, &["4".to_string()]).unwrap(),
+            "{text}"
+        );
+    }
+}

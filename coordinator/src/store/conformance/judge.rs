@@ -7,7 +7,7 @@ use jobs::spec::BackendKind;
 use uuid::Uuid;
 
 use super::{at, full_completion, request, t0, LEASE, WORKER};
-use crate::store::{JudgeStage, NewJob, NewJudgeItem, NewShard, PlanTotals, Store};
+use crate::store::{JudgeStage, NewJob, NewJudgeItem, NewShard, PlanTotals, Store, StoreError};
 
 fn item(doc_index: u64, wait_seqs: &[u64]) -> NewJudgeItem {
     NewJudgeItem {
@@ -221,4 +221,62 @@ pub async fn a_replanned_job_forgets_its_documents(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(state, JobState::Completed, "nothing left to judge");
+}
+
+pub async fn each_judge_condition_holds_the_job_alone(store: &dyn Store) {
+    let id = judged_job(store, "hold").await;
+    complete_next(store, BackendKind::Openai, 1).await;
+    complete_next(store, BackendKind::Openai, 2).await;
+    // Only a waiting document is left.
+    assert!(!store.complete_if_done(id, at(3)).await.unwrap());
+    store
+        .commit_judging(id, &[stage(1, "hold")], &[0, 1, 2], at(3))
+        .await
+        .unwrap();
+    // Only the judge job's shard is left.
+    assert!(!store.complete_if_done(id, at(4)).await.unwrap());
+    assert_eq!(store.reopen_children(id, at(4)).await.unwrap(), 0);
+
+    // Judging the same documents again is refused and changes nothing.
+    let again = store
+        .commit_judging(id, &[stage(2, "hold")], &[1], at(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
+    let child = store.child_jobs(id).await.unwrap()[0].id;
+    assert_eq!(store.get_job(child).await.unwrap().counts.shards_total, 1);
+
+    complete_next(store, BackendKind::OpenaiBatch, 6).await;
+    assert_eq!(
+        store.get_job(child).await.unwrap().state,
+        JobState::Completed
+    );
+    assert!(store.complete_if_done(id, at(7)).await.unwrap());
+}
+
+pub async fn a_completed_judge_job_reopens_for_new_shards(store: &dyn Store) {
+    let id = judged_job(store, "reopen").await;
+    store
+        .commit_judging(id, &[stage(1, "reopen")], &[0], at(1))
+        .await
+        .unwrap();
+    let child = store.child_jobs(id).await.unwrap()[0].id;
+    complete_next(store, BackendKind::OpenaiBatch, 2).await;
+    assert_eq!(
+        store.get_job(child).await.unwrap().state,
+        JobState::Completed
+    );
+    complete_next(store, BackendKind::Openai, 3).await;
+    store
+        .commit_judging(id, &[stage(1, "reopen-2")], &[1], at(4))
+        .await
+        .unwrap();
+    let record = store.get_job(child).await.unwrap();
+    assert_eq!(record.state, JobState::Running, "new shards reopen it");
+    assert_eq!(record.counts.shards_total, 2);
+    assert_eq!(
+        store.child_jobs(id).await.unwrap().len(),
+        1,
+        "one judge job"
+    );
 }

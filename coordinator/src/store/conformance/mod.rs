@@ -195,6 +195,8 @@ macro_rules! store_conformance_suite {
             judge::a_waiting_document_can_wait_for_another_shard,
             judge::judges_of_a_failed_job_are_orphaned,
             judge::a_replanned_job_forgets_its_documents,
+            judge::each_judge_condition_holds_the_job_alone,
+            judge::a_completed_judge_job_reopens_for_new_shards,
             leases::claim_heartbeat_complete,
             leases::late_worker_is_fenced,
             leases::fail_backs_off_then_dies,

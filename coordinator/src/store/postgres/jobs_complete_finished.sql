@@ -9,3 +9,8 @@ WHERE state = 'running'
   -- A judged job also waits for its documents' judging and its judges.
   AND NOT EXISTS (SELECT 1 FROM judge_items WHERE job_id = jobs.id AND state = 'waiting')
   AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent_id = jobs.id AND c.state <> 'completed')
+  -- ... and their shards: a judge job may read as completed for a moment
+  -- while the judge stage adds shards to it (a completion check racing it
+  -- on Postgres); the stage then reopens it.
+  AND NOT EXISTS (SELECT 1 FROM jobs c JOIN shards s ON s.job_id = c.id
+                  WHERE c.parent_id = jobs.id AND s.state <> 'completed')

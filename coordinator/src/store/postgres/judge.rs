@@ -194,11 +194,20 @@ impl JudgeStore for PostgresStore {
                         .await?;
                 }
             }
-            sqlx::query(include_str!("judge_items_done.sql"))
+            let marked = sqlx::query(include_str!("judge_items_done.sql"))
                 .bind(parent)
                 .bind(ints(done))
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+            if marked != done.len() as u64 {
+                // Dropping the transaction undoes the shards too.
+                return Err(StoreError::Conflict(format!(
+                    "{} of {} documents of job {parent} were judged meanwhile",
+                    done.len() as u64 - marked,
+                    done.len()
+                )));
+            }
             tx.commit().await?;
             Ok(())
         })
@@ -225,6 +234,15 @@ impl JudgeStore for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn reopen_children(&self, parent: Uuid, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let reopened = sqlx::query(include_str!("judge_children_reopen.sql"))
+            .bind(parent)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(reopened.rows_affected())
     }
 
     async fn complete_if_done(&self, job_id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {

@@ -95,7 +95,10 @@ impl JobSpec {
             as_main
                 .validate_model()
                 .and_then(|()| as_main.validate_engine(submitted))
-                .map_err(|e| e.rerooted("model", &field("model")))?;
+                .map_err(|e| {
+                    e.rerooted("model", &field("model"))
+                        .rerooted("task.generation", &field("generation"))
+                })?;
             as_main
                 .validate_generation()
                 .map_err(|e| e.rerooted("task.generation", &field("generation")))?;
