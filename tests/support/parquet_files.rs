@@ -27,7 +27,7 @@ impl QaRow {
             id: format!("{prefix}{i}"),
             question: format!("What is {i} plus {i}?"),
             answer: (2 * i).to_string(),
-            subset: if i % 2 == 0 { "even" } else { "odd" }.to_string(),
+            subset: if i.is_multiple_of(2) { "even" } else { "odd" }.to_string(),
             choices: vec![(2 * i).to_string(), (2 * i + 1).to_string(), "none".into()],
         }
     }
