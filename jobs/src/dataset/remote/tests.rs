@@ -146,6 +146,10 @@ fn one_object_in_each_format_reads_as_the_local_file() {
     }
     let docs = read("s3://evals/qa.parquet", &policy).unwrap();
     assert_eq!(docs[0].fields["choices"], json!(["x", "y"]));
+    // Few-shot examples come the same way.
+    let shots = read_jsonl_examples(Path::new("s3://evals/qa.jsonl.gz"), 1, &policy).unwrap();
+    assert_eq!(shots.len(), 1);
+    assert_eq!(shots[0]["id"], json!("a"));
 }
 
 #[test]
