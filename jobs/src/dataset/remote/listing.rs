@@ -2,10 +2,11 @@
 //! glob rules have it: a prefix ending in `/` is a folder (its data
 //! objects directly under it, hidden and metadata files left out); a key
 //! with glob characters is its matches part by part (`data/test-*.parquet`,
-//! `shards/*/test.csv`); any other key is one object, or a folder when no
-//! object has that key but some lie under `KEY/` and the key's name says
-//! no format. Listing pages through the store and keeps only the matches,
-//! so memory follows the dataset's files, not the bucket's.
+//! `shards/*/test.csv`); any other key is one object, but for a key whose
+//! name says no format (and no `format` is set), which is a folder when
+//! objects lie under `KEY/`. Listing pages through the store and keeps
+//! only the matches, so memory follows the dataset's files, not the
+//! bucket's.
 
 use std::path::Path;
 
