@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes, each for a bounded time (docs/security.md, "Fuzzing"):
 #   1. the job spec loader (TOML file and JSON submit body), the dataset
-#      reader and the planner, with the cargo-fuzz targets in fuzz/;
+#      reader (text formats, and Parquet files valid and damaged) and the
+#      planner, with the cargo-fuzz targets in fuzz/;
 #   2. the coordinator's HTTP API, with schemathesis against a real
 #      `shardline serve` and the OpenAPI description it serves.
 # Fails on any crash, hang or panic, on any 5xx answer, and on any answer
@@ -28,7 +29,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 FUZZ_SECS="${SHARDLINE_FUZZ_SECS:-45}"
 API_SECS="${SHARDLINE_API_FUZZ_SECS:-150}"
 API_EXAMPLES="${SHARDLINE_API_FUZZ_EXAMPLES:-100}"
-TARGETS=(spec_toml spec_json dataset plan)
+TARGETS=(spec_toml spec_json dataset parquet plan)
 FUZZ_TARGET_DIR="$CACHE/fuzz-target"
 LOGS="$CACHE/fuzz-logs"
 mkdir -p "$LOGS"

@@ -1,5 +1,6 @@
 //! Shardline's output cache: object stores (a local directory, S3) and the
-//! segment format that holds inference outputs.
+//! segment format that holds inference outputs; and the reading of
+//! `s3://` datasets with the same S3 settings (`S3Datasets`).
 
 pub mod error;
 pub mod local;
@@ -14,7 +15,7 @@ pub use error::{ObjectStoreError, S3ErrorKind};
 pub use local::LocalDirStore;
 pub use object_store::{ObjectMeta, ObjectStore};
 pub use open::{open_store, open_store_with};
-pub use s3::{S3Credentials, S3Location, S3Options, S3Store};
+pub use s3::{S3Credentials, S3Datasets, S3Location, S3Options, S3Store};
 #[cfg(feature = "test-support")]
 pub use s3_test_server::{S3TestServer, S3TestServerError};
 pub use segment::{

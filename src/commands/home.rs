@@ -96,8 +96,10 @@ impl Home {
     pub async fn offline_coordinator(&self) -> Result<coordinator::Coordinator, Failure> {
         // No HTTP server is started, so the tokens are never checked.
         let mut config = coordinator::CoordinatorConfig::with_tokens(String::new(), String::new());
-        // The user's own files on their own machine.
-        config.read = jobs::ReadPolicy::unrestricted();
+        // The user's own files on their own machine, and S3 datasets
+        // with their own credentials.
+        config.read =
+            jobs::ReadPolicy::unrestricted().with_objects(super::job_file::s3_datasets()?);
         Ok(coordinator::Coordinator::new(
             self.store().await?,
             self.objects()?,

@@ -3,7 +3,9 @@
 //! files may be read from when it runs locally.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use jobs::dataset::ObjectSource;
 use jobs::{DatasetRoots, JobSpec, ReadLimits, ReadPolicy};
 
 use super::failure::Failure;
@@ -81,7 +83,9 @@ pub(super) fn check_ca_cert(job: &Path, spec: &JobSpec) -> Result<(), Failure> {
 
 /// What `run` may read: the job file's folder and the roots its user adds
 /// (one user, their own files; the rule is the coordinator's all the same,
-/// so a job that runs here is one a shared coordinator would accept).
+/// so a job that runs here is one a shared coordinator would accept), and
+/// any `s3://` dataset, read with the user's own S3 settings and
+/// credentials (those of an S3 cache), which decide what they may read.
 pub(super) fn read_policy(job: &Path, roots: &[String]) -> Result<ReadPolicy, Failure> {
     let folder = match job.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -89,6 +93,14 @@ pub(super) fn read_policy(job: &Path, roots: &[String]) -> Result<ReadPolicy, Fa
     };
     let roots = DatasetRoots::only(roots)
         .and_then(|roots| roots.with_dir(folder))
-        .map_err(Failure::usage)?;
-    Ok(ReadPolicy::new(roots, ReadLimits::default()))
+        .map_err(Failure::usage)?
+        .with_all_s3();
+    Ok(ReadPolicy::new(roots, ReadLimits::default()).with_objects(s3_datasets()?))
+}
+
+/// Reads `s3://` datasets with the S3 settings of the environment, as an
+/// S3 cache of `run` is reached (nothing is contacted until one is read).
+pub(super) fn s3_datasets() -> Result<Arc<dyn ObjectSource>, Failure> {
+    let options = cache::S3Options::from_env().map_err(Failure::usage)?;
+    Ok(Arc::new(cache::S3Datasets::new(options)))
 }

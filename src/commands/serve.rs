@@ -64,7 +64,12 @@ pub async fn serve(args: ServeArgs) -> CmdResult {
             heartbeat_interval_secs: settings.heartbeat_secs,
             reaper_interval: Duration::from_millis(settings.reaper_interval_ms),
             limits: settings.limits,
-            read: settings.read.clone(),
+            // `s3://` datasets with the cache's S3 settings; the roots say
+            // which buckets and prefixes jobs may name.
+            read: settings
+                .read
+                .clone()
+                .with_objects(Arc::new(cache::S3Datasets::new(settings.s3.clone()))),
         },
     );
     if settings.read.roots == jobs::DatasetRoots::none() {

@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod cluster_jobs;
 pub mod local;
+pub mod parquet_files;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,7 @@
 //! s3s, moto…) through aws-sdk-s3: `s3://bucket/prefix`.
 
 mod client;
+mod datasets;
 mod location;
 mod multipart;
 mod options;
@@ -9,6 +10,7 @@ mod sdk_error;
 #[cfg(test)]
 mod tests;
 
+pub use datasets::S3Datasets;
 pub use location::S3Location;
 pub use options::{S3Credentials, S3Options};
 

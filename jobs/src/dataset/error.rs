@@ -1,5 +1,5 @@
-//! Why a data file could not be read, each naming the file, and the line
-//! where there is one.
+//! Why a data file could not be read, each naming the file (or `s3://`
+//! object), and the line where there is one.
 
 use std::path::PathBuf;
 
@@ -94,6 +94,21 @@ pub enum DatasetError {
         /// The first of them, as `file:line: reason`.
         first_skipped: Option<String>,
     },
+    /// An `s3://` location that names no object a store could have.
+    #[error("{}: {reason}", .path.display())]
+    BadLocation { path: PathBuf, reason: String },
+    /// An `s3://` dataset in a process given no object store to read it.
+    #[error("{}: this process has no S3 access to read datasets with; give it the S3 settings the cache uses (`--s3-endpoint`, `SHARDLINE_S3_ENDPOINT`, the AWS credentials), or copy the dataset to a local file", .path.display())]
+    NoObjectStore { path: PathBuf },
+    /// The object store refused or failed a request; `reason` says what to
+    /// check.
+    #[error("{}: {reason}", .path.display())]
+    Store {
+        path: PathBuf,
+        reason: String,
+        /// Unreachable or failing: worth a retry, not the job's fault.
+        transient: bool,
+    },
     /// A line that is not a usable document.
     #[error("{}:{line}: {reason}{hint}", .path.display())]
     BadRow {
@@ -109,7 +124,14 @@ impl DatasetError {
     /// Whether the job's own files are at fault (fix them and run again),
     /// rather than the reading itself (an I/O error partway through).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, DatasetError::Read { .. })
+        !matches!(
+            self,
+            DatasetError::Read { .. }
+                | DatasetError::Store {
+                    transient: true,
+                    ..
+                }
+        )
     }
 }
 

@@ -1,5 +1,6 @@
 //! Opening a data file under the read policy and reading it within its
-//! limits: regular files only; gzip and zstd files (recognised by their
+//! limits: regular files only (or `s3://` objects, streamed through the
+//! policy's object store); gzip and zstd files (recognised by their
 //! first bytes) decompressed as they are read; lines and total bytes
 //! bounded, the decompressed bytes counted, so a small file that inflates
 //! without end is stopped at the byte limit.
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use super::error::DatasetError;
 use super::limits::ReadLimits;
 use super::policy::ReadPolicy;
+use super::remote;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -36,7 +38,7 @@ fn open_nonblocking(path: &Path) -> std::io::Result<File> {
 }
 
 /// Opens `path` if the policy allows it and it is a regular file.
-pub(super) fn open_checked(path: &Path, policy: &ReadPolicy) -> Result<File, DatasetError> {
+fn open_checked(path: &Path, policy: &ReadPolicy) -> Result<File, DatasetError> {
     policy.roots.check(path)?;
     let open_error = |source| DatasetError::Open {
         path: path.to_path_buf(),
@@ -53,10 +55,36 @@ pub(super) fn open_checked(path: &Path, policy: &ReadPolicy) -> Result<File, Dat
     Ok(file)
 }
 
+/// A data file opened under the policy: a local file, or an object's
+/// stream.
+pub(super) enum Opened {
+    File(File),
+    Object(Box<dyn Read + Send>),
+}
+
+impl Opened {
+    /// Opens `path` (a local path or an `s3://` location) if the policy
+    /// allows it.
+    pub(super) fn open(path: &Path, policy: &ReadPolicy) -> Result<Self, DatasetError> {
+        if remote::is_remote(path) {
+            return Ok(Opened::Object(remote::open_object(path, policy)?));
+        }
+        Ok(Opened::File(open_checked(path, policy)?))
+    }
+
+    fn into_read(self) -> Box<dyn Read + Send> {
+        match self {
+            Opened::File(file) => Box::new(file),
+            Opened::Object(object) => object,
+        }
+    }
+}
+
 /// A file's reads, noting whether one failed: an error from a decompressor
-/// whose file read well means the file is corrupt, not the disk.
+/// whose file read well means the file is corrupt, not the disk (or the
+/// network).
 struct Watched {
-    file: File,
+    file: Box<dyn Read + Send>,
     failed: Arc<AtomicBool>,
 }
 
@@ -80,16 +108,17 @@ pub(super) struct DataFile {
 }
 
 impl DataFile {
-    /// Opens `path` if the policy allows it and it is a regular file.
+    /// Opens `path` if the policy allows it and it is a regular file (or
+    /// an object).
     pub(super) fn open(path: &Path, policy: &ReadPolicy) -> Result<Self, DatasetError> {
-        Self::from_file(path, open_checked(path, policy)?)
+        Self::from_opened(path, Opened::open(path, policy)?)
     }
 
-    /// Reads `file`, opened from `path` by [`open_checked`].
-    pub(super) fn from_file(path: &Path, file: File) -> Result<Self, DatasetError> {
+    /// Reads `opened`, opened from `path` by [`Opened::open`].
+    pub(super) fn from_opened(path: &Path, opened: Opened) -> Result<Self, DatasetError> {
         let file_failed = Arc::new(AtomicBool::new(false));
         let mut raw = BufReader::new(Watched {
-            file,
+            file: opened.into_read(),
             failed: file_failed.clone(),
         });
         let head = raw.fill_buf().map_err(|source| DatasetError::Read {

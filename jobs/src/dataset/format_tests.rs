@@ -51,7 +51,7 @@ fn last_error(spec: &DatasetSpec, policy: &ReadPolicy) -> DatasetError {
     }
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(super) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(bytes).unwrap();
     encoder.finish().unwrap()
@@ -660,7 +660,7 @@ fn arbitrary_bytes_in_any_format_are_rows_or_errors_never_a_panic() {
 
 /// Writes a Parquet file (snappy pages) of rows `(id, n, choices)`: `n`
 /// optional, `choices` a list of strings.
-fn write_parquet(path: &Path, rows: &[(&str, Option<i64>, &[&str])]) {
+pub(super) fn write_parquet(path: &Path, rows: &[(&str, Option<i64>, &[&str])]) {
     use parquet::basic::Compression;
     use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
     use parquet::file::properties::WriterProperties;

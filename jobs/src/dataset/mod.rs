@@ -1,5 +1,6 @@
 //! A job's data files: the streaming dataset reader (JSONL, JSON arrays,
-//! CSV and TSV, compressed or not, Parquet; one file or a folder or glob of them),
+//! CSV and TSV, compressed or not, Parquet; one file or a folder or glob of
+//! them, local or in an object store as `s3://BUCKET/KEY`),
 //! the few-shot examples reader, and the policy that says where they may
 //! read (`roots`) and how much (`limits`). A job is untrusted input on a shared
 //! coordinator, so every file a job names is opened through that policy.
@@ -17,9 +18,11 @@ mod limits;
 mod parquet_rows;
 mod policy;
 mod reader;
+mod remote;
 mod roots;
 mod row;
 mod rows;
+mod source;
 mod sources;
 #[cfg(test)]
 mod tests;
@@ -31,4 +34,6 @@ pub use limits::{
 };
 pub use policy::ReadPolicy;
 pub use reader::{DatasetReader, Doc};
+pub(crate) use remote::is_remote;
+pub use remote::{ObjectSource, ObjectSourceError, RemoteObject};
 pub use roots::{DatasetRoots, OutsideRoots, RootError};

@@ -18,7 +18,8 @@ use super::ids::{first_line_with_id, SeenIds};
 use super::policy::ReadPolicy;
 use super::row::{RawRow, RowFields};
 use super::rows::Rows;
-use super::sources::{list, Source};
+use super::source::Source;
+use super::sources::list;
 use crate::spec::{DatasetFormat, DatasetSpec, OnBadRow};
 
 /// How many skipped rows are kept as examples for the report.

@@ -115,6 +115,20 @@ impl DatasetRoots {
         })
     }
 
+    /// Adds every `s3://` location (`shardline run`: its user reads with
+    /// their own credentials, which decide what they can read).
+    pub fn with_all_s3(self) -> Self {
+        match self {
+            DatasetRoots::Any => DatasetRoots::Any,
+            DatasetRoots::Only { dirs, mut prefixes } => {
+                if !prefixes.iter().any(|p| p == "s3://") {
+                    prefixes.push("s3://".to_string());
+                }
+                DatasetRoots::Only { dirs, prefixes }
+            }
+        }
+    }
+
     /// Whether a job may name `path`. A path that exists is judged by its
     /// real location; one that does not is judged by its lexical form, so
     /// the answer never tells whether a file outside the roots exists.

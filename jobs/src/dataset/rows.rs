@@ -8,10 +8,11 @@ use std::path::Path;
 
 use super::delimited::DelimitedRows;
 use super::error::DatasetError;
-use super::file::{open_checked, BoundedLines, DataFile};
+use super::file::{BoundedLines, DataFile, Opened};
 use super::json_array::ArrayRows;
 use super::parquet_rows::ParquetRows;
 use super::policy::ReadPolicy;
+use super::remote;
 use super::row::{is_blank, parse_object, RawRow};
 use crate::spec::DatasetFormat;
 
@@ -36,14 +37,14 @@ impl Rows {
     ) -> Result<Rows, DatasetError> {
         // Opened first: a file outside the roots or not a regular file is
         // refused as such, whatever its name.
-        let file = open_checked(path, policy)?;
+        let file = Opened::open(path, policy)?;
         let format = format
             .or_else(|| DatasetFormat::from_path(path))
             .ok_or_else(|| DatasetError::UnknownFormat {
                 path: path.to_path_buf(),
             })?;
         let limits = policy.limits;
-        let text = |file| DataFile::from_file(path, file);
+        let text = |file| DataFile::from_opened(path, file);
         Ok(match format {
             DatasetFormat::Jsonl => Rows::Lines(LineRows {
                 lines: BoundedLines::new(text(file)?, limits, bytes_before),
@@ -62,12 +63,21 @@ impl Rows {
                 limits,
                 bytes_before,
             )?)),
-            DatasetFormat::Parquet => Rows::Parquet(Box::new(ParquetRows::open(
-                path,
-                file,
-                limits,
-                bytes_before,
-            )?)),
+            DatasetFormat::Parquet => {
+                let file = match file {
+                    Opened::File(file) => file,
+                    Opened::Object(object) => {
+                        let room = limits.max_bytes.saturating_sub(bytes_before);
+                        remote::download(path, object, room, limits.max_bytes)?
+                    }
+                };
+                Rows::Parquet(Box::new(ParquetRows::open(
+                    path,
+                    file,
+                    limits,
+                    bytes_before,
+                )?))
+            }
         })
     }
 

@@ -4,27 +4,17 @@
 //! glob's matches (`data/test-*.jsonl`, `shards/*/test.csv`), in path order.
 //! A folder or glob is judged against the dataset roots before it is
 //! listed, and a folder below it that leads outside them is not listed;
-//! every file is checked again when it is opened.
+//! every file is checked again when it is opened. An `s3://` location is
+//! listed by the same rules through the policy's object store (`remote`).
 
 use std::path::{Component, Path, PathBuf};
 
 use super::error::DatasetError;
 use super::glob;
 use super::policy::ReadPolicy;
+use super::remote;
+use super::source::{is_hidden, Source, MAX_DATASET_FILES, METADATA_FILES};
 use crate::spec::DatasetFormat;
-
-/// Most files one dataset may name.
-pub(super) const MAX_DATASET_FILES: usize = 100_000;
-
-/// One file of a dataset.
-#[derive(Clone, Debug)]
-pub(super) struct Source {
-    pub path: PathBuf,
-    /// Its name relative to the folder or the glob's fixed part: the first
-    /// part of its documents' ids. `None` for a dataset of one file named
-    /// alone, whose ids are the rows' own.
-    pub label: Option<String>,
-}
 
 /// The files `path` names, checked against the roots of `policy`.
 pub(super) fn list(
@@ -33,6 +23,9 @@ pub(super) fn list(
     policy: &ReadPolicy,
 ) -> Result<Vec<Source>, DatasetError> {
     policy.roots.check(path)?;
+    if remote::is_remote(path) {
+        return remote::list(path, format, policy);
+    }
     if path.is_dir() {
         return list_folder(path, format);
     }
@@ -51,20 +44,6 @@ fn too_many(path: &Path) -> DatasetError {
         limit: MAX_DATASET_FILES,
     }
 }
-
-fn is_hidden(name: &str) -> bool {
-    name.starts_with('.')
-}
-
-/// Files `datasets` writes beside the data (`save_to_disk`, the Hub's
-/// repositories): JSON, but about the dataset, not rows of it. A folder
-/// read whole skips them; a glob or a single path still reads them.
-const METADATA_FILES: [&str; 4] = [
-    "dataset_info.json",
-    "dataset_infos.json",
-    "dataset_dict.json",
-    "state.json",
-];
 
 fn list_folder(dir: &Path, format: Option<DatasetFormat>) -> Result<Vec<Source>, DatasetError> {
     let entries = std::fs::read_dir(dir).map_err(|source| DatasetError::Open {

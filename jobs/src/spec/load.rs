@@ -10,7 +10,7 @@ use super::locate::offset_to_location;
 impl JobSpec {
     /// Reads, parses and validates a TOML job file. Relative `dataset.path`,
     /// `task.fewshot.path`, `model.path` and `model.ca_cert` are resolved
-    /// against the file's folder.
+    /// against the file's folder (`s3://` locations stay as they are).
     pub fn from_toml_file(path: &Path) -> Result<JobSpec, SpecError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
@@ -57,7 +57,8 @@ impl JobSpec {
     /// absolute under `base`.
     pub fn resolve_paths(&mut self, base: &Path) {
         let resolve = |p: &PathBuf| -> PathBuf {
-            if p.is_absolute() {
+            // An `s3://` location is not a path under the job's folder.
+            if p.is_absolute() || crate::dataset::is_remote(p) {
                 p.clone()
             } else {
                 base.join(p)
@@ -79,5 +80,30 @@ impl JobSpec {
         if let Some(ca_cert) = &self.model.ca_cert {
             self.model.ca_cert = Some(resolve(ca_cert));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_locations_are_not_paths_under_the_job_folder() {
+        let mut spec = JobSpec::from_toml_str(
+            "name = \"t\"\n[model]\nbackend = \"openai\"\nmodel = \"m\"\n\
+             base_url = \"http://127.0.0.1:9/v1\"\n\
+             [dataset]\npath = \"s3://evals/data/test-*.parquet\"\n\
+             [task]\nkind = \"generate\"\nmessages = [{ role = \"user\", content = \"{{ q }}\" }]\n",
+            "job.toml",
+            Some(Path::new("/jobs")),
+        )
+        .unwrap();
+        assert_eq!(
+            spec.dataset.path,
+            PathBuf::from("s3://evals/data/test-*.parquet")
+        );
+        spec.dataset.path = PathBuf::from("data/qa.jsonl");
+        spec.resolve_paths(Path::new("/jobs"));
+        assert_eq!(spec.dataset.path, PathBuf::from("/jobs/data/qa.jsonl"));
     }
 }
