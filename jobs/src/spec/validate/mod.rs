@@ -7,6 +7,7 @@ mod engine;
 mod generation;
 mod metrics;
 mod model;
+mod model_templates;
 mod name;
 mod price;
 mod provider_batch;
@@ -35,6 +36,7 @@ impl JobSpec {
         self.validate_name()?;
         self.validate_model()?;
         self.validate_engine(submitted)?;
+        self.validate_model_templates(submitted)?;
         self.validate_dataset()?;
         self.validate_task()?;
         self.validate_metrics()?;
