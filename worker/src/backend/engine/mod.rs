@@ -115,7 +115,9 @@ impl EngineBackend {
             .map(|file| file.template);
         if chat_template.is_some() && model.chat_template_sha256.is_none() {
             return Err(BackendError::Config(
-                "model.chat_template_sha256 is missing: the chat template is part of the model's                  identity in request keys; submit the job with `shardline run` or `shardline                  submit`, which compute it"
+                "model.chat_template_sha256 is missing: the chat template is part of the model's \
+                 identity in request keys; submit the job with `shardline run` or `shardline \
+                 submit`, which compute it"
                     .into(),
             ));
         }

@@ -46,7 +46,8 @@ pub enum ModelSpecError {
         source: ChatTemplateError,
     },
     #[error(
-        "`model.chat_template_sha256` is {written}, but the chat template {path} has sha256          {found}; remove the field to use this file"
+        "`model.chat_template_sha256` is {written}, but the chat template {path} has sha256 \
+         {found}; remove the field to use this file"
     )]
     TemplateDigestMismatch {
         path: PathBuf,
