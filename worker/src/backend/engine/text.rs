@@ -10,7 +10,7 @@ use engine::{SystemRole, TextModel};
 use jobs::spec::{BackendKind, Endpoint, ModelSpec};
 use jobs::{InferenceRequest, ModelText, ModelTextError, RenderedInput, RequestType};
 
-use super::chat_template::read_template;
+use super::chat_template::{read_template, TemplateFileError};
 use super::job_map;
 use super::location::locate;
 use super::resolve::ModelSpecError;
@@ -34,7 +34,7 @@ impl EngineText {
     /// [`super::resolve_model`] finds it): `None` for other backends and
     /// for a model that is not here. A model that is here but cannot be
     /// read is an error naming its file, and so is a `model.chat_template`
-    /// that cannot be read or is not the one the spec records.
+    /// that is not the one the spec records (one that is gone: `None`).
     pub fn of(model: &ModelSpec) -> Result<Option<Arc<dyn ModelText>>, ModelSpecError> {
         if !matches!(model.backend, BackendKind::Engine | BackendKind::None) {
             return Ok(None);
@@ -42,7 +42,13 @@ impl EngineText {
         let Ok(found) = locate(model, &|var| std::env::var_os(var)) else {
             return Ok(None);
         };
-        let template = read_template(model)?.map(|file| file.template);
+        // A template file that is gone is like a model that is not here;
+        // one that changed would render prompts the outputs never saw.
+        let template = match read_template(model) {
+            Ok(file) => file.map(|file| file.template),
+            Err(TemplateFileError::Read { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         let text = engine::load_text_model(&found.path, template.as_ref())?;
         Ok(Some(Arc::new(EngineText {
             text,
