@@ -248,6 +248,17 @@ fn a_replacement_chat_template_renders_the_prompts_and_changes_the_keys() {
     let out = run(&job, &home, &[]);
     assert_ran(&out, "3 requests: 0 from the cache, 3 run, 0 failed");
     assert_eq!(prompts(&home)[1], "What is 1 plus 1? =");
+    // `backend = "none"` keeps the identity, template included: it scores
+    // those outputs from the cache alone.
+    let metrics = read_json(&home.join("results/templates/metrics.json"));
+    edit_file(&job, "backend = \"engine\"", "backend = \"none\"");
+    let out = run(&job, &home, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        read_json(&home.join("results/templates/metrics.json")),
+        metrics
+    );
+    edit_file(&job, "backend = \"none\"", "backend = \"engine\"");
 
     // A template that does not compile is refused naming its field and file.
     std::fs::write(&template, "{% if %}").unwrap();

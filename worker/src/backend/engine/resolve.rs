@@ -118,15 +118,22 @@ pub fn resolve_model(model: &mut ModelSpec) -> Result<Option<ResolvedModel>, Mod
 }
 
 /// Reads `model.chat_template`, checks that it compiles and records its
-/// digest in the spec (a digest already written must match the file).
+/// digest in the spec (a digest already written must match the file). A
+/// `backend = "none"` spec, which only needs the identity, is left as
+/// written when its digest is written and the file is not here.
 fn resolve_template(model: &mut ModelSpec) -> Result<Option<String>, ModelSpecError> {
     // Compared here rather than by `read_template`, whose message speaks
     // to a worker about a job already submitted.
     let written = model.chat_template_sha256.take();
     let file = read_template(model);
     model.chat_template_sha256 = written.clone();
-    let Some(file) = file? else {
-        return Ok(None);
+    let file = match (file, &written) {
+        (Ok(Some(file)), _) => file,
+        (Ok(None), _) => return Ok(None),
+        (Err(TemplateFileError::Read { .. }), Some(_)) if model.backend == BackendKind::None => {
+            return Ok(written)
+        }
+        (Err(e), _) => return Err(e.into()),
     };
     let path = file.template.path;
     if let Some(written) = written.filter(|w| *w != file.sha256) {
