@@ -35,7 +35,7 @@ pub use executor::{Executor, StepInput, StepOutput};
 pub use fingerprint::{fingerprint_model, DigestCache, FingerprintError, ModelFormat};
 pub use loader::{
     load_model, load_text_model, probe_model, Device, LoadError, LoadOptions, LoadedModel,
-    ModelInfo,
+    ModelInfo, TemplateOverride,
 };
 pub use text::{
     GeneratedText, Prompt, ScoredContinuation, StopChecker, TextError, TextModel, TextParams,

@@ -93,6 +93,18 @@ pub struct LoadOptions {
     /// When set, a model with another fingerprint is refused before its
     /// weights are read.
     pub expected_fingerprint: Option<String>,
+    /// A chat template replacing the model's own (vLLM's `--chat-template`).
+    pub chat_template: Option<TemplateOverride>,
+}
+
+/// A chat template given beside a model, used instead of the model's own
+/// (or where it has none). The model's fingerprint does not cover it: a
+/// caller that keys outputs by model keys them by this text too.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TemplateOverride {
+    /// The file it came from, for errors.
+    pub path: PathBuf,
+    pub source: String,
 }
 
 impl Default for LoadOptions {
@@ -102,6 +114,7 @@ impl Default for LoadOptions {
             settings: EngineSettings::default(),
             digest_cache: DigestCache::default_location(),
             expected_fingerprint: None,
+            chat_template: None,
         }
     }
 }
@@ -170,12 +183,12 @@ pub fn probe_model(path: &Path) -> Result<ModelFormat, LoadError> {
                 .into());
             }
             let (data, template) = load_gguf_tokenizer(path)?;
-            gguf_text(path, &data, template.as_deref(), Vec::new())?;
+            gguf_text(path, &data, template.as_deref(), Vec::new(), None)?;
         }
         ModelFormat::HfDir => {
             let config = ModelConfig::from_hf_config_json(&path.join("config.json"))?;
             crate::hf::weight_file_paths(path)?;
-            hf_text(path, &config)?;
+            hf_text(path, &config, None)?;
         }
     }
     Ok(format)
@@ -185,15 +198,19 @@ pub fn probe_model(path: &Path) -> Result<ModelFormat, LoadError> {
 /// BOS), read without decoding any weight: what a model's prompts look
 /// like and how many tokens they are, for reports and estimates. The end
 /// of generation ids are left out (nothing is generated with it).
-pub fn load_text_model(path: &Path) -> Result<TextModel, LoadError> {
+/// `chat_template`, when given, replaces the model's own.
+pub fn load_text_model(
+    path: &Path,
+    chat_template: Option<&TemplateOverride>,
+) -> Result<TextModel, LoadError> {
     let side = match detect_format(path)? {
         ModelFormat::Gguf => {
             let (data, template) = load_gguf_tokenizer(path)?;
-            gguf_text(path, &data, template.as_deref(), Vec::new())?
+            gguf_text(path, &data, template.as_deref(), Vec::new(), chat_template)?
         }
         ModelFormat::HfDir => {
             let config = ModelConfig::from_hf_config_json(&path.join("config.json"))?;
-            hf_text(path, &config)?
+            hf_text(path, &config, chat_template)?
         }
     };
     Ok(side.text)
@@ -221,13 +238,14 @@ pub fn load_model(path: &Path, options: &LoadOptions) -> Result<LoadedModel, Loa
                 &model.tokenizer,
                 model.chat_template.as_deref(),
                 model.config.eos_token_ids.clone(),
+                options.chat_template.as_ref(),
             )?;
             let name = model.summary.name.clone();
             (model.config, model.weights, side, name)
         }
         ModelFormat::HfDir => {
             let (mut config, weights) = crate::hf::load_hf_model(path)?;
-            let side = hf_text(path, &config)?;
+            let side = hf_text(path, &config, options.chat_template.as_ref())?;
             config.eos_token_ids = side.text.eos_token_ids().to_vec();
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
             (config, weights, side, name)
@@ -300,11 +318,16 @@ fn gguf_text(
     data: &crate::gguf::GgufTokenizerData,
     template: Option<&str>,
     eos_token_ids: Vec<u32>,
+    replacement: Option<&TemplateOverride>,
 ) -> Result<TextSide, LoadError> {
     let tokenizer = Tokenizer::from_gguf(data).map_err(|source| LoadError::Tokenizer {
         path: path.to_path_buf(),
         source,
     })?;
+    let (template, path) = match replacement {
+        Some(r) => (Some(r.source.as_str()), r.path.as_path()),
+        None => (template, path),
+    };
     let chat_template = template
         .map(|t| {
             ChatTemplate::new(
@@ -326,7 +349,11 @@ fn gguf_text(
 /// Tokenizer, chat template and end-of-generation ids of a Hugging Face
 /// directory: `config.json`'s EOS ids, `generation_config.json`'s and the
 /// tokenizer's `eos_token`, together (vLLM stops on all of them too).
-fn hf_text(dir: &Path, config: &ModelConfig) -> Result<TextSide, LoadError> {
+fn hf_text(
+    dir: &Path,
+    config: &ModelConfig,
+    replacement: Option<&TemplateOverride>,
+) -> Result<TextSide, LoadError> {
     let tokenizer_path = dir.join("tokenizer.json");
     let tokenizer =
         Tokenizer::from_file(&tokenizer_path).map_err(|source| LoadError::Tokenizer {
@@ -355,13 +382,18 @@ fn hf_text(dir: &Path, config: &ModelConfig) -> Result<TextSide, LoadError> {
             .as_deref()
             .and_then(|t| tokenizer.token_to_id(t))
     });
-    let chat_template = extra
-        .chat_template
-        .as_deref()
+    let (template, template_path) = match replacement {
+        Some(r) => (Some(r.source.as_str()), r.path.clone()),
+        None => (
+            extra.chat_template.as_deref(),
+            dir.join("tokenizer_config.json"),
+        ),
+    };
+    let chat_template = template
         .map(|t| ChatTemplate::new(t, extra.bos_token.as_deref(), extra.eos_token.as_deref()))
         .transpose()
         .map_err(|source| LoadError::ChatTemplate {
-            path: dir.join("tokenizer_config.json"),
+            path: template_path,
             source,
         })?;
     Ok(TextSide {
@@ -490,11 +522,26 @@ mod tests {
             .unwrap();
         assert_eq!(ids, vec![7, 8, 5]);
         // The text side alone, without decoding the weights: the same prompt.
-        let text = load_text_model(tmp.path()).unwrap();
+        let text = load_text_model(tmp.path(), None).unwrap();
         assert_eq!(
             text.render(&prompt, crate::chat::SystemRole::Keep).unwrap(),
             "w7 w8 w5"
         );
+        // A template given beside the model replaces its own; one that does
+        // not compile is named by its file.
+        let replacement = TemplateOverride {
+            path: tmp.path().join("other.jinja"),
+            source: "w6 {{ messages[0].content }}".into(),
+        };
+        let replaced = load_text_model(tmp.path(), Some(&replacement)).unwrap();
+        let keep = crate::chat::SystemRole::Keep;
+        assert_eq!(replaced.render(&prompt, keep).unwrap(), "w6 w7 w8");
+        let broken = TemplateOverride {
+            source: "{% if %}".into(),
+            ..replacement
+        };
+        let e = load_text_model(tmp.path(), Some(&broken)).unwrap_err();
+        assert!(e.to_string().contains("other.jinja"), "{e}");
         assert_eq!(
             text.encode_prompt(&prompt, crate::chat::SystemRole::Keep)
                 .unwrap(),

@@ -41,9 +41,14 @@ fn load_spec_blocking(
     // digest), so a wrong or broken model path fails before submitting.
     match worker::backend::engine::resolve_model(&mut spec.model) {
         Ok(Some(model)) => eprintln!(
-            "model {} (fingerprint {})",
+            "model {} (fingerprint {}{})",
             model.path.display(),
-            &model.fingerprint[..12]
+            &model.fingerprint[..12],
+            model
+                .chat_template_sha256
+                .as_ref()
+                .map(|t| format!(", chat template {}", &t[..12]))
+                .unwrap_or_default()
         ),
         Ok(None) => {}
         Err(e) => return Err(Failure::usage(anyhow::anyhow!("{}: {e}", path.display()))),
@@ -69,6 +74,10 @@ fn load_spec_blocking(
         }
     }
     spec.validate().map_err(Failure::usage)?;
+    // A chat job whose model has no chat template fails here, with the
+    // ways out, rather than at every request.
+    worker::backend::engine::check_chat_template(&spec)
+        .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", path.display())))?;
     Ok(spec)
 }
 

@@ -109,15 +109,13 @@ impl Planner {
             let prompt = format!("{}{}", self.fewshot_prefix, self.render(PROMPT, ctx, row)?);
             return Ok(match self.endpoint {
                 Endpoint::Completions => RenderedInput::Prompt { prompt },
-                Endpoint::Chat => RenderedInput::Messages {
-                    messages: self.fold(
-                        vec![ChatMessage {
-                            role: "user".to_string(),
-                            content: prompt,
-                        }],
-                        row,
-                    )?,
-                },
+                Endpoint::Chat => self.chat_input(self.fold(
+                    vec![ChatMessage {
+                        role: "user".to_string(),
+                        content: prompt,
+                    }],
+                    row,
+                )?),
             });
         }
         let mut rendered = Vec::with_capacity(self.turns.len());
@@ -131,9 +129,23 @@ impl Planner {
         let rest = rendered.split_off(leading_system);
         rendered.extend(self.fewshot_turns.iter().cloned());
         rendered.extend(rest);
-        Ok(RenderedInput::Messages {
-            messages: self.fold(rendered, row)?,
-        })
+        Ok(self.chat_input(self.fold(rendered, row)?))
+    }
+
+    /// Chat turns as a request carries them: the messages, or with
+    /// `[model.prompt_format]` the one prompt they make. The format is
+    /// applied here, when requests are planned, not by a backend: the
+    /// request key then hashes the exact text the model reads (a changed
+    /// format changes the keys, and two formats that make the same text
+    /// share outputs), and backends, samples and dry runs all see that text
+    /// without knowing the format.
+    fn chat_input(&self, messages: Vec<ChatMessage>) -> RenderedInput {
+        match &self.prompt_format {
+            Some(format) => RenderedInput::Prompt {
+                prompt: format.apply(&messages),
+            },
+            None => RenderedInput::Messages { messages },
+        }
     }
 
     /// With `system_role = "fold"`, merges every system turn into the next

@@ -23,7 +23,7 @@ use crate::request::{
     ChatMessage, GenerationParams, InferenceRequest, ModelFingerprint, RenderedInput,
 };
 use crate::spec::SpecError;
-use crate::spec::{Endpoint, JobSpec, MetricKind, SystemRole, TargetKind, TaskKind};
+use crate::spec::{Endpoint, JobSpec, MetricKind, PromptFormat, SystemRole, TargetKind, TaskKind};
 use crate::template::{self, describe_error};
 
 const PROMPT: &str = "task.prompt";
@@ -66,6 +66,8 @@ pub struct Planner {
     kind: TaskKind,
     endpoint: Endpoint,
     system_role: SystemRole,
+    /// `[model.prompt_format]`: chat turns become one prompt.
+    prompt_format: Option<PromptFormat>,
     fingerprint: ModelFingerprint,
     params: GenerationParams,
     n: u32,
@@ -137,6 +139,7 @@ impl Planner {
             kind: task.kind,
             endpoint: spec.model.endpoint,
             system_role: spec.model.system_role,
+            prompt_format: spec.model.prompt_format.clone(),
             fingerprint: spec.model.fingerprint(),
             params: g.params(),
             n: g.n,

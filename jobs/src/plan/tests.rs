@@ -117,6 +117,46 @@ fn messages_mode_with_fewshot() {
     );
 }
 
+/// `[model.prompt_format]` turns the conversation, few-shot turns
+/// included, into one prompt when the request is planned, so the key
+/// hashes that text.
+#[test]
+fn prompt_format_makes_one_prompt_that_the_key_sees() {
+    let d = doc(0, r#"{"q": "Capital of France?", "a": "Paris"}"#);
+    let engine = format!(
+        "backend = \"engine\"\npath = \"m.gguf\"\nfingerprint = \"{}\"",
+        "0".repeat(64)
+    );
+    let plan = |format: &str| {
+        let spec = format!("{CHAT}{format}").replace("backend = \"none\"", &engine);
+        let fx = fixture(&spec);
+        let planner = Planner::new(&fx.spec, &ReadPolicy::unrestricted()).unwrap();
+        planner.plan_doc(&d).unwrap()
+    };
+    let prompt = |p: &DocPlan| match &p.requests[0].input {
+        RenderedInput::Prompt { prompt } => prompt.clone(),
+        other => panic!("expected a prompt, got {other:?}"),
+    };
+    let joined = plan("[model.prompt_format]\n");
+    assert_eq!(
+        prompt(&joined),
+        "Be brief. Q: 2+2? 4 Q: Capital of Italy? Rome Q: Capital of France?"
+    );
+    assert_eq!(joined.prompt_display(), prompt(&joined));
+    let roles = plan(
+        "[model.prompt_format]\nbos = \"<s>\"\neos = \"</s>\"\nfinal = \"A:\"\n\
+         system = { pre = \"[SYS]\", post = \"\\n\" }\n\
+         user = { pre = \"[INST] \", post = \" [/INST]\\n\" }\n\
+         assistant = { post = \"\\n\" }\n",
+    );
+    assert_eq!(
+        prompt(&roles),
+        "<s>[SYS]Be brief.\n[INST] Q: 2+2? [/INST]\n4\n</s><s>[INST] Q: Capital of Italy? \
+         [/INST]\nRome\n</s><s>[INST] Q: Capital of France? [/INST]\nA:"
+    );
+    assert_ne!(joined.requests[0].key, roles.requests[0].key);
+}
+
 #[test]
 fn fold_merges_system_into_first_user_turn() {
     let fx = fixture(&CHAT.replace("model = \"m\"", "model = \"m\"\nsystem_role = \"fold\""));

@@ -9,8 +9,9 @@ use super::locate::offset_to_location;
 
 impl JobSpec {
     /// Reads, parses and validates a TOML job file. Relative `dataset.path`,
-    /// `task.fewshot.path`, `model.path` and `model.ca_cert` are resolved
-    /// against the file's folder (`s3://` locations stay as they are).
+    /// `task.fewshot.path`, `model.path`, `model.ca_cert` and
+    /// `model.chat_template` are resolved against the file's folder
+    /// (`s3://` locations stay as they are).
     pub fn from_toml_file(path: &Path) -> Result<JobSpec, SpecError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
@@ -53,8 +54,8 @@ impl JobSpec {
         Ok(spec)
     }
 
-    /// Makes relative dataset, few-shot, model and CA certificate paths
-    /// absolute under `base`.
+    /// Makes relative dataset, few-shot, model, CA certificate and chat
+    /// template paths absolute under `base`.
     pub fn resolve_paths(&mut self, base: &Path) {
         let resolve = |p: &PathBuf| -> PathBuf {
             // An `s3://` location is not a path under the job's folder.
@@ -79,6 +80,9 @@ impl JobSpec {
         }
         if let Some(ca_cert) = &self.model.ca_cert {
             self.model.ca_cert = Some(resolve(ca_cert));
+        }
+        if let Some(template) = &self.model.chat_template {
+            self.model.chat_template = Some(resolve(template));
         }
     }
 }

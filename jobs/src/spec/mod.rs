@@ -18,6 +18,7 @@ mod locate;
 mod metrics;
 mod model;
 mod price;
+mod prompt_format;
 mod provider_batch;
 mod sharding;
 mod task;
@@ -34,6 +35,7 @@ pub use model::{
     is_fingerprint, BackendKind, Endpoint, ModelSpec, SystemRole, ENGINE_EXTRA_BODY_KEYS,
 };
 pub use price::PriceSpec;
+pub use prompt_format::{PromptFormat, RoleStrings};
 pub use provider_batch::{
     ProviderBatchSpec, RetryWith, API_MAX_FILE_BYTES, API_MAX_REQUESTS_PER_FILE, COMPLETION_WINDOW,
 };

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use super::engine::{DeviceSpec, EngineSpec};
 use super::price::PriceSpec;
+use super::prompt_format::PromptFormat;
 use super::provider_batch::ProviderBatchSpec;
 use crate::request::ModelFingerprint;
 
@@ -139,6 +140,24 @@ pub struct ModelSpec {
     /// model whose digest differs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// `engine`: a chat template file (Jinja) used instead of the model's
+    /// own, as vLLM's `--chat-template`. A relative path is resolved
+    /// against the job file's folder; workers read the file when they load
+    /// the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub chat_template: Option<PathBuf>,
+    /// `engine`: sha256 of the `chat_template` file (64 hex characters),
+    /// part of the model's identity in request keys. Filled from the file
+    /// by `shardline run`/`submit`; workers refuse a file whose digest
+    /// differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template_sha256: Option<String>,
+    /// How chat messages become one prompt for a model without a chat
+    /// template (`[model.prompt_format]`): an `engine` model, or an API
+    /// model on `endpoint = "completions"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_format: Option<PromptFormat>,
     /// `engine`: batching and memory settings (`[model.engine]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineSpec>,
@@ -162,10 +181,18 @@ impl ModelSpec {
             None if self.backend == BackendKind::Engine
                 || (self.backend == BackendKind::None && self.fingerprint.is_some()) =>
             {
-                ModelFingerprint(format!(
+                let mut id = format!(
                     "engine:{}",
                     self.fingerprint.as_deref().unwrap_or("unfingerprinted")
-                ))
+                );
+                // A replacement template changes every prompt the model
+                // reads, so it is part of the model's identity; without one
+                // the identity is what it always was, and cached outputs
+                // keep their keys.
+                if let Some(template) = &self.chat_template_sha256 {
+                    id.push_str(&format!("+chat_template:{template}"));
+                }
+                ModelFingerprint(id)
             }
             None => ModelFingerprint::api(&self.provider, &self.model),
         }

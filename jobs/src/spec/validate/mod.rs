@@ -8,6 +8,7 @@ mod generation;
 mod judge;
 mod metrics;
 mod model;
+mod model_templates;
 mod name;
 mod price;
 mod provider_batch;
@@ -36,6 +37,7 @@ impl JobSpec {
         self.validate_name()?;
         self.validate_model()?;
         self.validate_engine(submitted)?;
+        self.validate_model_templates(submitted)?;
         self.validate_dataset()?;
         self.validate_task()?;
         self.validate_metrics()?;

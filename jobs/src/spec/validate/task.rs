@@ -69,11 +69,16 @@ impl JobSpec {
                         ));
                     }
                 }
-                if self.model.endpoint == Endpoint::Completions {
+                // `[model.prompt_format]` makes the one prompt that
+                // `completions` sends out of the messages.
+                if self.model.endpoint == Endpoint::Completions
+                    && self.model.prompt_format.is_none()
+                {
                     return Err(SpecError::invalid(
                         "task.messages",
                         "`endpoint = \"completions\"` sends a plain prompt: use `task.prompt` \
-                         instead of `task.messages`, or `endpoint = \"chat\"`",
+                         instead of `task.messages`, `endpoint = \"chat\"`, or \
+                         `[model.prompt_format]` to join the messages into one prompt",
                     ));
                 }
             }

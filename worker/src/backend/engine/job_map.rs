@@ -32,8 +32,16 @@ fn chat_messages(messages: &[jobs::ChatMessage]) -> Vec<ChatMessage> {
 }
 
 /// What a generation request asks the model, given the model's endpoint.
-pub(super) fn prompt(endpoint: Endpoint, input: &RenderedInput) -> Result<Prompt, BackendError> {
+/// With `formatted` (`[model.prompt_format]` set), the planner has already
+/// made the prompt the model reads out of the chat turns: it goes to the
+/// model as is on either endpoint, never through a chat template.
+pub(super) fn prompt(
+    endpoint: Endpoint,
+    formatted: bool,
+    input: &RenderedInput,
+) -> Result<Prompt, BackendError> {
     match (endpoint, input) {
+        (_, RenderedInput::Prompt { prompt }) if formatted => Ok(Prompt::Raw(prompt.clone())),
         (Endpoint::Chat, RenderedInput::Messages { messages }) => {
             Ok(Prompt::Chat(chat_messages(messages)))
         }
@@ -158,18 +166,25 @@ mod tests {
         };
         let raw = RenderedInput::Prompt { prompt: "p".into() };
         assert_eq!(
-            prompt(Endpoint::Chat, &chat).unwrap(),
+            prompt(Endpoint::Chat, false, &chat).unwrap(),
             Prompt::Chat(vec![ChatMessage::new("system", "s")])
         );
         assert_eq!(
-            prompt(Endpoint::Chat, &raw).unwrap(),
+            prompt(Endpoint::Chat, false, &raw).unwrap(),
             Prompt::Chat(vec![ChatMessage::new("user", "p")])
         );
         assert_eq!(
-            prompt(Endpoint::Completions, &raw).unwrap(),
+            prompt(Endpoint::Completions, false, &raw).unwrap(),
             Prompt::Raw("p".into())
         );
-        assert!(prompt(Endpoint::Completions, &chat).is_err());
+        assert!(prompt(Endpoint::Completions, false, &chat).is_err());
+        // A prompt_format's prompt is the model's text on either endpoint.
+        for endpoint in [Endpoint::Chat, Endpoint::Completions] {
+            assert_eq!(
+                prompt(endpoint, true, &raw).unwrap(),
+                Prompt::Raw("p".into())
+            );
+        }
         assert_eq!(
             device(DeviceSpec::Cuda { ordinal: 1 }),
             Device::Cuda { ordinal: 1 }

@@ -10,14 +10,18 @@
 //! engine at the next step.
 //!
 //! The model's fingerprint is checked against the spec's before any weight
-//! is decoded: outputs are never written under another model's key.
+//! is decoded, and a replacement chat template against its recorded
+//! digest before the thread starts: outputs are never written under
+//! another model's key.
 
+mod chat_template;
 mod job_map;
 mod location;
 mod resolve;
 mod text;
 
-pub use resolve::{resolve_model, ModelSpecError, ResolvedModel};
+pub use chat_template::{read_template, TemplateFile, TemplateFileError};
+pub use resolve::{check_chat_template, resolve_model, ModelSpecError, ResolvedModel};
 pub use text::EngineText;
 
 use std::collections::HashMap;
@@ -29,7 +33,7 @@ use async_trait::async_trait;
 use engine::text::StopChecker;
 use engine::{
     load_model, DigestCache, EngineOutput, EngineSettings, EngineStats, LoadOptions, LoadedModel,
-    RequestId, SystemRole, TokenAction,
+    RequestId, SystemRole, TextError, TokenAction,
 };
 use jobs::spec::{BackendKind, Endpoint, ModelSpec};
 use jobs::{InferenceOutput, InferenceRequest, RenderedInput, RequestType, Usage};
@@ -59,6 +63,9 @@ struct ServeConfig {
     /// (a job's author may not see this worker's environment).
     shown: String,
     endpoint: Endpoint,
+    /// `[model.prompt_format]` is set: prompts are already the model's
+    /// text (see [`job_map::prompt`]).
+    formatted: bool,
     system_role: SystemRole,
     threads: Option<usize>,
 }
@@ -101,6 +108,19 @@ impl EngineBackend {
                     .into(),
             )
         })?;
+        // Read here, not on the serving thread: a small file, and a
+        // changed one fails the backend at once with what to do.
+        let chat_template = read_template(model)
+            .map_err(|e| BackendError::Config(e.to_string()))?
+            .map(|file| file.template);
+        if chat_template.is_some() && model.chat_template_sha256.is_none() {
+            return Err(BackendError::Config(
+                "model.chat_template_sha256 is missing: the chat template is part of the model's \
+                 identity in request keys; submit the job with `shardline run` or `shardline \
+                 submit`, which compute it"
+                    .into(),
+            ));
+        }
         let settings = engine_settings(model);
         let concurrency = settings.max_num_seqs.max(1).saturating_mul(QUEUE_PER_SEQ);
         let options = LoadOptions {
@@ -108,11 +128,13 @@ impl EngineBackend {
             settings,
             digest_cache: DigestCache::default_location(),
             expected_fingerprint: Some(expected),
+            chat_template,
         };
         let serve = ServeConfig {
             path,
             shown: shown.clone(),
             endpoint: model.endpoint,
+            formatted: model.prompt_format.is_some(),
             system_role: job_map::system_role(model.system_role),
             threads: model
                 .engine
@@ -358,12 +380,20 @@ impl Server {
         let invalid = |e: &dyn std::fmt::Display| BackendError::Invalid(e.to_string());
         match req.request_type {
             RequestType::Generate => {
-                let prompt = job_map::prompt(self.config.endpoint, &req.input)?;
+                let prompt =
+                    job_map::prompt(self.config.endpoint, self.config.formatted, &req.input)?;
                 let params =
                     job_map::text_params(&req.params, req.sample_index).map_err(|e| invalid(&e))?;
                 let prepared = text
                     .prepare_generation(&prompt, &params, self.config.system_role)
-                    .map_err(|e| invalid(&e))?;
+                    .map_err(|e| match e {
+                        // No request of this job can run on this model.
+                        TextError::NoChatTemplate => BackendError::Incompatible {
+                            url: self.config.shown.clone(),
+                            message: chat_template::no_chat_template(&self.config.shown),
+                        },
+                        e => invalid(&e),
+                    })?;
                 let id = self
                     .model
                     .engine

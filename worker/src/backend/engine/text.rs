@@ -1,8 +1,8 @@
 //! An engine model's text side for reports and estimates
 //! (`jobs::ModelText`): the chat-template text a request's input becomes
 //! and the tokens the engine reads for it, exactly as the serving thread
-//! makes them (same mapping of job requests, same tokenizer), without
-//! loading any weight.
+//! makes them (same mapping of job requests, same tokenizer, the same
+//! replacement chat template), without loading any weight.
 
 use std::sync::Arc;
 
@@ -10,8 +10,10 @@ use engine::{SystemRole, TextModel};
 use jobs::spec::{BackendKind, Endpoint, ModelSpec};
 use jobs::{InferenceRequest, ModelText, ModelTextError, RenderedInput, RequestType};
 
+use super::chat_template::{read_template, TemplateFileError};
 use super::job_map;
 use super::location::locate;
+use super::resolve::ModelSpecError;
 
 /// Long enough that counting never truncates a context: a dry run reports
 /// what the job asks for, and the run says when a context is cut.
@@ -21,6 +23,8 @@ const NO_LIMIT: usize = usize::MAX / 2;
 pub struct EngineText {
     text: TextModel,
     endpoint: Endpoint,
+    /// `[model.prompt_format]` is set (see `job_map::prompt`).
+    formatted: bool,
     system_role: SystemRole,
 }
 
@@ -29,18 +33,27 @@ impl EngineText {
     /// is on this machine (`path`, `path_env` or `path_default`, as
     /// [`super::resolve_model`] finds it): `None` for other backends and
     /// for a model that is not here. A model that is here but cannot be
-    /// read is an error naming its file.
-    pub fn of(model: &ModelSpec) -> Result<Option<Arc<dyn ModelText>>, engine::LoadError> {
+    /// read is an error naming its file, and so is a `model.chat_template`
+    /// that is not the one the spec records (one that is gone: `None`).
+    pub fn of(model: &ModelSpec) -> Result<Option<Arc<dyn ModelText>>, ModelSpecError> {
         if !matches!(model.backend, BackendKind::Engine | BackendKind::None) {
             return Ok(None);
         }
         let Ok(found) = locate(model, &|var| std::env::var_os(var)) else {
             return Ok(None);
         };
-        let text = engine::load_text_model(&found.path)?;
+        // A template file that is gone is like a model that is not here;
+        // one that changed would render prompts the outputs never saw.
+        let template = match read_template(model) {
+            Ok(file) => file.map(|file| file.template),
+            Err(TemplateFileError::Read { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let text = engine::load_text_model(&found.path, template.as_ref())?;
         Ok(Some(Arc::new(EngineText {
             text,
             endpoint: model.endpoint,
+            formatted: model.prompt_format.is_some(),
             system_role: job_map::system_role(model.system_role),
         })))
     }
@@ -52,14 +65,15 @@ fn error(e: impl std::fmt::Display) -> ModelTextError {
 
 impl ModelText for EngineText {
     fn prompt_text(&self, input: &RenderedInput) -> Result<String, ModelTextError> {
-        let prompt = job_map::prompt(self.endpoint, input).map_err(error)?;
+        let prompt = job_map::prompt(self.endpoint, self.formatted, input).map_err(error)?;
         self.text.render(&prompt, self.system_role).map_err(error)
     }
 
     fn input_tokens(&self, request: &InferenceRequest) -> Result<u64, ModelTextError> {
         let tokens = match request.request_type {
             RequestType::Generate => {
-                let prompt = job_map::prompt(self.endpoint, &request.input).map_err(error)?;
+                let prompt = job_map::prompt(self.endpoint, self.formatted, &request.input)
+                    .map_err(error)?;
                 self.text
                     .encode_prompt(&prompt, self.system_role)
                     .map_err(error)?
