@@ -78,6 +78,23 @@ fn load_spec_blocking(
     // ways out, rather than at every request.
     worker::backend::engine::check_chat_template(&spec)
         .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", path.display())))?;
+    // The same for an engine judge, which is sent chat messages.
+    for (i, judge) in spec
+        .metrics
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| Some((i, m.model.as_deref()?)))
+    {
+        let mut as_job = spec.clone();
+        as_job.model = judge.clone();
+        as_job.task.kind = jobs::spec::TaskKind::Generate;
+        worker::backend::engine::check_chat_template(&as_job).map_err(|e| {
+            Failure::usage(anyhow::anyhow!(
+                "{}: the judge of metrics[{i}]: {e}",
+                path.display()
+            ))
+        })?;
+    }
     Ok(spec)
 }
 

@@ -255,6 +255,24 @@ impl Judge {
         } else {
             None
         };
+        if let Some(format) = &self.model.prompt_format {
+            // The judge model's own prompt format, as the planner applies a
+            // job's: the key hashes the text the model reads.
+            let mut messages = Vec::new();
+            if let Some(system) = system {
+                messages.push(ChatMessage {
+                    role: "system".to_string(),
+                    content: system,
+                });
+            }
+            messages.push(ChatMessage {
+                role: "user".to_string(),
+                content: user,
+            });
+            return Ok(RenderedInput::Prompt {
+                prompt: format.apply(&messages),
+            });
+        }
         Ok(match self.model.endpoint {
             Endpoint::Completions => RenderedInput::Prompt {
                 prompt: match system {

@@ -251,3 +251,24 @@ fn a_stored_item_renders_the_keys_of_the_document_it_came_from() {
         );
     }
 }
+
+#[test]
+fn a_judge_on_a_base_model_gets_its_prompt_format() {
+    let base = JUDGE
+        .replace(
+            "base_url = \"http://127.0.0.1:9/v1\"\n[metrics.generation]",
+            "base_url = \"http://127.0.0.1:9/v1\"\nendpoint = \"completions\"\n[metrics.model.prompt_format]\nuser = { pre = \"### Grade:\\n\", post = \"\\n### Verdict:\" }\n[metrics.generation]",
+        );
+    assert_ne!(base, JUDGE);
+    let judges = Judges::new(&spec(&base).unwrap()).unwrap();
+    let made = judges.requests(&item(), &["4".to_string()]).unwrap();
+    assert_eq!(
+        made[0].request.input,
+        RenderedInput::Prompt {
+            prompt: "### Grade:\nQ: 2+2?\nAnswer: 4\nReference: 4\n### Verdict:".into()
+        }
+    );
+    let chat = base.replace("endpoint = \"completions\"\n", "");
+    let err = spec(&chat).unwrap_err().to_string();
+    assert!(err.contains("metrics[1].model.prompt_format"), "{err}");
+}

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use super::error::SpecError;
 use super::job::JobSpec;
 use super::locate::offset_to_location;
+use super::model::ModelSpec;
 
 impl JobSpec {
     /// Reads, parses and validates a TOML job file. Relative `dataset.path`,
@@ -69,20 +70,29 @@ impl JobSpec {
         if let Some(fewshot) = &mut self.task.fewshot {
             fewshot.path = resolve(&fewshot.path);
         }
-        if let Some(model_path) = &self.model.path {
-            self.model.path = Some(resolve(model_path));
-        }
-        // `~/…` is left for the machine that loads the model to expand.
-        if let Some(default) = &self.model.path_default {
-            if !default.starts_with("~") && !default.as_os_str().is_empty() {
-                self.model.path_default = Some(resolve(default));
+        let resolve_model = |model: &mut ModelSpec| {
+            if let Some(model_path) = &model.path {
+                model.path = Some(resolve(model_path));
             }
-        }
-        if let Some(ca_cert) = &self.model.ca_cert {
-            self.model.ca_cert = Some(resolve(ca_cert));
-        }
-        if let Some(template) = &self.model.chat_template {
-            self.model.chat_template = Some(resolve(template));
+            // `~/…` is left for the machine that loads the model to expand.
+            if let Some(default) = &model.path_default {
+                if !default.starts_with("~") && !default.as_os_str().is_empty() {
+                    model.path_default = Some(resolve(default));
+                }
+            }
+            if let Some(ca_cert) = &model.ca_cert {
+                model.ca_cert = Some(resolve(ca_cert));
+            }
+            if let Some(template) = &model.chat_template {
+                model.chat_template = Some(resolve(template));
+            }
+        };
+        resolve_model(&mut self.model);
+        // Judge models' files are the job file's too.
+        for metric in &mut self.metrics {
+            if let Some(judge) = metric.model.as_deref_mut() {
+                resolve_model(judge);
+            }
         }
     }
 }

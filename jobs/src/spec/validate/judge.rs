@@ -9,7 +9,7 @@ use super::super::error::SpecError;
 use super::super::job::JobSpec;
 use super::super::metrics::{metric_kind_name, JudgeAggregate, MetricKind, MetricSpec};
 use super::super::model::BackendKind;
-use super::super::task::TaskKind;
+use super::super::task::{MessageTemplate, TaskKind};
 use super::check_template;
 use crate::template;
 
@@ -92,9 +92,16 @@ impl JobSpec {
             as_main.model = (**model).clone();
             as_main.task.kind = TaskKind::Generate;
             as_main.task.generation = m.generation.clone().unwrap_or_default();
+            // A judge is sent chat messages: its prompt, after a system turn.
+            as_main.task.prompt = None;
+            as_main.task.messages = Some(vec![MessageTemplate {
+                role: "user".to_string(),
+                content: source.clone(),
+            }]);
             as_main
                 .validate_model()
                 .and_then(|()| as_main.validate_engine(submitted))
+                .and_then(|()| as_main.validate_model_templates(submitted))
                 .map_err(|e| {
                     e.rerooted("model", &field("model"))
                         .rerooted("task.generation", &field("generation"))
