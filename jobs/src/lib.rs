@@ -7,11 +7,13 @@
 //! domain types its bodies carry (`request`, `output`, `results`,
 //! `provider_batch`), never back; `spec` uses only `request` and
 //! `template`; `judge` uses `spec`, `plan`, `dataset` and `request`, and `metrics` and
-//! `results` use `judge`.
+//! `results` use `judge`; `diff` (two runs' `samples.jsonl` compared) uses
+//! nothing else of the crate.
 
 pub mod backoff;
 pub mod cost;
 pub mod dataset;
+pub mod diff;
 pub mod judge;
 pub mod metrics;
 pub mod model_text;
