@@ -1,14 +1,15 @@
 //! The texts of flipped documents: prompt, target and both runs' outputs,
-//! read back from the two samples files in one more pass over each, for
-//! only the flips that will be shown, so that the pairing pass never holds
-//! a document's text.
+//! read back from the two samples files by line number, for only the flips
+//! that will be shown, so that the pairing pass never holds a document's
+//! text. Other lines are not parsed, and each file is read only up to its
+//! last wanted line.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use super::error::DiffError;
 use super::report::{Flip, FlipTexts};
-use super::samples::{for_each_line, parse, IdLine, TextLine};
+use super::samples::{for_lines_until, parse, TextLine};
 
 /// Gives texts to the first `per_metric` flips of each metric (all when
 /// `None`); `flips` are grouped by metric.
@@ -18,44 +19,45 @@ pub(super) fn attach_texts(
     b: &Path,
     per_metric: Option<usize>,
 ) -> Result<(), DiffError> {
-    let mut wanted: HashMap<String, Vec<usize>> = HashMap::new();
+    // Flip indices by their line in B, and the lines of A they need.
+    let mut by_line_b: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut lines_a: HashMap<u64, Option<TextLine>> = HashMap::new();
     let mut shown = 0;
     for (i, flip) in flips.iter().enumerate() {
         if i > 0 && flips[i - 1].metric != flip.metric {
             shown = 0;
         }
         if per_metric.is_none_or(|n| shown < n) {
-            wanted.entry(flip.doc_id.clone()).or_default().push(i);
+            by_line_b.entry(flip.line_b).or_default().push(i);
+            lines_a.insert(flip.line_a, None);
             shown += 1;
         }
     }
-    if wanted.is_empty() {
+    let (Some(&last_a), Some(&last_b)) = (lines_a.keys().max(), by_line_b.keys().max()) else {
         return Ok(());
-    }
-    let mut from_a: HashMap<String, TextLine> = HashMap::new();
-    for_each_line(a, |line, text| {
-        let id: IdLine = parse(a, line, text)?;
-        if wanted.contains_key(&id.doc_id) {
-            from_a.insert(id.doc_id, parse(a, line, text)?);
+    };
+    for_lines_until(a, last_a, |line, text| {
+        if let Some(slot) = lines_a.get_mut(&line) {
+            *slot = Some(parse(a, line, text)?);
         }
         Ok(())
     })?;
-    for_each_line(b, |line, text| {
-        let id: IdLine = parse(b, line, text)?;
-        let (Some(indices), Some(a_text)) = (wanted.get(&id.doc_id), from_a.remove(&id.doc_id))
-        else {
+    for_lines_until(b, last_b, |line, text| {
+        let Some(indices) = by_line_b.get(&line) else {
             return Ok(());
         };
         let b_text: TextLine = parse(b, line, text)?;
-        let texts = FlipTexts {
-            prompt: a_text.prompt,
-            target: a_text.target,
-            choices: a_text.choices,
-            output_a: a_text.outputs,
-            output_b: b_text.outputs,
-        };
         for &i in indices {
-            flips[i].texts = Some(texts.clone());
+            let Some(Some(a_text)) = lines_a.get(&flips[i].line_a) else {
+                continue;
+            };
+            flips[i].texts = Some(FlipTexts {
+                prompt: a_text.prompt.clone(),
+                target: a_text.target.clone(),
+                choices: a_text.choices.clone(),
+                output_a: a_text.outputs.clone(),
+                output_b: b_text.outputs.clone(),
+            });
         }
         Ok(())
     })

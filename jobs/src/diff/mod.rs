@@ -18,7 +18,7 @@ mod samples;
 
 use std::path::{Path, PathBuf};
 
-pub use bootstrap::{normal_quantile, paired_interval, CiMethod, Interval, BOOTSTRAP_MAX_DOCS};
+pub use bootstrap::{normal_quantile, paired_interval, CiMethod, Interval, BOOTSTRAP_MAX_DRAWS};
 pub use error::DiffError;
 pub use report::{
     Comparison, Direction, DocCounts, Flip, FlipTexts, MetricDiff, RunDiff, RunSide, SubsetDiff,
@@ -154,6 +154,8 @@ pub fn diff_runs(a: &RunFiles, b: &RunFiles, options: &DiffOptions) -> Result<Ru
                     } else {
                         Direction::Better
                     },
+                    line_a: f.line_a,
+                    line_b: f.line_b,
                     texts: None,
                 }),
         );

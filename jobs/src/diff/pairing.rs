@@ -22,8 +22,9 @@ struct DocEntry {
     len: u16,
     /// 0 for no subset, else the subset's id + 1.
     slot: u32,
-    /// Its place in A's file, for examples in file order.
-    order: u32,
+    /// Its line in A's file: examples go in file order, and a flip's
+    /// texts are read back from there.
+    line: u32,
     missing: bool,
     seen_in_b: bool,
 }
@@ -56,6 +57,18 @@ pub(super) struct FlipRef {
     pub slot: u32,
     pub a: f32,
     pub b: f32,
+    pub line_a: u64,
+    pub line_b: u64,
+}
+
+/// A document of both runs, as pairing needs it.
+struct PairedDoc {
+    /// A's scores: `arena[start..start + len]`.
+    start: usize,
+    len: usize,
+    slot: u32,
+    line_a: u64,
+    line_b: u64,
 }
 
 /// Each run's own totals per metric: (sum, documents scored).
@@ -129,8 +142,7 @@ impl Pairer {
                 path: path.to_path_buf(),
                 message: what.to_string(),
             };
-            let order = u32::try_from(self.totals_a.lines)
-                .map_err(|_| too_large("over 4 billion lines"))?;
+            let line_a = u32::try_from(line).map_err(|_| too_large("over 4 billion lines"))?;
             self.totals_a.lines += 1;
             let slot = self.slot(record.subset.as_deref());
             let start = self.arena.len();
@@ -150,7 +162,7 @@ impl Pairer {
                 start,
                 len,
                 slot,
-                order,
+                line: line_a,
                 missing: record.missing,
                 seen_in_b: false,
             };
@@ -213,18 +225,25 @@ impl Pairer {
                 return Ok(());
             }
             self.counts.paired += 1;
-            let (start, len, slot) = (entry.start, entry.len as usize, entry.slot);
-            self.pair_doc(start, len, slot, &record.doc_id);
+            let doc = PairedDoc {
+                start: entry.start,
+                len: entry.len as usize,
+                slot: entry.slot,
+                line_a: u64::from(entry.line),
+                line_b: line,
+            };
+            self.pair_doc(&doc, &record.doc_id);
             Ok(())
         })?;
         self.count_only_in_a();
         Ok(())
     }
 
-    /// Pairs A's scores `arena[start..start + len]` with B's (in `scratch`),
-    /// both sorted by metric id.
-    fn pair_doc(&mut self, start: usize, len: usize, slot: u32, doc_id: &str) {
-        let a_scores = &self.arena[start..start + len];
+    /// Pairs A's scores of `doc` with B's (in `scratch`), both sorted by
+    /// metric id.
+    fn pair_doc(&mut self, doc: &PairedDoc, doc_id: &str) {
+        let slot = doc.slot;
+        let a_scores = &self.arena[doc.start..doc.start + doc.len];
         let (mut i, mut j) = (0, 0);
         while i < a_scores.len() || j < self.scratch.len() {
             let a = a_scores.get(i).copied();
@@ -273,6 +292,8 @@ impl Pairer {
                     slot,
                     a,
                     b,
+                    line_a: doc.line_a,
+                    line_b: doc.line_b,
                 });
             }
         }
@@ -283,7 +304,7 @@ impl Pairer {
             .docs
             .iter()
             .filter(|(_, e)| !e.seen_in_b)
-            .map(|(id, e)| (e.order, &**id))
+            .map(|(id, e)| (e.line, &**id))
             .collect();
         self.counts.only_in_a = unseen.len() as u64;
         unseen.sort_unstable();

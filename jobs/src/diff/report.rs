@@ -122,6 +122,9 @@ pub struct Flip {
     pub a: f64,
     pub b: f64,
     pub direction: Direction,
+    /// The document's lines in A's and B's samples.jsonl.
+    pub line_a: u64,
+    pub line_b: u64,
     /// The texts, as the samples files have them (absent for flips beyond
     /// those asked for).
     #[serde(default, skip_serializing_if = "Option::is_none")]

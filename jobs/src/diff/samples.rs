@@ -24,13 +24,6 @@ pub(super) struct ScoreLine {
     pub missing: bool,
 }
 
-/// A line's document only: the cheap first look of the pass that gathers
-/// the flipped documents' texts.
-#[derive(Deserialize)]
-pub(super) struct IdLine {
-    pub doc_id: String,
-}
-
 /// What a flip shows of a document, kept as written.
 #[derive(Deserialize)]
 pub(super) struct TextLine {
@@ -46,6 +39,15 @@ pub(super) struct TextLine {
 /// number; `each` parses what it needs with [`parse`].
 pub(super) fn for_each_line(
     path: &Path,
+    each: impl FnMut(u64, &str) -> Result<(), DiffError>,
+) -> Result<(), DiffError> {
+    for_lines_until(path, u64::MAX, each)
+}
+
+/// [`for_each_line`] up to line `last`: the rest is not read.
+pub(super) fn for_lines_until(
+    path: &Path,
+    last: u64,
     mut each: impl FnMut(u64, &str) -> Result<(), DiffError>,
 ) -> Result<(), DiffError> {
     let read_error = |source| DiffError::Read {
@@ -56,7 +58,7 @@ pub(super) fn for_each_line(
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let mut text = String::new();
     let mut line = 0u64;
-    loop {
+    while line < last {
         text.clear();
         line += 1;
         match reader.read_line(&mut text) {
@@ -76,6 +78,7 @@ pub(super) fn for_each_line(
         }
         each(line, &text)?;
     }
+    Ok(())
 }
 
 /// Line `line` of `path` as a `T`, or the error naming both.
@@ -84,10 +87,11 @@ pub(super) fn parse<T: DeserializeOwned>(
     line: u64,
     text: &str,
 ) -> Result<T, DiffError> {
-    serde_json::from_str(text).map_err(|e| DiffError::Parse {
+    serde_json::from_str(text.trim_end()).map_err(|e| DiffError::Parse {
         path: path.to_path_buf(),
         line,
-        message: e.to_string(),
+        // serde counts lines within the text it was given: one line here.
+        message: e.to_string().replace(" at line 1 column ", " at column "),
     })
 }
 
