@@ -9,5 +9,8 @@ pub const USAGE: i32 = 2;
 /// The job finished but some outputs are missing (failed or not cached):
 /// results were written for the rest; running again retries only those.
 pub const INCOMPLETE: i32 = 3;
+/// `diff --fail-on-regression X`: a metric fell by more than X, with an
+/// interval that leaves out 0.
+pub const REGRESSION: i32 = 4;
 /// Stopped by Ctrl-C or SIGTERM; running the same command again resumes.
 pub const INTERRUPTED: i32 = 130;

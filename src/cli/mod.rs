@@ -4,6 +4,7 @@
 //! command's [`Provenance`] for the config file to slot in beneath them.
 
 mod cluster;
+mod diff;
 mod local;
 mod provenance;
 mod remote;
@@ -13,6 +14,7 @@ mod value;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use cluster::{ServeArgs, WorkerArgs};
+pub use diff::DiffArgs;
 pub use local::{CacheCommand, HomeArgs, RescoreArgs, RunArgs};
 pub use provenance::Provenance;
 pub use remote::{
@@ -55,6 +57,9 @@ pub enum Command {
     Results(ResultsArgs),
     /// Cancel a job (on a coordinator or in a local home).
     Cancel(CancelArgs),
+    /// Compare two runs: per metric and subset, B − A with a paired
+    /// bootstrap interval, and the documents whose score flipped.
+    Diff(DiffArgs),
     /// Maintain the output cache.
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -70,6 +75,7 @@ impl Command {
             Command::Status(a) => a.remote.given = given,
             Command::Results(a) => a.remote.given = given,
             Command::Cancel(a) => a.remote.given = given,
+            Command::Diff(a) => a.remote.given = given,
             Command::Run(_) | Command::Cache(_) => {}
         }
     }

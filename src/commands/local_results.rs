@@ -13,7 +13,8 @@ use super::failure::Failure;
 use super::home::write_json;
 
 /// The results of job `id` of the home `coordinator` reads, as JSON;
-/// written into `output` with the samples when given.
+/// written into `output` with the samples when given (saying so is the
+/// caller's: `diff` writes into a folder of its own).
 pub async fn local_report(
     coordinator: &Coordinator,
     home: &Path,
@@ -63,13 +64,7 @@ pub async fn local_report(
     };
     let value = serde_json::to_value(&body).context("cannot encode the results")?;
     if let Some(dir) = output {
-        let metrics = dir.join("metrics.json");
-        write_json(&metrics, &value)?;
-        eprintln!(
-            "wrote {} and {}",
-            metrics.display(),
-            dir.join("samples.jsonl").display()
-        );
+        write_json(&dir.join("metrics.json"), &value)?;
     }
     Ok(value)
 }

@@ -2,6 +2,7 @@
 //! [`failure::Failure`], which `dispatch` prints once.
 
 mod cache_cmd;
+mod diff;
 mod dry_run;
 mod failure;
 mod home;
@@ -39,6 +40,7 @@ pub async fn dispatch(command: Command) -> i32 {
         Command::Status(args) => remote::status(args).await,
         Command::Results(args) => remote::results(args).await,
         Command::Cancel(args) => remote::cancel(args).await,
+        Command::Diff(args) => diff::diff(args).await,
         Command::Cache(cmd) => cache_cmd::cache(cmd).await,
     };
     match result {

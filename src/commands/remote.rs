@@ -43,7 +43,10 @@ fn client(remote: &RemoteArgs) -> Result<client::CoordinatorClient, Failure> {
 /// The coordinator or local home `status`, `results` and `cancel` read. A
 /// coordinator that nobody named and that cannot be reached for want of a
 /// token gets a hint about local homes.
-async fn source(remote: &RemoteArgs, local: &LocalHomeArgs) -> Result<JobSource, Failure> {
+pub(super) async fn source(
+    remote: &RemoteArgs,
+    local: &LocalHomeArgs,
+) -> Result<JobSource, Failure> {
     if let Some(home) = local_home(remote, local)? {
         return JobSource::home(&home, local).await;
     }
@@ -61,7 +64,7 @@ async fn source(remote: &RemoteArgs, local: &LocalHomeArgs) -> Result<JobSource,
         })
 }
 
-fn parse_id(text: &str) -> Result<Uuid, Failure> {
+pub(super) fn parse_id(text: &str) -> Result<Uuid, Failure> {
     Uuid::parse_str(text).map_err(|e| {
         Failure::usage(anyhow::anyhow!(
             "{text:?} is not a job id ({e}); `shardline status` lists them"
@@ -220,7 +223,11 @@ pub async fn results(args: ResultsArgs) -> CmdResult {
     table_needs_output(args.format, args.output.as_deref())?;
     let report = match source(&args.remote, &args.local).await? {
         JobSource::Home { home, coordinator } => {
-            local_report(&coordinator, &home.root, id, args.output.as_deref()).await?
+            let report = local_report(&coordinator, &home.root, id, args.output.as_deref()).await?;
+            if let Some(dir) = &args.output {
+                say_written(dir);
+            }
+            report
         }
         JobSource::Coordinator(c) => {
             let report = c
@@ -233,6 +240,7 @@ pub async fn results(args: ResultsArgs) -> CmdResult {
                     .await
                     .map_err(|e| client_failure(e, "cannot fetch the samples"))?;
                 write_outputs(dir, &report, samples).await?;
+                say_written(dir);
             }
             report
         }
@@ -299,6 +307,7 @@ pub async fn rescore(args: RescoreArgs) -> CmdResult {
     match (&args.output, samples) {
         (Some(dir), Some(samples)) => {
             write_outputs(dir, &report, samples).await?;
+            say_written(dir);
             write_table(dir, args.format)?;
         }
         _ => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -320,7 +329,8 @@ fn table_needs_output(format: SamplesFormat, output: Option<&Path>) -> Result<()
     )))
 }
 
-async fn write_outputs<B: AsRef<[u8]>>(
+/// Writes `metrics.json` and the streamed `samples.jsonl` into `dir`.
+pub(super) async fn write_outputs<B: AsRef<[u8]>>(
     dir: &Path,
     report: &serde_json::Value,
     mut samples: BoxStream<'static, Result<B, client::ClientError>>,
@@ -339,12 +349,15 @@ async fn write_outputs<B: AsRef<[u8]>>(
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     file.flush().await.context("cannot write the samples")?;
+    Ok(())
+}
+
+fn say_written(dir: &Path) {
     eprintln!(
         "wrote {} and {}",
         dir.join("metrics.json").display(),
-        path.display()
+        dir.join("samples.jsonl").display()
     );
-    Ok(())
 }
 
 /// `INCOMPLETE` when outputs are missing, after saying how many.
