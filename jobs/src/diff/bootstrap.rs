@@ -70,6 +70,9 @@ pub fn paired_interval(
     let mut means: Vec<f64> = (0..resamples)
         .map(|_| {
             let mut sum = 0.0;
+            if k == 0 {
+                return 0.0;
+            }
             if k == n {
                 for _ in 0..n {
                     sum += f64::from(changed[pick(&mut rng, k)]);
@@ -79,10 +82,11 @@ pub fn paired_interval(
             // `drawn` draws of the n are done; the next hit of a changed
             // document comes after a geometric number of misses.
             let mut drawn = 0usize;
-            while k > 0 {
+            loop {
+                // u in (0, 1] and 0 < k < n: `misses` is a number >= 0.
                 let u = 1.0 - rng.random::<f64>();
                 let misses = (u.ln() / ln_miss).floor();
-                if !(misses < (n - drawn) as f64) {
+                if misses >= (n - drawn) as f64 {
                     break;
                 }
                 drawn += misses as usize + 1;
