@@ -59,7 +59,7 @@ pub async fn diff(args: DiffArgs) -> CmdResult {
             m.overall.mean_a,
             m.overall.mean_b,
             m.overall.n,
-            diff.confidence * 100.0,
+            print::percent(diff.confidence),
             m.overall.ci_low.unwrap_or(f64::NAN),
             m.overall.ci_high.unwrap_or(f64::NAN),
         );

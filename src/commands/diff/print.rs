@@ -75,7 +75,8 @@ fn documents_line(diff: &RunDiff) -> String {
     parts.join("; ")
 }
 
-fn percent(confidence: f64) -> String {
+/// A confidence level as a percentage without trailing zeros: `95`, `99.9`.
+pub fn percent(confidence: f64) -> String {
     let p = format!("{:.2}", confidence * 100.0);
     p.trim_end_matches('0').trim_end_matches('.').to_string()
 }
@@ -274,4 +275,30 @@ fn shorten(text: &str) -> String {
     }
     let cut: String = one_line.chars().take(SHOWN_CHARS).collect();
     format!("{cut}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn outputs_and_prompts_fit_one_line() {
+        let choices = ["Paris".to_string(), "Rome".to_string()];
+        let mc =
+            json!([{"logprob": -3.5, "is_greedy": false}, {"logprob": -0.2, "is_greedy": true}]);
+        assert_eq!(
+            output_text(&mc, Some(&choices)),
+            "choice 1 \"Rome\" (logprob -0.200)"
+        );
+        assert_eq!(output_text(&json!(["a", null]), None), "a | <no output>");
+        let chat = json!([{"role": "system", "content": "s"}, {"role": "user", "content": "q\nr"}]);
+        assert_eq!(prompt_text(&chat), "(1 earlier messages) [user] q\nr");
+        assert_eq!(shorten("x\ny"), "x\\ny");
+        assert_eq!(shorten(&"z".repeat(300)).chars().count(), SHOWN_CHARS + 1);
+        assert_eq!(
+            (percent(0.95), percent(0.999), percent(0.9)),
+            ("95".into(), "99.9".into(), "90".into())
+        );
+    }
 }
