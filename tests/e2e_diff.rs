@@ -3,8 +3,8 @@
 //! answers; the diff finds exactly the documents that flipped, calls the
 //! drop significant, prints JSON that parses, exits 4 with
 //! `--fail-on-regression`, finds the runs by job name and id in a local
-//! home, counts documents present in one run only, and refuses bad input
-//! with exit 2.
+//! home and on a coordinator, counts documents present in one run only,
+//! and refuses bad input with exit 2.
 
 mod support;
 
@@ -12,6 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::process::Output;
 
+use support::local::LocalCluster;
 use support::*;
 use testkit::{FakeConfig, FakeOpenAi};
 
@@ -253,6 +254,101 @@ async fn a_worse_run_shows_its_flips_and_a_significant_regression() {
     for text in [stdout(&out), stderr(&out)] {
         assert!(!text.contains("panicked"), "{text}");
     }
+
+    fake_a.shutdown().await;
+    fake_b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_on_a_coordinator_are_compared_by_name_and_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dataset, rows) = write_dataset(dir.path(), 20);
+    let fake_a = fake_answering(&rows, &[]).await;
+    let fake_b = fake_answering(&rows, &[2, 4, 6, 8, 10, 12, 14]).await;
+    let c = LocalCluster::start(
+        dir.path(),
+        "admin-token-for-the-diff-test",
+        "worker-token-for-the-diff-test",
+        &[("SHARDLINE_KEY_E2E", "test-key")],
+    )
+    .await;
+    let mut ids = Vec::new();
+    for (name, model, fake) in [("cl-a", "model-a", &fake_a), ("cl-b", "model-b", &fake_b)] {
+        let job = job_for(dir.path(), &dataset, fake, name, model);
+        let out = c.admin(&["submit", job.to_str().unwrap(), "--watch"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}\n{}",
+            describe(&out),
+            c.logs()
+        );
+        ids.push(
+            stdout(&out)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        );
+    }
+
+    let out = c.admin(&[
+        "diff",
+        "cl-a",
+        "cl-b",
+        "--json",
+        "--fail-on-regression",
+        "0.1",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}\n{}",
+        describe(&out),
+        c.logs()
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json parses");
+    let em = &json["metrics"][0];
+    assert!((em["diff"].as_f64().unwrap() + 0.35).abs() < 1e-9, "{em}");
+    assert_eq!(em["significant"], true);
+    let worse: BTreeSet<&str> = json["flips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["doc_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        worse,
+        BTreeSet::from(["q2", "q4", "q6", "q8", "q10", "q12", "q14"])
+    );
+    assert!(json["a"]["samples"]
+        .as_str()
+        .unwrap()
+        .contains("shardline-diff-"));
+
+    // By id, as tables; the samples fetched into a temporary folder are
+    // gone afterwards.
+    let out = c.admin(&["diff", &ids[0], &ids[1]]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        describe(&out),
+        c.logs()
+    );
+    assert!(
+        stdout(&out).contains(&format!("A  job {} (cl-a)", ids[0])),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        stdout(&out).contains("7 worse, 0 better"),
+        "{}",
+        describe(&out)
+    );
+    let samples = json["a"]["samples"].as_str().unwrap();
+    assert!(!Path::new(samples).exists(), "{samples} was left behind");
 
     fake_a.shutdown().await;
     fake_b.shutdown().await;
