@@ -117,13 +117,21 @@ pub fn diff_runs(a: &RunFiles, b: &RunFiles, options: &DiffOptions) -> Result<Ru
         });
     }
     let chosen = |name: &String| options.metrics.is_empty() || options.metrics.contains(name);
-    let compared: Vec<u32> = (0..metric_names.len() as u32)
+    let in_both: Vec<u32> = (0..metric_names.len() as u32)
         .filter(|&id| {
             let name = &metric_names[id as usize];
             in_a.contains(name) && in_b.contains(name) && chosen(name)
         })
         .collect();
-    if compared.is_empty() {
+    // A metric both runs scored, but never on the same document, has
+    // nothing to compare: named, not compared.
+    let (compared, unpaired): (Vec<u32>, Vec<u32>) = in_both.into_iter().partition(|&id| {
+        pairer
+            .pairs
+            .get(id as usize)
+            .is_some_and(|p| p.cells.iter().any(|c| !c.diffs.is_empty()))
+    });
+    if compared.is_empty() && unpaired.is_empty() {
         return Err(DiffError::NoSharedMetrics {
             a: a.samples.clone(),
             b: b.samples.clone(),
@@ -185,6 +193,10 @@ pub fn diff_runs(a: &RunFiles, b: &RunFiles, options: &DiffOptions) -> Result<Ru
         docs: pairer.counts.clone(),
         metrics_only_in_a: only(&in_a, &in_b),
         metrics_only_in_b: only(&in_b, &in_a),
+        metrics_unpaired: unpaired
+            .iter()
+            .map(|&id| metric_names[id as usize].clone())
+            .collect(),
         metrics,
         flips,
     })

@@ -21,6 +21,8 @@ pub struct RunDiff {
     /// Metrics scored by one run only: not compared.
     pub metrics_only_in_a: Vec<String>,
     pub metrics_only_in_b: Vec<String>,
+    /// Metrics both runs scored, but never on the same document.
+    pub metrics_unpaired: Vec<String>,
     /// Every flipped document, by metric in the order of `metrics`, then in
     /// B's file order; with texts where they were asked for.
     pub flips: Vec<Flip>,

@@ -323,3 +323,29 @@ fn metrics_json_orders_and_labels_the_runs() {
     let err = diff_runs(&a, &b, &options()).unwrap_err();
     assert!(matches!(err, DiffError::Metrics { .. }), "{err}");
 }
+
+#[test]
+fn a_metric_never_scored_on_a_shared_document_is_named_not_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(
+        dir.path(),
+        "a",
+        &[
+            line("x", "s", Some(&[("em", 1.0)]), "o"),
+            line("y", "s", Some(&[("em", 1.0), ("judge", 0.5)]), "o"),
+        ],
+    );
+    let b = write(
+        dir.path(),
+        "b",
+        &[
+            line("x", "s", Some(&[("em", 0.0)]), "o"),
+            line("z", "s", Some(&[("judge", 1.0)]), "o"),
+        ],
+    );
+    let diff = diff_runs(&a, &b, &options()).unwrap();
+    let names: Vec<&str> = diff.metrics.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["em"]);
+    assert_eq!(diff.metrics_unpaired, ["judge"]);
+    assert_eq!((diff.docs.only_in_a, diff.docs.only_in_b), (1, 1));
+}

@@ -31,14 +31,18 @@ pub fn render(diff: &RunDiff, a: &str, b: &str, flips_shown: usize) -> String {
         diff.seed
     );
     out.push_str(&table(diff));
-    for (run, names) in [
-        ("A", &diff.metrics_only_in_a),
-        ("B", &diff.metrics_only_in_b),
+    for (what, names) in [
+        ("scored in A only", &diff.metrics_only_in_a),
+        ("scored in B only", &diff.metrics_only_in_b),
+        (
+            "scored by both runs, never on the same document",
+            &diff.metrics_unpaired,
+        ),
     ] {
         if !names.is_empty() {
             let _ = writeln!(
                 out,
-                "scored in {run} only, not compared: {}",
+                "{what}, not compared: {}",
                 printable(&names.join(", "))
             );
         }
