@@ -25,17 +25,13 @@ pub enum DiffError {
     #[error("{path}: not a metrics.json ({message})")]
     Metrics { path: PathBuf, message: String },
     /// No document has scores in both runs: nothing to pair.
-    #[error(
-        "no document was scored in both runs ({a_docs} lines in {a}, {b_docs} in {b}, \
-         {shared} doc_ids in both, of them {missing} missing an output in one run)"
-    )]
+    #[error("no document was scored in both runs: {}", no_pairs(*a_docs, a, *b_docs, b, *shared))]
     NoSharedDocs {
         a: PathBuf,
         b: PathBuf,
         a_docs: u64,
         b_docs: u64,
         shared: u64,
-        missing: u64,
     },
     /// A metric asked for is scored in neither run.
     #[error("no metric {name:?} in either run (they have: {})", known.join(", "))]
@@ -55,6 +51,29 @@ pub enum DiffError {
     /// More documents or scores than the compact index can number.
     #[error("{path}: too many documents or scores to compare ({message})")]
     TooLarge { path: PathBuf, message: String },
+}
+
+/// Why no document pairs: no shared id, or every shared one is missing
+/// an output in one run or the other.
+fn no_pairs(
+    a_docs: u64,
+    a: &std::path::Path,
+    b_docs: u64,
+    b: &std::path::Path,
+    shared: u64,
+) -> String {
+    let files = format!(
+        "{a_docs} lines in {}, {b_docs} in {}",
+        a.display(),
+        b.display()
+    );
+    if shared == 0 {
+        format!("no doc_id is in both ({files})")
+    } else {
+        format!(
+            "the {shared} doc_ids in both are missing an output in one run or the other ({files})"
+        )
+    }
 }
 
 fn list(names: &[String]) -> String {

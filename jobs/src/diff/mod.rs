@@ -113,7 +113,6 @@ pub fn diff_runs(a: &RunFiles, b: &RunFiles, options: &DiffOptions) -> Result<Ru
             a_docs: pairer.totals_a.lines,
             b_docs: pairer.totals_b.lines,
             shared: pairer.counts.shared,
-            missing: pairer.counts.shared - pairer.counts.paired,
         });
     }
     let chosen = |name: &String| options.metrics.is_empty() || options.metrics.contains(name);
