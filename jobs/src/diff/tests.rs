@@ -272,6 +272,20 @@ fn bad_input_names_the_file_and_line() {
         matches!(err, DiffError::NoSharedDocs { shared: 0, .. }),
         "{err}"
     );
+    assert!(
+        err.to_string().contains("no doc_id is in both (4 lines in"),
+        "{err}"
+    );
+    let all_missing: Vec<String> = (0..4)
+        .map(|i| line(&format!("d{i}"), "x", None, "o"))
+        .collect();
+    let all_missing = write(dir.path(), "all-missing", &all_missing);
+    let err = diff_runs(&good, &all_missing, &options()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the 4 doc_ids in both are missing an output in one run"),
+        "{err}"
+    );
 
     let err = diff_runs(
         &good,
