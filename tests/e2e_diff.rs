@@ -120,7 +120,10 @@ async fn a_worse_run_shows_its_flips_and_a_significant_regression() {
         table.contains("flips of exact_match: 9 worse, 1 better"),
         "{table}"
     );
-    assert!(table.contains("q1 [odd]  1 → 0  (worse)"), "{table}");
+    assert!(
+        table.contains("q1 [odd]  1 → 0  (right → wrong)"),
+        "{table}"
+    );
     assert!(
         table.contains("prompt  [user] What is 1 plus 1? (item 1)"),
         "{table}"

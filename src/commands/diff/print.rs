@@ -166,9 +166,13 @@ fn flips_of(diff: &RunDiff, metric: &MetricDiff, shown: usize) -> String {
         diff.flip_threshold
     );
     for flip in flips.iter().take(shown) {
-        let arrow = match flip.direction {
-            Direction::Worse => "worse",
-            Direction::Better => "better",
+        // A 0/1 score says right or wrong; a graded one only which way.
+        let binary = [flip.a, flip.b].iter().all(|s| *s == 0.0 || *s == 1.0);
+        let arrow = match (flip.direction, binary) {
+            (Direction::Worse, true) => "right → wrong",
+            (Direction::Better, true) => "wrong → right",
+            (Direction::Worse, false) => "worse",
+            (Direction::Better, false) => "better",
         };
         let subset = flip
             .subset
