@@ -15,6 +15,7 @@ mod names;
 mod pairing;
 mod report;
 mod samples;
+mod sign_test;
 
 use std::path::{Path, PathBuf};
 
@@ -258,6 +259,24 @@ fn compare(cells: &[&Cell], options: &DiffOptions) -> Comparison {
     } else {
         (sum_a / n as f64, sum_b / n as f64)
     };
+    // A 0/1 metric (every difference -1, 0 or 1) also needs the exact sign
+    // test to agree: the bootstrap alone calls a handful of flips
+    // significant (sign_test.rs).
+    let binary = cells
+        .iter()
+        .flat_map(|c| c.diffs.iter())
+        .all(|d| *d == 0.0 || d.abs() == 1.0);
+    let sign_test_p = binary.then(|| {
+        let count = |sign: f32| -> u64 {
+            cells
+                .iter()
+                .flat_map(|c| c.diffs.iter())
+                .filter(|d| **d == sign)
+                .count() as u64
+        };
+        sign_test::sign_test_p(count(-1.0), count(1.0))
+    });
+    let alpha = 1.0 - options.confidence;
     Comparison {
         n: n as u64,
         mean_a,
@@ -266,7 +285,9 @@ fn compare(cells: &[&Cell], options: &DiffOptions) -> Comparison {
         ci_low: interval.map(|i| i.low),
         ci_high: interval.map(|i| i.high),
         method: interval.map(|i| i.method),
-        significant: interval.is_some_and(|i| i.excludes_zero()),
+        significant: interval.is_some_and(|i| i.excludes_zero())
+            && sign_test_p.is_none_or(|p| p < alpha),
+        sign_test_p,
         flips_worse: cells.iter().map(|c| c.worse).sum(),
         flips_better: cells.iter().map(|c| c.better).sum(),
     }

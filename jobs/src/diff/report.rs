@@ -72,8 +72,13 @@ pub struct Comparison {
     pub ci_low: Option<f64>,
     pub ci_high: Option<f64>,
     pub method: Option<CiMethod>,
-    /// The interval leaves out 0.
+    /// The interval leaves out 0 (and, for a 0/1 metric, the exact sign
+    /// test's p-value is below 1 − confidence).
     pub significant: bool,
+    /// For a 0/1 metric: the exact two-sided sign test (McNemar) of the
+    /// documents that went wrong against those that went right.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_test_p: Option<f64>,
     /// Documents whose score fell (rose) by more than the flip threshold.
     pub flips_worse: u64,
     pub flips_better: u64,

@@ -363,3 +363,18 @@ fn a_metric_never_scored_on_a_shared_document_is_named_not_compared() {
     assert_eq!(diff.metrics_unpaired, ["judge"]);
     assert_eq!((diff.docs.only_in_a, diff.docs.only_in_b), (1, 1));
 }
+
+#[test]
+fn a_handful_of_flips_is_not_significant_for_a_0_1_metric() {
+    // 4 of 1,000 documents go wrong and none right: the bootstrap interval
+    // leaves out 0, but a 4-0 split happens by luck 12.5% of the time.
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a", &run(1000, |_| true));
+    let b = write(dir.path(), "b", &run(1000, |i| i >= 4));
+    let diff = diff_runs(&a, &b, &options()).unwrap();
+    let em = &diff.metrics[0].overall;
+    assert_eq!(em.flips_worse, 4);
+    assert!((em.sign_test_p.unwrap() - 0.125).abs() < 1e-12, "{em:?}");
+    assert!(!em.significant, "{em:?}");
+    assert!(diff.regressions(0.0).is_empty());
+}
