@@ -23,6 +23,7 @@ pub mod redact;
 pub mod render;
 pub mod request;
 pub mod results;
+pub mod schedule;
 pub mod spec;
 pub mod template;
 

@@ -13,6 +13,7 @@ mod rescore;
 mod results;
 mod run;
 mod run_dir;
+mod schedule;
 mod serve;
 mod signal;
 mod summary;
@@ -40,6 +41,7 @@ pub async fn dispatch(command: Command) -> i32 {
         Command::Results(args) => remote::results(args).await,
         Command::Cancel(args) => remote::cancel(args).await,
         Command::Cache(cmd) => cache_cmd::cache(cmd).await,
+        Command::Schedule(cmd) => schedule::schedule(cmd).await,
     };
     match result {
         Ok(code) => code,
