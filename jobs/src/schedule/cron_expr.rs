@@ -229,6 +229,23 @@ mod tests {
     }
 
     #[test]
+    fn daylight_saving_changes_neither_panic_nor_fire_twice() {
+        // Berlin skips 02:00-03:00 on 2026-03-29 and repeats 02:00-03:00 on
+        // 2026-10-25.
+        let at_230 = CronExpr::parse("30 2 * * *", "Europe/Berlin").unwrap();
+        let spring = at_230.next_after(at(2026, 3, 28, 12, 0)).unwrap();
+        assert!(spring > at(2026, 3, 28, 12, 0), "{spring}");
+        let after_spring = at_230.next_after(spring).unwrap();
+        assert!(after_spring > spring, "{after_spring}");
+        let autumn = at_230.next_after(at(2026, 10, 24, 12, 0)).unwrap();
+        let next = at_230.next_after(autumn).unwrap();
+        assert!(
+            next - autumn >= chrono::Duration::hours(23),
+            "fired twice in the repeated hour: {autumn} then {next}"
+        );
+    }
+
+    #[test]
     fn bad_input_names_the_field() {
         let cases = [
             ("0 3 * *", "UTC", "cron", "4 fields"),
