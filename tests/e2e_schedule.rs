@@ -136,6 +136,11 @@ async fn a_schedule_is_created_fired_paused_and_deleted() {
     assert!(out.status.success(), "{}", describe(&out));
     assert!(text(&out).contains("fires next at"), "{}", describe(&out));
 
+    // A name is checked before it goes into a path.
+    let out = schedule(&c, &["pause", "../jobs"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(text(&out).contains("`name`"), "{}", describe(&out));
+
     // Deleted: gone, and its job stays.
     assert!(schedule(&c, &["delete", "nightly"]).status.success());
     let out = schedule(&c, &["show", "nightly"]);

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::coordinator::Coordinator;
 use crate::error::CoordinatorError;
-use crate::store::{FireOutcome, NewScheduleRecord, ScheduleFire, ScheduleRecord};
+use crate::store::{FireOutcome, NewScheduleRecord, ScheduleFire, ScheduleRecord, StoreError};
 use crate::submission::new_job;
 
 /// Runs shown with a schedule.
@@ -56,7 +56,7 @@ impl Coordinator {
         let now = Utc::now();
         let spec_json = serde_json::to_string(&new.spec)
             .map_err(|e| CoordinatorError::Internal(format!("cannot encode the job spec: {e}")))?;
-        let record = self
+        let created = self
             .store()
             .create_schedule(NewScheduleRecord {
                 id: Uuid::now_v7(),
@@ -67,7 +67,12 @@ impl Coordinator {
                 next_fire_at: next_after(&expr, &new.name, now)?,
                 created_at: now,
             })
-            .await?;
+            .await;
+        let record = match created {
+            Ok(record) => record,
+            Err(StoreError::Conflict(why)) => return Err(CoordinatorError::NameTaken(why)),
+            Err(e) => return Err(e.into()),
+        };
         tracing::info!(schedule = %record.name, cron = %record.cron, "schedule created");
         self.schedule_status(record).await
     }
@@ -99,9 +104,13 @@ impl Coordinator {
     }
 
     /// Lets `name` fire again, from its next time after now (the fires it
-    /// missed while paused are not caught up).
+    /// missed while paused are not caught up). An active schedule is left
+    /// as it is (a pending run-now stays pending).
     pub async fn resume_schedule(&self, name: &str) -> Result<ScheduleStatus, CoordinatorError> {
         let record = self.store().get_schedule(name).await?;
+        if !record.paused {
+            return self.schedule_status(record).await;
+        }
         let now = Utc::now();
         let next = next_after(&expr_of(&record)?, name, now)?;
         let record = self
@@ -145,15 +154,22 @@ impl Coordinator {
             match self.fire(&record, now).await {
                 Ok(Some(job)) => fired.push(job),
                 Ok(None) => {}
-                Err(e @ (CoordinatorError::Store(_) | CoordinatorError::Internal(_))) => {
+                // The store may be back at the next tick.
+                Err(e @ CoordinatorError::Store(_)) => {
                     tracing::warn!(schedule = %record.name, error = %e, "cannot fire; retrying");
                 }
+                // Its spec or expression no longer reads, or is refused
+                // here: no tick will do better.
                 Err(e) => {
                     tracing::error!(schedule = %record.name, error = %e,
-                        "schedule's job is refused; pausing the schedule");
-                    self.store()
+                        "the schedule cannot fire; pausing it (fix it, then resume it)");
+                    if let Err(e) = self
+                        .store()
                         .set_schedule_paused(&record.name, true, record.next_fire_at, now)
-                        .await?;
+                        .await
+                    {
+                        tracing::warn!(schedule = %record.name, error = %e, "cannot pause it");
+                    }
                 }
             }
         }

@@ -78,20 +78,29 @@ async fn only_the_leader_fires_and_a_missed_fire_is_caught_up_once() {
         .with_timezone(&Utc);
     assert!(first > Utc::now(), "it fires in the future");
 
-    // Both replicas tick; one leads and fires it, the other fires nothing.
-    let leads_a = a.leader_tick().await;
-    let leads_b = b.leader_tick().await;
-    assert!(leads_a != leads_b, "exactly one leader");
+    // Due now. The follower's ticks fire nothing; the leader's fires it.
+    a.run_schedule_now("nightly").await.unwrap();
+    assert!(a.leader_tick().await, "the first to tick leads");
+    assert_eq!(a.schedule("nightly").await.unwrap().runs.len(), 1);
+    for _ in 0..3 {
+        assert!(!b.leader_tick().await);
+    }
+    let status = b.schedule("nightly").await.unwrap();
+    assert_eq!(status.runs.len(), 1, "fired once, by the leader");
+    let first_job = status.runs[0].job_id;
+    // Let the run-now's job end, so that the next fire makes a job.
+    a.cancel(first_job).await.unwrap();
+
     // Three days of missed fires (no coordinator ran): caught up once.
     let later = first + ChronoDuration::days(3);
-    let (leader, follower) = if leads_a { (&a, &b) } else { (&b, &a) };
+    let (leader, follower) = (&a, &b);
     assert!(follower.store().due_schedules(later).await.unwrap().len() == 1);
     let fired = leader.fire_due_schedules(later).await.unwrap();
     assert_eq!(fired.len(), 1, "one fire for three missed days");
     assert!(leader.fire_due_schedules(later).await.unwrap().is_empty());
     let status = follower.schedule("nightly").await.unwrap();
-    assert_eq!(status.runs.len(), 1);
-    assert_eq!(status.runs[0].job_id, fired[0]);
+    assert_eq!(status.runs.len(), 2);
+    assert_eq!(status.runs[0].job_id, fired[0], "newest first");
     assert_eq!(status.runs[0].state, JobState::Planning);
     let next = chrono::DateTime::parse_from_rfc3339(&status.next_fire_at)
         .unwrap()
@@ -100,9 +109,6 @@ async fn only_the_leader_fires_and_a_missed_fire_is_caught_up_once() {
         next > later && next <= later + ChronoDuration::days(1),
         "{next}"
     );
-    // The follower's tick does not fire it, even when due.
-    assert!(!follower.leader_tick().await);
-    assert_eq!(follower.schedule("nightly").await.unwrap().runs.len(), 1);
 
     // Paused: never due; run-now refused until resumed.
     follower.pause_schedule("nightly").await.unwrap();
@@ -115,6 +121,13 @@ async fn only_the_leader_fires_and_a_missed_fire_is_caught_up_once() {
     assert!(refused.to_string().contains("paused"), "{refused}");
     follower.resume_schedule("nightly").await.unwrap();
     follower.run_schedule_now("nightly").await.unwrap();
+    // Resuming an active schedule keeps its pending run-now.
+    let pending = follower.schedule("nightly").await.unwrap().next_fire_at;
+    follower.resume_schedule("nightly").await.unwrap();
+    assert_eq!(
+        follower.schedule("nightly").await.unwrap().next_fire_at,
+        pending
+    );
     // The first fire's job is still live (never planned here): skipped.
     assert!(leader
         .fire_due_schedules(Utc::now())

@@ -2,7 +2,7 @@
 //! delete the schedules of a coordinator.
 
 use jobs::protocol::ScheduleStatus;
-use jobs::schedule::{CronExpr, NewSchedule};
+use jobs::schedule::{check_name, CronExpr, NewSchedule};
 
 use super::failure::{client_failure, CmdResult, Failure};
 use super::job_file::load_spec;
@@ -12,6 +12,19 @@ use crate::exit;
 use crate::terminal::printable;
 
 pub async fn schedule(command: ScheduleCommand) -> CmdResult {
+    // A name goes into the request's path: refuse one that is no name.
+    let name = match &command {
+        ScheduleCommand::Create(a) => Some(&a.name),
+        ScheduleCommand::List(_) => None,
+        ScheduleCommand::Show(a)
+        | ScheduleCommand::Pause(a)
+        | ScheduleCommand::Resume(a)
+        | ScheduleCommand::RunNow(a)
+        | ScheduleCommand::Delete(a) => Some(&a.name),
+    };
+    if let Some(name) = name {
+        check_name(name).map_err(|e| Failure::usage(anyhow::anyhow!("{e}")))?;
+    }
     match command {
         ScheduleCommand::Create(args) => create(args).await,
         ScheduleCommand::List(args) => {

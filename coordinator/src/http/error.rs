@@ -72,8 +72,7 @@ impl From<CoordinatorError> for ApiError {
             CoordinatorError::Forbidden(_) => StatusCode::FORBIDDEN,
             CoordinatorError::JobNotFound(_)
             | CoordinatorError::Store(StoreError::ScheduleNotFound(_)) => StatusCode::NOT_FOUND,
-            // A name already taken (a schedule's, say).
-            CoordinatorError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
+            CoordinatorError::NameTaken(_) => StatusCode::CONFLICT,
             CoordinatorError::Fenced { .. } => StatusCode::CONFLICT,
             CoordinatorError::Dataset(e) if !e.is_bad_input() => StatusCode::INTERNAL_SERVER_ERROR,
             CoordinatorError::Planning(_)

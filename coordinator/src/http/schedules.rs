@@ -17,6 +17,7 @@ use crate::coordinator::Coordinator;
     responses(
         (status = 201, description = "The schedule, stored", body = ScheduleStatus),
         (status = 400, description = "A bad name, expression, time zone or spec", body = ErrorBody),
+        (status = 403, description = "A data file outside the coordinator's dataset roots", body = ErrorBody),
         (status = 409, description = "A schedule of that name exists", body = ErrorBody),
     )
 )]
@@ -86,6 +87,7 @@ pub(super) async fn pause(
     params(("name" = String, Path, description = "The schedule's name")),
     responses(
         (status = 200, description = "The schedule, firing again", body = ScheduleStatus),
+        (status = 400, description = "The schedule's expression names no future time", body = ErrorBody),
         (status = 404, description = "No such schedule", body = ErrorBody),
     )
 )]

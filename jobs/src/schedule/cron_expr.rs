@@ -36,6 +36,9 @@ pub struct CronExpr {
     zone: Tz,
 }
 
+/// Longest expression or time zone name taken (and quoted back in errors).
+const MAX_EXPR: usize = 256;
+
 const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
 const HELP: &str = "write five fields, `minute hour day-of-month month day-of-week` \
@@ -46,6 +49,16 @@ impl CronExpr {
     /// Parses `expr` in `timezone` (an IANA name such as `Europe/Berlin`,
     /// or `UTC`).
     pub fn parse(expr: &str, timezone: &str) -> Result<CronExpr, CronError> {
+        if expr.len() > MAX_EXPR || timezone.len() > MAX_EXPR {
+            return Err(CronError {
+                field: if expr.len() > MAX_EXPR {
+                    "cron"
+                } else {
+                    "timezone"
+                },
+                message: format!("is longer than {MAX_EXPR} characters"),
+            });
+        }
         let zone = Tz::from_str(timezone.trim()).map_err(|_| CronError {
             field: "timezone",
             message: format!(
@@ -69,12 +82,17 @@ impl CronExpr {
         Ok(CronExpr { schedule, zone })
     }
 
-    /// The first time after `after` that the schedule fires, if any.
+    /// The first time after `after` that the schedule fires, if any. A
+    /// wall-clock time the autumn clock change repeats fires once, at its
+    /// first instant; one the spring change skips does not fire that day.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // The crate searches from `after`'s local time and answers an
+        // ambiguous time with its earlier instant first, which can lie
+        // before `after` inside the repeated hour: skip to one after it.
         self.schedule
             .after(&after.with_timezone(&self.zone))
-            .next()
             .map(|t| t.with_timezone(&Utc))
+            .find(|t| *t > after)
     }
 }
 
@@ -128,6 +146,19 @@ fn weekday_names(field: &str) -> Result<String, CronError> {
         match range.split_once('-') {
             Some((from, to)) => {
                 let ends_sunday = to.trim() == "7";
+                // Numbers as crontab reads them (7 is Sunday only as an end).
+                if let (Ok(a), Ok(b)) = (from.trim().parse::<u8>(), to.trim().parse::<u8>()) {
+                    if a > b {
+                        return Err(cron_error(format!(
+                            "day-of-week range {range:?} runs backwards; write it from the \
+                             earlier day (0 or 7 is Sunday), e.g. \"1-5\" or \"5-7\""
+                        )));
+                    }
+                    if a == 7 {
+                        items.push(with_step(DAYS[0].to_string()));
+                        continue;
+                    }
+                }
                 match (day(from)?, day(to)?) {
                     (Some(a), Some(_)) if ends_sunday && a > 0 => {
                         if step.is_some() {
@@ -207,6 +238,11 @@ mod tests {
             weekend.next_after(at(2026, 12, 5, 1, 0)),
             Some(at(2026, 12, 6, 0, 0))
         );
+        let sunday_range = CronExpr::parse("0 0 * * 7-7", "UTC").unwrap();
+        assert_eq!(
+            sunday_range.next_after(at(2026, 12, 5, 0, 0)),
+            Some(at(2026, 12, 6, 0, 0))
+        );
         let named = CronExpr::parse("0 0 * * Mon,Wed", "UTC").unwrap();
         assert_eq!(
             named.next_after(at(2026, 12, 5, 0, 0)),
@@ -243,6 +279,13 @@ mod tests {
             next - autumn >= chrono::Duration::hours(23),
             "fired twice in the repeated hour: {autumn} then {next}"
         );
+        // Asked from inside the repeated hour (01:10 UTC is the second
+        // 02:10 in Berlin), the answer is still after the question.
+        let inside = at(2026, 10, 25, 1, 10);
+        let answer = at_230.next_after(inside).unwrap();
+        assert!(answer > inside, "{answer} is not after {inside}");
+        let quarter = CronExpr::parse("*/15 * * * *", "Europe/Berlin").unwrap();
+        assert!(quarter.next_after(inside).unwrap() > inside);
     }
 
     #[test]
@@ -251,6 +294,8 @@ mod tests {
             ("0 3 * *", "UTC", "cron", "4 fields"),
             ("61 3 * * *", "UTC", "cron", "not a cron expression"),
             ("0 3 * * 8", "UTC", "cron", "not 0-7"),
+            ("0 3 * * 7-3", "UTC", "cron", "runs backwards"),
+            ("0 3 * * 5-1", "UTC", "cron", "runs backwards"),
             ("0 3 1 * 1", "UTC", "cron", "both the day of the month"),
             ("@often", "UTC", "cron", "not a known macro"),
             ("0 3 * * *", "Mars/Olympus", "timezone", "not a time zone"),

@@ -6,4 +6,4 @@ mod cron_expr;
 mod new;
 
 pub use cron_expr::{CronError, CronExpr};
-pub use new::{NewSchedule, ScheduleError};
+pub use new::{check_name, NewSchedule, ScheduleError};

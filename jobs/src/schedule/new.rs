@@ -27,6 +27,31 @@ pub struct NewSchedule {
     pub spec: JobSpec,
 }
 
+/// A schedule name is 1 to 64 letters, digits, `.`, `_` and `-`, and not
+/// `.` or `..`: it goes into URL paths as it is.
+pub fn check_name(name: &str) -> Result<(), ScheduleError> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        let shown: String = name.chars().take(MAX_NAME).collect();
+        return Err(ScheduleError::Name(format!(
+            "{shown:?} must be 1 to {MAX_NAME} characters"
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(ScheduleError::Name(format!(
+            "{name:?} has {c:?}; use letters, digits, `.`, `_` and `-`"
+        )));
+    }
+    if name == "." || name == ".." {
+        return Err(ScheduleError::Name(format!(
+            "{name:?} is not a name; use letters or digits too"
+        )));
+    }
+    Ok(())
+}
+
 fn default_timezone() -> String {
     "UTC".to_string()
 }
@@ -46,20 +71,7 @@ impl NewSchedule {
     /// Checks the name, the expression, the time zone and the spec, and
     /// returns the parsed expression.
     pub fn validate(&self) -> Result<CronExpr, ScheduleError> {
-        let name = &self.name;
-        if name.is_empty() || name.len() > MAX_NAME {
-            return Err(ScheduleError::Name(format!(
-                "{name:?} must be 1 to {MAX_NAME} characters"
-            )));
-        }
-        if let Some(c) = name
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-        {
-            return Err(ScheduleError::Name(format!(
-                "{name:?} has {c:?}; use letters, digits, `.`, `_` and `-`"
-            )));
-        }
+        check_name(&self.name)?;
         let expr = CronExpr::parse(&self.cron, &self.timezone)?;
         self.spec.validate()?;
         Ok(expr)
