@@ -26,7 +26,7 @@ pub struct CoordinatorClient {
     pub(crate) base_url: String,
     token: String,
     retry: RetryPolicy,
-    request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
 }
 
 impl fmt::Debug for CoordinatorClient {
@@ -195,7 +195,13 @@ impl CoordinatorClient {
                 hint: token.hint(),
             },
             StatusCode::NOT_FOUND => ClientError::NotFound { route, message },
-            StatusCode::CONFLICT => ClientError::Fenced { route, message },
+            // On a lease or batch route a 409 is the fence; elsewhere (a
+            // schedule name taken) it is a refusal like any other 4xx.
+            StatusCode::CONFLICT
+                if route.starts_with("/v1/leases") || route.starts_with("/v1/batches") =>
+            {
+                ClientError::Fenced { route, message }
+            }
             _ => ClientError::Http {
                 route,
                 status: status.as_u16(),

@@ -11,7 +11,8 @@
 //! - [`http`]: [`CoordinatorClient`] and the transport every route uses.
 //! - [`error`]: [`ClientError`], [`LeaseOutcome`].
 //! - [`retry`]: backoff, `Retry-After` parsing, [`RetryPolicy`].
-//! - `job_api`, `lease_api`, `provider_batch_api`: one method per route.
+//! - `job_api`, `lease_api`, `provider_batch_api`, `schedule_api`: one
+//!   method per route.
 //! - [`text`]: error-message helpers shared with the worker's backends.
 
 pub mod error;
@@ -20,6 +21,7 @@ mod job_api;
 mod lease_api;
 mod provider_batch_api;
 pub mod retry;
+mod schedule_api;
 pub mod text;
 
 pub use error::{ClientError, LeaseOutcome, TokenKind};

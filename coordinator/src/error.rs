@@ -18,6 +18,9 @@ pub enum CoordinatorError {
     /// A request the API cannot act on (bad body, bad id).
     #[error("{0}")]
     BadRequest(String),
+    /// A name (a schedule's) already in use.
+    #[error("{0}")]
+    NameTaken(String),
     /// A request the operator's rules do not allow (a dataset outside the
     /// dataset roots); the text names the rule.
     #[error("{0}")]
@@ -83,6 +86,7 @@ impl CoordinatorError {
             CoordinatorError::Spec(_)
             | CoordinatorError::JobNotFound(_)
             | CoordinatorError::BadRequest(_)
+            | CoordinatorError::NameTaken(_)
             | CoordinatorError::Forbidden(_)
             | CoordinatorError::Planning(_)
             | CoordinatorError::Render(_) => true,

@@ -22,6 +22,7 @@ mod planner;
 mod provider_batch;
 mod reaper;
 mod rescore;
+mod schedules;
 mod segment_cache;
 mod server;
 mod shard_keys;

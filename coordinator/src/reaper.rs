@@ -25,8 +25,8 @@ pub struct RecoveryStats {
 
 impl Coordinator {
     /// One tick of the leader-only duties: takes or renews the leader row,
-    /// and reaps expired leases while this replica leads. Returns whether it
-    /// leads.
+    /// and while this replica leads, reaps expired leases and fires the due
+    /// schedules. Returns whether it leads.
     pub async fn leader_tick(&self) -> bool {
         let ttl = leader_ttl(self.config().reaper_interval);
         let (leads, was) = self.leadership().renew(self.store().as_ref(), ttl).await;
@@ -37,6 +37,9 @@ impl Coordinator {
         if leads {
             if let Err(e) = self.reap_expired().await {
                 tracing::error!(error = %e, "reaper pass failed");
+            }
+            if let Err(e) = self.fire_due_schedules(Utc::now()).await {
+                tracing::error!(error = %e, "schedule pass failed");
             }
         }
         leads

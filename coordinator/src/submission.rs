@@ -12,6 +12,22 @@ use crate::error::CoordinatorError;
 use crate::job_models::decode_stored_spec;
 use crate::store::{NewJob, RequestFailure};
 
+/// The store record of a new job of `spec`.
+pub(crate) fn new_job(spec: &JobSpec, priority: i32) -> Result<NewJob, CoordinatorError> {
+    let spec_json = serde_json::to_string(spec)
+        .map_err(|e| CoordinatorError::Internal(format!("cannot encode the job spec: {e}")))?;
+    Ok(NewJob {
+        id: Uuid::now_v7(),
+        name: spec.name.clone(),
+        spec_json,
+        spec_hash: spec_hash(spec)?,
+        backend: spec.model.backend,
+        model: spec.model.model.clone(),
+        priority,
+        created_at: Utc::now(),
+    })
+}
+
 impl Coordinator {
     /// Validates and records a job at priority 0; planning happens in the
     /// background (see [`Coordinator::plan_pending`]). Idempotent: while a
@@ -28,28 +44,8 @@ impl Coordinator {
         spec: JobSpec,
         priority: i32,
     ) -> Result<JobStatus, CoordinatorError> {
-        spec.validate()?;
-        self.config()
-            .limits
-            .check(&spec)
-            .map_err(CoordinatorError::BadRequest)?;
-        self.check_data_access(&spec)?;
-        let hash = spec_hash(&spec)?;
-        let spec_json = serde_json::to_string(&spec)
-            .map_err(|e| CoordinatorError::Internal(format!("cannot encode the job spec: {e}")))?;
-        let (job, created) = self
-            .store()
-            .create_job(NewJob {
-                id: Uuid::now_v7(),
-                name: spec.name.clone(),
-                spec_json,
-                spec_hash: hash,
-                backend: spec.model.backend,
-                model: spec.model.model.clone(),
-                priority,
-                created_at: Utc::now(),
-            })
-            .await?;
+        self.admit(&spec)?;
+        let (job, created) = self.store().create_job(new_job(&spec, priority)?).await?;
         if created {
             tracing::info!(job_id = %job.id, name = %job.name, priority, "job submitted");
             self.plan_signal().wake();
@@ -57,6 +53,17 @@ impl Coordinator {
             tracing::info!(job_id = %job.id, name = %job.name, "same spec already live; reusing job");
         }
         Ok(job.status())
+    }
+
+    /// What a spec must pass to become a job here: its own checks, this
+    /// coordinator's limits and dataset roots.
+    pub(crate) fn admit(&self, spec: &JobSpec) -> Result<(), CoordinatorError> {
+        spec.validate()?;
+        self.config()
+            .limits
+            .check(spec)
+            .map_err(CoordinatorError::BadRequest)?;
+        self.check_data_access(spec)
     }
 
     pub async fn job_status(&self, id: Uuid) -> Result<JobStatus, CoordinatorError> {

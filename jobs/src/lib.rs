@@ -25,6 +25,7 @@ pub mod redact;
 pub mod render;
 pub mod request;
 pub mod results;
+pub mod schedule;
 pub mod spec;
 pub mod template;
 

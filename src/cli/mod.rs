@@ -8,6 +8,7 @@ mod diff;
 mod local;
 mod provenance;
 mod remote;
+mod schedule;
 mod settings;
 mod value;
 
@@ -20,6 +21,7 @@ pub use provenance::Provenance;
 pub use remote::{
     CancelArgs, LocalHomeArgs, RemoteArgs, ResultsArgs, SamplesFormat, StatusArgs, SubmitArgs,
 };
+pub use schedule::{ScheduleCommand, ScheduleCreateArgs};
 pub use settings::ConfigArg;
 
 #[derive(Parser, Debug)]
@@ -63,6 +65,9 @@ pub enum Command {
     /// Maintain the output cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Submit a job again on a cron schedule (on a coordinator).
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
 }
 
 impl Command {
@@ -76,6 +81,7 @@ impl Command {
             Command::Results(a) => a.remote.given = given,
             Command::Cancel(a) => a.remote.given = given,
             Command::Diff(a) => a.remote.given = given,
+            Command::Schedule(c) => c.remote_mut().given = given,
             Command::Run(_) | Command::Cache(_) => {}
         }
     }
@@ -89,7 +95,16 @@ pub fn parse() -> Cli {
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Some((name, sub_matches)) = matches.subcommand() {
         if let Some(sub) = cmd.find_subcommand(name) {
-            cli.command.set_provenance(Provenance::of(sub, sub_matches));
+            // `schedule create …`: the flags are the inner command's.
+            let inner = sub_matches
+                .subcommand()
+                .and_then(|(n, m)| Some((sub.find_subcommand(n)?, m)));
+            match inner {
+                Some((sub, sub_matches)) if name == "schedule" => {
+                    cli.command.set_provenance(Provenance::of(sub, sub_matches));
+                }
+                _ => cli.command.set_provenance(Provenance::of(sub, sub_matches)),
+            }
         }
     }
     cli

@@ -14,6 +14,7 @@ mod rescore;
 mod results;
 mod run;
 mod run_dir;
+mod schedule;
 mod serve;
 mod signal;
 mod summary;
@@ -42,6 +43,7 @@ pub async fn dispatch(command: Command) -> i32 {
         Command::Cancel(args) => remote::cancel(args).await,
         Command::Diff(args) => diff::diff(args).await,
         Command::Cache(cmd) => cache_cmd::cache(cmd).await,
+        Command::Schedule(cmd) => schedule::schedule(cmd).await,
     };
     match result {
         Ok(code) => code,

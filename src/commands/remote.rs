@@ -36,7 +36,7 @@ fn connect(flags: &ClientFlags, config: &ConfigArg) -> Result<client::Coordinato
         .map_err(Failure::usage)
 }
 
-fn client(remote: &RemoteArgs) -> Result<client::CoordinatorClient, Failure> {
+pub(super) fn client(remote: &RemoteArgs) -> Result<client::CoordinatorClient, Failure> {
     connect(&remote.flags(), &remote.config)
 }
 
@@ -184,7 +184,7 @@ fn ended_code(jobs: &[JobStatus]) -> i32 {
         .unwrap_or(exit::OK)
 }
 
-fn state_name(state: JobState) -> String {
+pub(super) fn state_name(state: JobState) -> String {
     format!("{state:?}").to_lowercase()
 }
 

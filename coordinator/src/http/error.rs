@@ -70,7 +70,9 @@ impl From<CoordinatorError> for ApiError {
         let status = match &err {
             CoordinatorError::Spec(_) | CoordinatorError::BadRequest(_) => StatusCode::BAD_REQUEST,
             CoordinatorError::Forbidden(_) => StatusCode::FORBIDDEN,
-            CoordinatorError::JobNotFound(_) => StatusCode::NOT_FOUND,
+            CoordinatorError::JobNotFound(_)
+            | CoordinatorError::Store(StoreError::ScheduleNotFound(_)) => StatusCode::NOT_FOUND,
+            CoordinatorError::NameTaken(_) => StatusCode::CONFLICT,
             CoordinatorError::Fenced { .. } => StatusCode::CONFLICT,
             CoordinatorError::Dataset(e) if !e.is_bad_input() => StatusCode::INTERNAL_SERVER_ERROR,
             CoordinatorError::Planning(_)

@@ -1,4 +1,4 @@
-//! The coordinator's HTTP API (axum): job routes for admins, lease and
+//! The coordinator's HTTP API (axum): job and schedule routes for admins, lease and
 //! provider-batch routes for workers, `/healthz`, Prometheus `/metrics` and
 //! the API's OpenAPI description at `/openapi.json`.
 //! Routes and bodies are the ones `jobs::protocol` defines; every error is a
@@ -11,13 +11,14 @@ mod leases;
 mod openapi;
 mod provider_batch;
 mod public;
+mod schedules;
 
 use ::jobs::protocol::routes;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use std::future::Future;
 use tokio::net::TcpListener;
@@ -63,6 +64,17 @@ pub fn router(coordinator: Coordinator) -> Router {
         .route(routes::JOB_FAILURES, get(jobs::failures))
         .route(routes::RESCORE, post(jobs::rescore_spec))
         .route(routes::RESCORE_SAMPLES, post(jobs::rescore_samples))
+        .route(
+            routes::SCHEDULES,
+            post(schedules::create).get(schedules::list),
+        )
+        .route(
+            routes::SCHEDULE,
+            get(schedules::get).merge(delete(schedules::delete)),
+        )
+        .route(routes::SCHEDULE_PAUSE, post(schedules::pause))
+        .route(routes::SCHEDULE_RESUME, post(schedules::resume))
+        .route(routes::SCHEDULE_RUN, post(schedules::run_now))
         .route(routes::LEASES_CLAIM, post(leases::claim))
         .route(routes::LEASES_HEARTBEAT, post(leases::heartbeat))
         .route(routes::LEASES_COMPLETE, post(leases::complete))

@@ -19,6 +19,7 @@ use super::jobs;
 use super::leases;
 use super::provider_batch;
 use super::public;
+use super::schedules;
 
 /// Name of the bearer-token security scheme.
 const BEARER: &str = "bearer";
@@ -44,6 +45,13 @@ const PUBLIC: [&str; 3] = [routes::HEALTHZ, routes::METRICS, routes::OPENAPI];
         jobs::failures,
         jobs::rescore_spec,
         jobs::rescore_samples,
+        schedules::create,
+        schedules::list,
+        schedules::get,
+        schedules::delete,
+        schedules::pause,
+        schedules::resume,
+        schedules::run_now,
         leases::claim,
         leases::heartbeat,
         leases::complete,
@@ -64,6 +72,7 @@ const PUBLIC: [&str; 3] = [routes::HEALTHZ, routes::METRICS, routes::OPENAPI];
     modifiers(&SharedAnswers),
     tags(
         (name = "jobs", description = "Submitting, inspecting and scoring jobs (admin token)"),
+        (name = "schedules", description = "Jobs submitted on a cron schedule (admin token)"),
         (name = "leases", description = "The lease protocol (worker token)"),
         (name = "batches", description = "Durable provider batches (worker token)"),
         (name = "operations", description = "Liveness, metrics and this description (no token)"),
@@ -176,7 +185,7 @@ fn add_shared_answers(op: &mut Operation) {
         .parameters
         .iter()
         .flatten()
-        .any(|p| p.parameter_in == ParameterIn::Path);
+        .any(|p| p.parameter_in == ParameterIn::Path && p.name == "id");
     let mut add = |status: &str, description: &str| {
         op.responses
             .responses
@@ -224,14 +233,18 @@ mod tests {
     fn listed(doc: &utoipa::openapi::OpenApi) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for (path, item) in doc.paths.paths.iter() {
-            for (method, op) in [("GET", &item.get), ("POST", &item.post)] {
+            for (method, op) in [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("DELETE", &item.delete),
+            ] {
                 if op.is_some() {
                     out.push((method.to_string(), path.clone()));
                 }
             }
             assert!(
-                item.put.is_none() && item.delete.is_none() && item.patch.is_none(),
-                "{path}: only GET and POST are served"
+                item.put.is_none() && item.patch.is_none(),
+                "{path}: only GET, POST and DELETE are served"
             );
         }
         out.sort();

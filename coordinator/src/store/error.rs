@@ -9,6 +9,8 @@ pub enum StoreError {
     JobNotFound(Uuid),
     #[error("shard {0} not found")]
     ShardNotFound(Uuid),
+    #[error("no schedule named {0:?}; `shardline schedule list` lists them")]
+    ScheduleNotFound(String),
     /// A uniqueness or reference constraint refused the write.
     #[error("conflicting write: {0}")]
     Conflict(String),

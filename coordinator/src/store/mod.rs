@@ -24,6 +24,7 @@ mod model_pattern;
 pub mod postgres;
 pub mod provider_batch;
 mod rows;
+mod schedule;
 pub mod sqlite;
 
 #[cfg(any(test, feature = "test-support"))]
@@ -49,6 +50,9 @@ pub use postgres::{PostgresOptions, PostgresStore};
 pub use provider_batch::{
     BatchEnd, BatchFence, BatchSubmission, BatchUpdate, ClaimedPoll, PollClaim, PollFence,
     ProviderBatchStore,
+};
+pub use schedule::{
+    FireOutcome, NewScheduleRecord, ScheduleFire, ScheduleRecord, ScheduleRun, ScheduleStore,
 };
 pub use sqlite::SqliteStore;
 
@@ -86,6 +90,7 @@ pub trait Store:
     + FailureStore
     + MetricsStore
     + ProviderBatchStore
+    + ScheduleStore
     + std::fmt::Debug
 {
 }
@@ -99,6 +104,7 @@ impl<T> Store for T where
         + FailureStore
         + MetricsStore
         + ProviderBatchStore
+        + ScheduleStore
         + std::fmt::Debug
 {
 }

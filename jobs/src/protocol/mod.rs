@@ -12,7 +12,10 @@
 //!   `GET /v1/jobs/{id}/samples` (samples.jsonl, streamed),
 //!   `GET /v1/jobs/{id}/failures`,
 //!   `POST /v1/rescore` (`{"spec": …}` → ResultsResponse, scored from the
-//!   cache alone), `POST /v1/rescore/samples` (same body; samples.jsonl)
+//!   cache alone), `POST /v1/rescore/samples` (same body; samples.jsonl),
+//!   `POST /v1/schedules` (NewSchedule → ScheduleStatus), `GET /v1/schedules`
+//!   (Vec<ScheduleStatus>), `GET`/`DELETE /v1/schedules/{name}`,
+//!   `POST /v1/schedules/{name}/{pause,resume,run}` (ScheduleStatus)
 //! - worker token: `POST /v1/leases/claim` (ClaimRequest → ClaimResponse),
 //!   `POST /v1/leases/heartbeat` (HeartbeatRequest → HeartbeatResponse),
 //!   `POST /v1/leases/complete` (CompleteRequest → CompleteResponse; 409 when
@@ -33,6 +36,7 @@ pub mod job;
 pub mod lease;
 pub mod provider_batch;
 pub mod routes;
+pub mod schedule;
 pub mod state;
 
 pub use cost::CostSummary;
@@ -49,4 +53,5 @@ pub use provider_batch::{
     BatchRequestsRequest, BatchReserveRequest, BatchReserveResponse, BatchSubmitRequest,
     BatchUpdateRequest,
 };
+pub use schedule::{ScheduleRunStatus, ScheduleStatus};
 pub use state::{FailureKind, JobState, ShardState};

@@ -25,6 +25,19 @@ pub const RESCORE: &str = "/v1/rescore";
 /// `POST` the samples of a spec scored from the cache alone.
 pub const RESCORE_SAMPLES: &str = "/v1/rescore/samples";
 
+// ---- schedules (admin token) ----
+
+/// `POST` creates a schedule, `GET` lists them.
+pub const SCHEDULES: &str = "/v1/schedules";
+/// `GET` one schedule with its runs, `DELETE` removes it.
+pub const SCHEDULE: &str = "/v1/schedules/{name}";
+/// `POST` pauses a schedule.
+pub const SCHEDULE_PAUSE: &str = "/v1/schedules/{name}/pause";
+/// `POST` resumes a schedule.
+pub const SCHEDULE_RESUME: &str = "/v1/schedules/{name}/resume";
+/// `POST` makes a schedule fire now.
+pub const SCHEDULE_RUN: &str = "/v1/schedules/{name}/run";
+
 // ---- leases (worker token) ----
 
 pub const LEASES_CLAIM: &str = "/v1/leases/claim";
@@ -65,6 +78,13 @@ pub const ALL: &[(&str, &str)] = &[
     ("GET", JOB_FAILURES),
     ("POST", RESCORE),
     ("POST", RESCORE_SAMPLES),
+    ("POST", SCHEDULES),
+    ("GET", SCHEDULES),
+    ("GET", SCHEDULE),
+    ("DELETE", SCHEDULE),
+    ("POST", SCHEDULE_PAUSE),
+    ("POST", SCHEDULE_RESUME),
+    ("POST", SCHEDULE_RUN),
     ("POST", LEASES_CLAIM),
     ("POST", LEASES_HEARTBEAT),
     ("POST", LEASES_COMPLETE),
@@ -113,9 +133,23 @@ pub fn job_failures_of(id: Uuid) -> String {
     with_id(JOB_FAILURES, id)
 }
 
+/// A schedule route for the schedule `name` (letters, digits, `.`, `_`
+/// and `-` only, so it needs no escaping in a path).
+pub fn schedule_path(pattern: &str, name: &str) -> String {
+    pattern.replacen("{name}", name, 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedule_paths_fill_the_name() {
+        assert_eq!(
+            schedule_path(SCHEDULE_RUN, "nightly-mmlu"),
+            "/v1/schedules/nightly-mmlu/run"
+        );
+    }
 
     #[test]
     fn job_paths_fill_the_id() {

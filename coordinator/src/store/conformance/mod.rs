@@ -14,6 +14,7 @@ pub mod leadership;
 pub mod leases;
 pub mod provider_batch;
 pub mod reaper;
+pub mod schedule;
 
 use ::jobs::protocol::JobState;
 use ::jobs::request::{GenerationParams, ModelFingerprint, RenderedInput, RequestType};
@@ -212,7 +213,9 @@ macro_rules! store_conformance_suite {
             reaper::reaper_backs_off_exponentially,
             failures::request_failures_are_recorded,
             cache_index::cache_index_first_writer_wins,
-            leadership::leadership_is_exclusive_until_it_expires
+            leadership::leadership_is_exclusive_until_it_expires,
+            schedule::schedules_are_kept_by_name,
+            schedule::a_due_schedule_fires_once
         );
         mod provider_batch {
             use super::*;

@@ -110,6 +110,7 @@ fn copy_error(e: &StoreError) -> StoreError {
     match e {
         StoreError::JobNotFound(id) => StoreError::JobNotFound(*id),
         StoreError::ShardNotFound(id) => StoreError::ShardNotFound(*id),
+        StoreError::ScheduleNotFound(name) => StoreError::ScheduleNotFound(name.clone()),
         StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
         StoreError::Busy(m) => StoreError::Busy(m.clone()),
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),

@@ -23,6 +23,7 @@ mod leases;
 mod metrics;
 mod provider_batch;
 mod redact;
+mod schedule;
 #[cfg(any(test, feature = "test-support"))]
 mod scratch;
 

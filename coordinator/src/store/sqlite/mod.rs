@@ -15,6 +15,7 @@ mod leadership;
 mod leases;
 mod metrics;
 mod provider_batch;
+mod schedule;
 
 use ::jobs::protocol::FailedRequest;
 use ::jobs::{RequestKey, Usage};

@@ -1,0 +1,3 @@
+SELECT id, name, cron, timezone, spec_json, paused, next_fire_at, last_fired_at, created_at,
+       updated_at
+FROM schedules WHERE paused = 0 AND next_fire_at <= ?1 ORDER BY next_fire_at
