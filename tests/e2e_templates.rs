@@ -305,12 +305,23 @@ async fn a_template_changed_after_submitting_is_refused_by_the_worker() {
         text.contains(&submitted) && text.contains("mine.jinja") && text.contains("changed"),
         "{text}"
     );
-    // Samples and dry runs refuse it too, rather than show prompts of
-    // another template.
-    let e = worker::backend::engine::EngineText::of(&spec.model)
+    // The worker's message does not quote the file's own digest: it
+    // becomes the job's error, which the submitter reads.
+    let found = jobs::request::sha256_hex(&std::fs::read_to_string(&template).unwrap());
+    assert!(!text.contains(&found), "{text}");
+    // Samples and results do not render prompts with another template:
+    // they show the prompts as planned (scoring needs no template).
+    assert!(worker::backend::engine::EngineText::of(&spec.model)
+        .unwrap()
+        .is_none());
+
+    // A device or a FIFO is no template: refused, not read forever.
+    let mut device = spec.model.clone();
+    device.chat_template = Some("/dev/zero".into());
+    let err = worker::build_backend(&device, &keys)
         .err()
-        .expect("a changed template is an error");
-    assert!(e.to_string().contains(&submitted), "{e}");
+        .expect("a device is refused");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
 }
 
 /// An API model that only offers `/v1/completions` gets the messages as

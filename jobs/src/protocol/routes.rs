@@ -165,7 +165,10 @@ mod tests {
     #[test]
     fn every_route_is_versioned_or_operational() {
         for &(method, route) in ALL {
-            assert!(matches!(method, "GET" | "POST" | "DELETE"), "{method} {route}");
+            assert!(
+                matches!(method, "GET" | "POST" | "DELETE"),
+                "{method} {route}"
+            );
             assert!(
                 route.starts_with("/v1/") || [HEALTHZ, METRICS, OPENAPI].contains(&route),
                 "{route}"

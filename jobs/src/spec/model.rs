@@ -175,7 +175,15 @@ impl ModelSpec {
     /// The identity that goes into every request key.
     pub fn fingerprint(&self) -> ModelFingerprint {
         match &self.cache_namespace {
-            Some(ns) => ModelFingerprint::namespace(ns),
+            // A namespace names the model, not what it reads: a replacement
+            // template still changes the identity.
+            Some(ns) => match &self.chat_template_sha256 {
+                Some(template) => ModelFingerprint(format!(
+                    "{}+chat_template:{template}",
+                    ModelFingerprint::namespace(ns)
+                )),
+                None => ModelFingerprint::namespace(ns),
+            },
             // `none` keeps an engine job's identity when it names the model,
             // so cache-only scoring finds the engine's outputs.
             None if self.backend == BackendKind::Engine

@@ -43,8 +43,12 @@ pub(in crate::dataset) fn list(
     if format.is_some() || DatasetFormat::from_path(path).is_some() {
         return Ok(one);
     }
-    // `s3://bucket/data`: a folder when objects lie under `data/`.
+    // `s3://bucket/data`: a folder when objects lie under `data/`. The
+    // folder is checked against the roots before anything is listed.
     let folder = format!("{}/", url.key);
+    if policy.roots.check(&url.object_path(&folder)).is_err() {
+        return Ok(one);
+    }
     let mut any = false;
     source_of(path, policy)?
         .list(&url.bucket, &folder, true, &mut |_| {
@@ -53,7 +57,6 @@ pub(in crate::dataset) fn list(
         })
         .map_err(|e| store_error(path, e))?;
     if any {
-        policy.roots.check(&url.object_path(&folder))?;
         return list_folder(path, &url, &folder, format, policy);
     }
     Ok(one)

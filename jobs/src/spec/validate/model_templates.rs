@@ -254,5 +254,14 @@ type = "exact_match"
         ));
         assert_eq!(a, format!("{own}+chat_template:{}", "a".repeat(64)));
         assert_ne!(a, b);
+        // A cache namespace keeps the template in the identity too.
+        let named = |sha: &str| {
+            fingerprint(&format!(
+                "cache_namespace = \"llama\"\nchat_template = \"t.jinja\"\nchat_template_sha256 = \"{}\"",
+                sha.repeat(64)
+            ))
+        };
+        assert_ne!(named("a"), named("b"));
+        assert_eq!(fingerprint("cache_namespace = \"llama\""), "ns:llama");
     }
 }

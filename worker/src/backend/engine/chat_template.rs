@@ -3,7 +3,12 @@
 //! the spec (the template is part of the model's identity in request
 //! keys), and what to say when a chat job's model has no template at all.
 
+use std::io::Read;
 use std::path::PathBuf;
+
+/// Largest chat template file read: real ones are a few kilobytes, and a
+/// job must not make a worker read a device or a huge file.
+pub const MAX_TEMPLATE_BYTES: u64 = 1024 * 1024;
 
 use engine::TemplateOverride;
 use jobs::spec::ModelSpec;
@@ -24,15 +29,19 @@ pub enum TemplateFileError {
     #[error("`model.chat_template`: {path} is not UTF-8 text, so it is not a chat template")]
     NotText { path: PathBuf },
     #[error(
-        "the chat template {path} has sha256 {found}, but the job was submitted with {expected} \
-         (`model.chat_template_sha256`): the file changed since; restore it, or submit the job \
-         again to use the new template (its outputs get new keys)"
+        "`model.chat_template`: {path} is not a regular file of at most {MAX_TEMPLATE_BYTES} \
+         bytes, so it is not a chat template"
     )]
-    Changed {
-        path: PathBuf,
-        expected: String,
-        found: String,
-    },
+    NotAFile { path: PathBuf },
+    // The file's own digest is not in the message: it becomes the job's
+    // error, which the submitter reads, and would tell them what a file of
+    // this machine holds. It is logged here instead.
+    #[error(
+        "the chat template {path} is not the file the job was submitted with (its sha256 differs \
+         from `model.chat_template_sha256` {expected}): the file changed since; restore it, or \
+         submit the job again to use the new template (its outputs get new keys)"
+    )]
+    Changed { path: PathBuf, expected: String },
 }
 
 /// A chat template file as read: its text, for the engine, and its
@@ -49,17 +58,31 @@ pub fn read_template(model: &ModelSpec) -> Result<Option<TemplateFile>, Template
     let Some(path) = &model.chat_template else {
         return Ok(None);
     };
-    let bytes = std::fs::read(path).map_err(|source| TemplateFileError::Read {
+    let read_error = |source| TemplateFileError::Read {
         path: path.clone(),
         source,
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    // A FIFO or a device would block or never end: regular files only,
+    // and no more than the cap.
+    if !file.metadata().map_err(read_error)?.is_file() {
+        return Err(TemplateFileError::NotAFile { path: path.clone() });
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_TEMPLATE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_TEMPLATE_BYTES {
+        return Err(TemplateFileError::NotAFile { path: path.clone() });
+    }
     let sha256 = hex::encode(Sha256::digest(&bytes));
     if let Some(expected) = &model.chat_template_sha256 {
         if *expected != sha256 {
+            tracing::warn!(path = %path.display(), expected = %expected, found = %sha256,
+                "chat template changed since the job was submitted");
             return Err(TemplateFileError::Changed {
                 path: path.clone(),
                 expected: expected.clone(),
-                found: sha256,
             });
         }
     }

@@ -10,7 +10,7 @@ use engine::{SystemRole, TextModel};
 use jobs::spec::{BackendKind, Endpoint, ModelSpec};
 use jobs::{InferenceRequest, ModelText, ModelTextError, RenderedInput, RequestType};
 
-use super::chat_template::{read_template, TemplateFileError};
+use super::chat_template::read_template;
 use super::job_map;
 use super::location::locate;
 use super::resolve::ModelSpecError;
@@ -33,8 +33,8 @@ impl EngineText {
     /// is on this machine (`path`, `path_env` or `path_default`, as
     /// [`super::resolve_model`] finds it): `None` for other backends and
     /// for a model that is not here. A model that is here but cannot be
-    /// read is an error naming its file, and so is a `model.chat_template`
-    /// that is not the one the spec records (one that is gone: `None`).
+    /// read is an error naming its file; a `model.chat_template` that is
+    /// gone, changed or unreadable gives `None` (prompts as planned).
     pub fn of(model: &ModelSpec) -> Result<Option<Arc<dyn ModelText>>, ModelSpecError> {
         if !matches!(model.backend, BackendKind::Engine | BackendKind::None) {
             return Ok(None);
@@ -42,12 +42,16 @@ impl EngineText {
         let Ok(found) = locate(model, &|var| std::env::var_os(var)) else {
             return Ok(None);
         };
-        // A template file that is gone is like a model that is not here;
-        // one that changed would render prompts the outputs never saw.
+        // A template file that is gone, changed or unreadable is like a
+        // model that is not here: prompts are shown as planned (scoring
+        // from the cache needs no template; one that changed would render
+        // prompts the outputs never saw).
         let template = match read_template(model) {
             Ok(file) => file.map(|file| file.template),
-            Err(TemplateFileError::Read { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "showing the prompts as planned");
+                return Ok(None);
+            }
         };
         let text = engine::load_text_model(&found.path, template.as_ref())?;
         Ok(Some(Arc::new(EngineText {
