@@ -147,6 +147,16 @@ struct Seen {
 /// A proxy to `upstream` that passes only `cut_after` bytes of its first
 /// connection's answers, then closes it; later connections pass whole.
 async fn cutting_proxy(upstream: SocketAddr, cut_after: usize) -> (SocketAddr, Arc<Seen>) {
+    proxy(upstream, cut_after, false).await
+}
+
+/// [`cutting_proxy`]; with `drop_range`, later requests lose their `Range`
+/// header, as through a proxy that ignores it: the whole object comes back.
+async fn proxy(
+    upstream: SocketAddr,
+    cut_after: usize,
+    drop_range: bool,
+) -> (SocketAddr, Arc<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
@@ -162,6 +172,25 @@ async fn cutting_proxy(upstream: SocketAddr, cut_after: usize) -> (SocketAddr, A
                 let (mut client_read, mut client_write) = client.into_split();
                 let (mut server_read, mut server_write) = server.into_split();
                 let up = tokio::spawn(async move {
+                    if drop_range && !first {
+                        // The request head, without its Range line.
+                        let mut head = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") {
+                            match client_read.read(&mut byte).await {
+                                Ok(1) => head.push(byte[0]),
+                                _ => return,
+                            }
+                        }
+                        let text = String::from_utf8_lossy(&head).to_string();
+                        let kept: String = text
+                            .split_inclusive("\r\n")
+                            .filter(|line| !line.to_ascii_lowercase().starts_with("range:"))
+                            .collect();
+                        if server_write.write_all(kept.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
                     let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
                 });
                 let mut left = if first { cut_after } else { usize::MAX };
@@ -219,4 +248,36 @@ async fn a_download_cut_off_resumes_where_it_stopped() {
     // Resumed from where it stopped, not downloaded again from the start.
     let later = seen.later_bytes.load(Ordering::SeqCst);
     assert!(later < data.len(), "{later} bytes after the cut");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_the_server_does_not_honour_is_an_error_not_repeated_rows() {
+    let server = server();
+    let store = bucket(&server, "datasets").await;
+    let data = pattern(2 * 1024 * 1024 + 5);
+    store
+        .put("cut/data.jsonl", Bytes::from(data.clone()))
+        .await
+        .unwrap();
+    let (proxy, _) = proxy(server.addr(), 300 * 1024, true).await;
+    let source = S3Datasets::new(S3Options {
+        endpoint_url: Some(format!("http://{proxy}")),
+        ..server.options()
+    });
+    let read = tokio::task::spawn_blocking(move || {
+        let mut object = source.open("datasets", "cut/data.jsonl").unwrap();
+        let mut read = Vec::new();
+        object.read_to_end(&mut read).map(|_| read)
+    })
+    .await
+    .unwrap();
+    let err = match read {
+        Ok(bytes) => panic!(
+            "{} bytes read of {}: the whole object was appended again",
+            bytes.len(),
+            data.len()
+        ),
+        Err(e) => e,
+    };
+    assert!(err.to_string().contains("did not resume it"), "{err}");
 }

@@ -43,6 +43,21 @@ pub(super) async fn get_from(
         request = request.range(format!("bytes={offset}-")).set_if_match(etag);
     }
     match request.send().await {
+        // A server or proxy that ignores the range answers with the whole
+        // object: appended after the bytes already read, its rows would be
+        // read twice.
+        Ok(output)
+            if offset > 0
+                && !output
+                    .content_range()
+                    .is_some_and(|r| r.starts_with(&format!("bytes {offset}-"))) =>
+        {
+            Err(ObjectSourceError::Refused(format!(
+                "the download broke off at byte {offset}, and the server did not resume it \
+                 there (it ignored the byte range; Content-Range {:?}); run again",
+                output.content_range().unwrap_or("absent")
+            )))
+        }
         Ok(output) => Ok(Body {
             etag: output.e_tag().map(str::to_string),
             stream: output.body,
