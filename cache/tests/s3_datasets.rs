@@ -146,12 +146,8 @@ struct Seen {
 
 /// A proxy to `upstream` that passes only `cut_after` bytes of its first
 /// connection's answers, then closes it; later connections pass whole.
-async fn cutting_proxy(upstream: SocketAddr, cut_after: usize) -> (SocketAddr, Arc<Seen>) {
-    proxy(upstream, cut_after, false).await
-}
-
-/// [`cutting_proxy`]; with `drop_range`, later requests lose their `Range`
-/// header, as through a proxy that ignores it: the whole object comes back.
+/// With `drop_range`, later requests lose their `Range` header, as through
+/// a proxy that ignores it: the whole object comes back.
 async fn proxy(
     upstream: SocketAddr,
     cut_after: usize,
@@ -218,8 +214,10 @@ async fn proxy(
     (addr, seen)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_download_cut_off_resumes_where_it_stopped() {
+/// Reads a 2 MiB object through a proxy that cuts the first connection
+/// after 300 KiB (and, with `drop_range`, strips later requests' `Range`):
+/// what was read, the object, and what the proxy saw.
+async fn read_through_cut(drop_range: bool) -> (std::io::Result<Vec<u8>>, Vec<u8>, Arc<Seen>) {
     let server = server();
     let store = bucket(&server, "datasets").await;
     let data = pattern(2 * 1024 * 1024 + 5);
@@ -227,7 +225,7 @@ async fn a_download_cut_off_resumes_where_it_stopped() {
         .put("cut/data.jsonl", Bytes::from(data.clone()))
         .await
         .unwrap();
-    let (proxy, seen) = cutting_proxy(server.addr(), 300 * 1024).await;
+    let (proxy, seen) = proxy(server.addr(), 300 * 1024, drop_range).await;
     let source = S3Datasets::new(S3Options {
         endpoint_url: Some(format!("http://{proxy}")),
         ..server.options()
@@ -238,8 +236,14 @@ async fn a_download_cut_off_resumes_where_it_stopped() {
         object.read_to_end(&mut read).map(|_| read)
     })
     .await
-    .unwrap()
-    .expect("resumed after the cut");
+    .unwrap();
+    (read, data, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_cut_off_resumes_where_it_stopped() {
+    let (read, data, seen) = read_through_cut(false).await;
+    let read = read.expect("resumed after the cut");
     assert!(read == data, "{} bytes read of {}", read.len(), data.len());
     assert!(
         seen.connections.load(Ordering::SeqCst) >= 2,
@@ -252,25 +256,7 @@ async fn a_download_cut_off_resumes_where_it_stopped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_the_server_does_not_honour_is_an_error_not_repeated_rows() {
-    let server = server();
-    let store = bucket(&server, "datasets").await;
-    let data = pattern(2 * 1024 * 1024 + 5);
-    store
-        .put("cut/data.jsonl", Bytes::from(data.clone()))
-        .await
-        .unwrap();
-    let (proxy, _) = proxy(server.addr(), 300 * 1024, true).await;
-    let source = S3Datasets::new(S3Options {
-        endpoint_url: Some(format!("http://{proxy}")),
-        ..server.options()
-    });
-    let read = tokio::task::spawn_blocking(move || {
-        let mut object = source.open("datasets", "cut/data.jsonl").unwrap();
-        let mut read = Vec::new();
-        object.read_to_end(&mut read).map(|_| read)
-    })
-    .await
-    .unwrap();
+    let (read, data, _) = read_through_cut(true).await;
     let err = match read {
         Ok(bytes) => panic!(
             "{} bytes read of {}: the whole object was appended again",

@@ -55,6 +55,12 @@ pub(crate) fn job_state(text: &str) -> Result<JobState, StoreError> {
 
 /// A failed job's `error_kind` read from the database; an unknown one means
 /// a corrupt row.
+/// A nullable `error_kind` column: `None` for jobs that never failed (or
+/// failed before the column existed).
+pub(crate) fn failure_kind_of(text: Option<String>) -> Result<Option<FailureKind>, StoreError> {
+    text.as_deref().map(failure_kind).transpose()
+}
+
 pub(crate) fn failure_kind(text: &str) -> Result<FailureKind, StoreError> {
     FailureKind::parse(text).ok_or_else(|| StoreError::Corrupt {
         table: "jobs",

@@ -29,11 +29,12 @@ pub struct Grader {
     label_scores: BTreeMap<String, f64>,
 }
 
-/// A number as a verdict writes it: `7`, `-2`, `8.5`.
-fn number_regex() -> Regex {
+/// A number as a verdict writes it: `7`, `-2`, `8.5`; compiled once, as
+/// every verdict of a job is read with it.
+static NUMBER: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
     // A fixed, valid expression: compiling it cannot fail.
     Regex::new(r"-?\d+(?:\.\d+)?").unwrap_or_else(|_| unreachable!())
-}
+});
 
 impl Grader {
     /// The grader of a validated judge metric; `field` names it in errors.
@@ -85,7 +86,7 @@ impl Grader {
                     .parse::<f64>()
                     .ok()
             } else {
-                number_regex()
+                NUMBER
                     .find_iter(text)
                     .last()
                     .and_then(|m| m.as_str().parse::<f64>().ok())

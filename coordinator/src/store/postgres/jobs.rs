@@ -8,7 +8,9 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{int, job_state_of, retry_busy, small, PostgresStore, SHARD_BATCH};
-use crate::store::rows::{count, failure_kind, job_counts, job_state, job_state_str, shard_state};
+use crate::store::rows::{
+    count, failure_kind_of, job_counts, job_state, job_state_str, shard_state,
+};
 use crate::store::{JobRecord, JobStore, NewJob, NewShard, PlanTotals, ShardRecord, StoreError};
 
 fn job_from_row(row: &PgRow) -> Result<JobRecord, StoreError> {
@@ -21,11 +23,7 @@ fn job_from_row(row: &PgRow) -> Result<JobRecord, StoreError> {
         priority: row.try_get("priority")?,
         state: job_state(&row.try_get::<String, _>("state")?)?,
         error: row.try_get("error")?,
-        error_kind: row
-            .try_get::<Option<String>, _>("error_kind")?
-            .as_deref()
-            .map(failure_kind)
-            .transpose()?,
+        error_kind: failure_kind_of(row.try_get("error_kind")?)?,
         counts: job_counts(row)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,

@@ -8,7 +8,9 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{add_usage, from_ms, ms, parse_uuid, SqliteStore};
-use crate::store::rows::{count, failure_kind, job_counts, job_state, job_state_str, shard_state};
+use crate::store::rows::{
+    count, failure_kind_of, job_counts, job_state, job_state_str, shard_state,
+};
 use crate::store::{JobRecord, JobStore, NewJob, NewShard, PlanTotals, ShardRecord, StoreError};
 
 fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
@@ -25,11 +27,7 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
         priority: i32::try_from(row.try_get::<i64, _>("priority")?).unwrap_or(0),
         state: job_state(&row.try_get::<String, _>("state")?)?,
         error: row.try_get("error")?,
-        error_kind: row
-            .try_get::<Option<String>, _>("error_kind")?
-            .as_deref()
-            .map(failure_kind)
-            .transpose()?,
+        error_kind: failure_kind_of(row.try_get("error_kind")?)?,
         counts: job_counts(row)?,
         created_at: from_ms(row.try_get("created_at")?),
         updated_at: from_ms(row.try_get("updated_at")?),

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{ms, parse_uuid, SqliteStore};
 use crate::store::judge::{ChildJob, JudgeStage, JudgeStore, NewJudgeItem, ReadyJudgeItem};
-use crate::store::rows::{failure_kind, job_state};
+use crate::store::rows::{failure_kind_of, job_state};
 use crate::store::StoreError;
 
 fn int(v: u64) -> i64 {
@@ -218,11 +218,7 @@ impl JudgeStore for SqliteStore {
                     name: r.try_get("name")?,
                     state: job_state(&r.try_get::<String, _>("state")?)?,
                     error: r.try_get("error")?,
-                    error_kind: r
-                        .try_get::<Option<String>, _>("error_kind")?
-                        .as_deref()
-                        .map(failure_kind)
-                        .transpose()?,
+                    error_kind: failure_kind_of(r.try_get("error_kind")?)?,
                 })
             })
             .collect()
