@@ -54,10 +54,7 @@ fn load_spec_blocking(
         Err(e) => return Err(Failure::usage(anyhow::anyhow!("{}: {e}", path.display()))),
     }
     // An engine judge's verdicts are keyed by its own model's fingerprint.
-    for (i, metric) in spec.metrics.iter_mut().enumerate() {
-        let Some(judge) = metric.model.as_deref_mut() else {
-            continue;
-        };
+    for (i, judge) in spec.judge_models_mut() {
         match worker::backend::engine::resolve_model(judge) {
             Ok(Some(model)) => eprintln!(
                 "judge of metrics[{i}]: model {} (fingerprint {})",
@@ -79,12 +76,7 @@ fn load_spec_blocking(
     worker::backend::engine::check_chat_template(&spec)
         .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", path.display())))?;
     // The same for an engine judge, which is sent chat messages.
-    for (i, judge) in spec
-        .metrics
-        .iter()
-        .enumerate()
-        .filter_map(|(i, m)| Some((i, m.model.as_deref()?)))
-    {
+    for (i, judge) in spec.judge_models() {
         let mut as_job = spec.clone();
         as_job.model = judge.clone();
         as_job.task.kind = jobs::spec::TaskKind::Generate;

@@ -35,10 +35,7 @@ pub async fn run(args: RunArgs) -> CmdResult {
     env.map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", args.job.display())))?;
     // Judges run unless the job makes no inference at all.
     let judges = spec
-        .metrics
-        .iter()
-        .enumerate()
-        .filter_map(|(i, m)| Some((i, m.model.as_deref()?)))
+        .judge_models()
         .filter(|_| spec.model.backend != BackendKind::None);
     for (i, judge) in judges {
         let in_judge = |e: &dyn std::fmt::Display| {

@@ -22,3 +22,22 @@ pub struct JobSpec {
     #[serde(default)]
     pub sharding: ShardingSpec,
 }
+
+impl JobSpec {
+    /// The judge models of the job's judge metrics, with each metric's
+    /// position in `metrics` (for messages naming `metrics[i]`).
+    pub fn judge_models(&self) -> impl Iterator<Item = (usize, &ModelSpec)> {
+        self.metrics
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| Some((i, m.model.as_deref()?)))
+    }
+
+    /// [`JobSpec::judge_models`], to fill in (paths, fingerprints).
+    pub fn judge_models_mut(&mut self) -> impl Iterator<Item = (usize, &mut ModelSpec)> {
+        self.metrics
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, m)| Some((i, m.model.as_deref_mut()?)))
+    }
+}

@@ -89,10 +89,8 @@ impl JobSpec {
         };
         resolve_model(&mut self.model);
         // Judge models' files are the job file's too.
-        for metric in &mut self.metrics {
-            if let Some(judge) = metric.model.as_deref_mut() {
-                resolve_model(judge);
-            }
+        for (_, judge) in self.judge_models_mut() {
+            resolve_model(judge);
         }
     }
 }
